@@ -1,0 +1,378 @@
+package tsdbstore
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// The event log is a directory of numbered segment files. Each record is
+//
+//	u32 body length | u32 CRC-32C of body | body
+//
+// and the body is a fixed header followed by the event's JSON:
+//
+//	i64 arrival µs | i64 TSDB ms | u64 series hash | u8 slot | u8 flags |
+//	[u8 id length | id, when flags has flagClientID] | JSON
+//
+// Records are only appended. A crash can tear the last record of the last
+// segment; Open finds the first record that does not check out and cuts the
+// file there.
+
+const (
+	recordHeaderLen = 8
+	bodyFixedLen    = 8 + 8 + 8 + 1 + 1
+	flagClientID    = 1 << 0
+	segmentSuffix   = ".seg"
+	// maxRecordBody bounds one record so a corrupt length is recognised.
+	maxRecordBody = 64 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorrupt marks a log record that fails its checks.
+var ErrCorrupt = errors.New("corrupt event log record")
+
+// Record is one decoded log record. JSON aliases the reader's buffer and is
+// valid only during the callback that receives it.
+type Record struct {
+	ArrivalUs  int64
+	Ms         int64
+	SeriesHash uint64
+	Slot       uint8
+	ClientID   string // set when the client chose the event id
+	JSON       []byte
+	Pos        Position
+}
+
+// Position addresses a record: its segment and byte offset.
+type Position struct {
+	Segment int
+	Offset  int64
+}
+
+// Less orders positions in log order.
+func (p Position) Less(q Position) bool {
+	return p.Segment < q.Segment || (p.Segment == q.Segment && p.Offset < q.Offset)
+}
+
+// appendRecord encodes one record onto b.
+func appendRecord(b []byte, arrivalUs, ms int64, seriesHash uint64, slot uint8, clientID string, json []byte) []byte {
+	bodyLen := bodyFixedLen + len(json)
+	var flags byte
+	if clientID != "" {
+		flags |= flagClientID
+		bodyLen += 1 + len(clientID)
+	}
+	start := len(b)
+	b = binary.LittleEndian.AppendUint32(b, uint32(bodyLen))
+	b = binary.LittleEndian.AppendUint32(b, 0) // CRC, filled below
+	body := len(b)
+	b = binary.LittleEndian.AppendUint64(b, uint64(arrivalUs))
+	b = binary.LittleEndian.AppendUint64(b, uint64(ms))
+	b = binary.LittleEndian.AppendUint64(b, seriesHash)
+	b = append(b, slot, flags)
+	if clientID != "" {
+		b = append(b, byte(len(clientID)))
+		b = append(b, clientID...)
+	}
+	b = append(b, json...)
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(b[body:], castagnoli))
+	return b
+}
+
+func decodeBody(body []byte, rec *Record) error {
+	if len(body) < bodyFixedLen {
+		return fmt.Errorf("%w: body of %d bytes", ErrCorrupt, len(body))
+	}
+	rec.ArrivalUs = int64(binary.LittleEndian.Uint64(body[0:]))
+	rec.Ms = int64(binary.LittleEndian.Uint64(body[8:]))
+	rec.SeriesHash = binary.LittleEndian.Uint64(body[16:])
+	rec.Slot = body[24]
+	flags := body[25]
+	rest := body[bodyFixedLen:]
+	rec.ClientID = ""
+	if flags&flagClientID != 0 {
+		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
+			return fmt.Errorf("%w: truncated event id", ErrCorrupt)
+		}
+		rec.ClientID = string(rest[1 : 1+int(rest[0])])
+		rest = rest[1+int(rest[0]):]
+	}
+	rec.JSON = rest
+	return nil
+}
+
+// eventLog appends to the newest segment. Appends are serialised by the
+// Store; reads may run concurrently and see only complete records.
+type eventLog struct {
+	dir         string
+	segmentSize int64
+	logger      *slog.Logger
+
+	mu      sync.RWMutex // guards the fields below for readers
+	current *os.File
+	seg     int
+	size    int64 // bytes of complete records in the current segment
+	first   int   // oldest segment number
+}
+
+func segmentName(dir string, n int) string {
+	return filepath.Join(dir, fmt.Sprintf("%08d%s", n, segmentSuffix))
+}
+
+func listSegments(dir string) ([]int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var segs []int
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, segmentSuffix) {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSuffix(name, segmentSuffix))
+		if err != nil {
+			continue
+		}
+		segs = append(segs, n)
+	}
+	slices.Sort(segs)
+	return segs, nil
+}
+
+// openEventLog opens (or creates) the log in dir, cuts a torn tail, and calls
+// visit for every record in order so the caller can rebuild its state.
+func openEventLog(dir string, segmentSize int64, logger *slog.Logger, visit func(*Record) error) (*eventLog, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	segs, err := listSegments(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(segs) == 0 {
+		segs = []int{1}
+	}
+	l := &eventLog{dir: dir, segmentSize: segmentSize, logger: logger, first: segs[0]}
+	for i, n := range segs {
+		last := i == len(segs)-1
+		valid, err := scanSegment(segmentName(dir, n), 0, -1, visit)
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
+		if errors.Is(err, ErrCorrupt) {
+			if !last {
+				// Only the segment being written can tear; damage elsewhere
+				// is not ours to repair silently.
+				return nil, fmt.Errorf("segment %d: %w", n, err)
+			}
+			fi, _ := os.Stat(segmentName(dir, n))
+			logger.Warn("cutting torn tail of event log", "segment", segmentName(dir, n),
+				"valid_bytes", valid, "cut_bytes", fi.Size()-valid, "reason", err)
+			if err := os.Truncate(segmentName(dir, n), valid); err != nil {
+				return nil, fmt.Errorf("cut torn tail: %w", err)
+			}
+		}
+		if last {
+			f, err := os.OpenFile(segmentName(dir, n), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				return nil, err
+			}
+			l.current, l.seg, l.size = f, n, valid
+		}
+	}
+	return l, syncDir(dir)
+}
+
+// scanSegment reads records from offset start up to end (-1: to the end of
+// the file). It returns the offset after the last valid record; an error
+// wrapping ErrCorrupt means the rest of the file does not check out.
+func scanSegment(path string, start, end int64, visit func(*Record) error) (int64, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if start > 0 {
+		if _, err := f.Seek(start, io.SeekStart); err != nil {
+			return start, err
+		}
+	}
+	var r io.Reader = f
+	if end >= 0 {
+		r = io.LimitReader(f, end-start)
+	}
+	br := bufio.NewReaderSize(r, 1<<20)
+	var (
+		hdr  [recordHeaderLen]byte
+		body []byte
+		rec  Record
+		off  = start
+	)
+	rec.Pos.Segment = segmentNumber(path)
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return off, nil
+			}
+			return off, fmt.Errorf("%w: short header at offset %d", ErrCorrupt, off)
+		}
+		n := binary.LittleEndian.Uint32(hdr[0:])
+		sum := binary.LittleEndian.Uint32(hdr[4:])
+		if n < bodyFixedLen || n > maxRecordBody {
+			return off, fmt.Errorf("%w: bad length %d at offset %d", ErrCorrupt, n, off)
+		}
+		if cap(body) < int(n) {
+			body = make([]byte, n)
+		}
+		body = body[:n]
+		if _, err := io.ReadFull(br, body); err != nil {
+			return off, fmt.Errorf("%w: short body at offset %d", ErrCorrupt, off)
+		}
+		if crc32.Checksum(body, castagnoli) != sum {
+			return off, fmt.Errorf("%w: checksum mismatch at offset %d", ErrCorrupt, off)
+		}
+		if err := decodeBody(body, &rec); err != nil {
+			return off, err
+		}
+		rec.Pos.Offset = off
+		if visit != nil {
+			if err := visit(&rec); err != nil {
+				return off, err
+			}
+		}
+		off += recordHeaderLen + int64(n)
+	}
+}
+
+func segmentNumber(path string) int {
+	n, _ := strconv.Atoi(strings.TrimSuffix(filepath.Base(path), segmentSuffix))
+	return n
+}
+
+// write appends encoded records with one write call and returns the
+// position just after them. A failed or short write is cut back so the log
+// never holds a partial record in front of later ones.
+func (l *eventLog) write(buf []byte) (Position, error) {
+	l.mu.RLock()
+	f, size := l.current, l.size
+	l.mu.RUnlock()
+	if size > 0 && size+int64(len(buf)) > l.segmentSize {
+		if err := l.rotate(); err != nil {
+			return Position{}, err
+		}
+		l.mu.RLock()
+		f, size = l.current, l.size
+		l.mu.RUnlock()
+	}
+	if _, err := f.Write(buf); err != nil {
+		_ = f.Truncate(size)
+		return Position{}, fmt.Errorf("write event log: %w", err)
+	}
+	l.mu.Lock()
+	l.size = size + int64(len(buf))
+	pos := Position{Segment: l.seg, Offset: l.size}
+	l.mu.Unlock()
+	return pos, nil
+}
+
+func (l *eventLog) rotate() error {
+	if err := l.current.Sync(); err != nil {
+		return err
+	}
+	next, err := os.OpenFile(segmentName(l.dir, l.seg+1), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := syncDir(l.dir); err != nil {
+		next.Close()
+		return err
+	}
+	l.mu.Lock()
+	old := l.current
+	l.current, l.seg, l.size = next, l.seg+1, 0
+	l.mu.Unlock()
+	return old.Close()
+}
+
+// end is the position after the last complete record.
+func (l *eventLog) end() Position {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return Position{Segment: l.seg, Offset: l.size}
+}
+
+// readRange calls visit for every record from 'from' up to 'to'.
+func (l *eventLog) readRange(from, to Position, visit func(*Record) error) error {
+	l.mu.RLock()
+	first := l.first
+	l.mu.RUnlock()
+	if from.Segment < first {
+		from = Position{Segment: first}
+	}
+	for seg := from.Segment; seg <= to.Segment; seg++ {
+		start, end := int64(0), int64(-1)
+		if seg == from.Segment {
+			start = from.Offset
+		}
+		if seg == to.Segment {
+			end = to.Offset
+		}
+		if end >= 0 && start >= end {
+			continue
+		}
+		if _, err := scanSegment(segmentName(l.dir, seg), start, end, visit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sync fsyncs the current segment; the read lock keeps rotate from closing
+// it underneath.
+func (l *eventLog) sync() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.current == nil {
+		return nil
+	}
+	return l.current.Sync()
+}
+
+func (l *eventLog) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.current == nil {
+		return nil
+	}
+	err := l.current.Sync()
+	if cerr := l.current.Close(); err == nil {
+		err = cerr
+	}
+	l.current = nil
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,160 @@
+package tsdbstore
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+)
+
+// Metric names of the raw samples (SPEC §5).
+const (
+	MetricLatency          = "crucible_event_latency_seconds"
+	MetricCost             = "crucible_event_cost_usd"
+	MetricPromptTokens     = "crucible_event_prompt_tokens"
+	MetricCompletionTokens = "crucible_event_completion_tokens"
+	MetricSuccess          = "crucible_event_success"
+	MetricTrainLoss        = "crucible_train_loss"
+	MetricTrainAccuracy    = "crucible_train_accuracy"
+	MetricTrainLR          = "crucible_train_learning_rate"
+	MetricTrainGradNorm    = "crucible_train_gradient_norm"
+	// SlotLabel distinguishes events of one series in one millisecond.
+	SlotLabel = "slot"
+)
+
+const (
+	mLatency = iota
+	mCost
+	mPrompt
+	mCompletion
+	mSuccess
+	mLoss
+	mAccuracy
+	mLR
+	mGradNorm
+	numMetrics
+)
+
+// MetricNames lists the sample metrics in a fixed order.
+var MetricNames = [numMetrics]string{
+	MetricLatency, MetricCost, MetricPromptTokens, MetricCompletionTokens, MetricSuccess,
+	MetricTrainLoss, MetricTrainAccuracy, MetricTrainLR, MetricTrainGradNorm,
+}
+
+// seriesKey names a cached set of series: the label values and the slot.
+type seriesKey struct {
+	condition, event, model, provider string
+	slot                              uint8
+}
+
+// seriesRefs caches, per metric, the labels and the TSDB's reference.
+type seriesRefs struct {
+	lbls [numMetrics]labels.Labels
+	refs [numMetrics]storage.SeriesRef
+}
+
+func (s *Store) refsFor(e *event.Event, slot uint8) *seriesRefs {
+	k := seriesKey{e.Condition, e.EventName, e.Model.V, e.Provider.V, slot}
+	if r, ok := s.series[k]; ok {
+		return r
+	}
+	r := &seriesRefs{}
+	b := labels.NewBuilder(labels.EmptyLabels())
+	b.Set("experiment_id", s.opts.ExperimentID)
+	b.Set("condition", k.condition)
+	b.Set("event", k.event)
+	b.Set("model", k.model) // empty values drop the label
+	b.Set("provider", k.provider)
+	if slot > 0 {
+		b.Set(SlotLabel, strconv.Itoa(int(slot)))
+	}
+	for m, name := range MetricNames {
+		b.Set(labels.MetricName, name)
+		r.lbls[m] = b.Labels()
+	}
+	s.series[k] = r
+	return r
+}
+
+// appendSamples appends the numbers of one event at ms in its slot.
+func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, slot uint8) error {
+	r := s.refsFor(e, slot)
+	var errs []error
+	add := func(m int, v float64) {
+		ref, err := app.Append(r.refs[m], r.lbls[m], 0, ms, v, nil, nil, storage.AOptions{})
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		r.refs[m] = ref
+	}
+	cfg := s.opts.Metrics
+	if cfg.Latency && e.LatencyMs.Valid {
+		add(mLatency, e.LatencyMs.V/1000)
+	}
+	if cfg.Cost && e.CostUSD.Valid {
+		add(mCost, e.CostUSD.V)
+	}
+	if cfg.Tokens && e.Tokens != nil {
+		if e.Tokens.Prompt.Valid {
+			add(mPrompt, float64(e.Tokens.Prompt.V))
+		}
+		if e.Tokens.Completion.Valid {
+			add(mCompletion, float64(e.Tokens.Completion.V))
+		}
+	}
+	if cfg.SuccessRate && e.Success.Valid {
+		v := 0.0
+		if e.Success.V {
+			v = 1
+		}
+		add(mSuccess, v)
+	}
+	if tr := e.Training; tr != nil {
+		for _, f := range [...]struct {
+			m int
+			v event.Null[float64]
+		}{{mLoss, tr.Loss}, {mAccuracy, tr.Accuracy}, {mLR, tr.LearningRate}, {mGradNorm, tr.GradientNorm}} {
+			if f.v.Valid {
+				add(f.m, f.v.V)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unregisterer remembers what the TSDB registered so that closing the store
+// removes its metrics: two TSDBs on one registerer would otherwise collide.
+type unregisterer struct {
+	prometheus.Registerer
+	cs []prometheus.Collector
+}
+
+func newUnregisterer(r prometheus.Registerer) *unregisterer { return &unregisterer{Registerer: r} }
+
+func (u *unregisterer) Register(c prometheus.Collector) error {
+	if err := u.Registerer.Register(c); err != nil {
+		return err
+	}
+	u.cs = append(u.cs, c)
+	return nil
+}
+
+func (u *unregisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := u.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (u *unregisterer) unregisterAll() {
+	for _, c := range u.cs {
+		u.Registerer.Unregister(c)
+	}
+	u.cs = nil
+}

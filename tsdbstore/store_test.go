@@ -1,0 +1,345 @@
+package tsdbstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+)
+
+func testOptions(t testing.TB) Options {
+	return Options{
+		ExperimentID:     "exp",
+		OutOfOrderWindow: 10 * time.Minute,
+		SyncInterval:     time.Second,
+		DedupWindow:      time.Hour,
+		Metrics:          AllMetrics,
+		Registerer:       prometheus.NewRegistry(),
+		Logger:           slog.New(slog.DiscardHandler),
+	}
+}
+
+func openStore(t testing.TB, dir string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// llmEvent builds an enriched event with latency, cost, tokens and success.
+func llmEvent(tsUs int64, model string, latencyMs float64) *event.Event {
+	return &event.Event{
+		EventID: event.NewID(), ExperimentID: "exp", ExperimentName: "Exp", Condition: "control",
+		EventName: "req_llm.request.stop", Timestamp: tsUs,
+		LatencyMs: event.Some(latencyMs), CostUSD: event.Some(latencyMs / 1e4), Success: event.Some(latencyMs < 900),
+		Tokens: &event.Tokens{Prompt: event.Some(int64(10)), Completion: event.Some(int64(20)), Total: event.Some(int64(30))},
+		Model:  event.Some(model), Provider: event.Some("openai"), SampleWeight: 1,
+	}
+}
+
+// sampleCounts reads every sample back through a TSDB querier.
+func sampleCounts(t testing.TB, db *tsdb.DB) (map[string]int, map[string]float64) {
+	t.Helper()
+	q, err := db.Querier(math.MinInt64, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	counts, sums := map[string]int{}, map[string]float64{}
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, "crucible_.*"))
+	for set.Next() {
+		series := set.At()
+		name := series.Labels().Get(labels.MetricName)
+		it := series.Iterator(nil)
+		for it.Next() != 0 {
+			_, v := it.At()
+			counts[name]++
+			sums[name] += v
+		}
+		if it.Err() != nil {
+			t.Fatal(it.Err())
+		}
+	}
+	if set.Err() != nil {
+		t.Fatal(set.Err())
+	}
+	return counts, sums
+}
+
+func mustAppend(t testing.TB, s *Store, evs []*event.Event) []Result {
+	t.Helper()
+	res, err := s.Append(evs, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func countStatus(res []Result, st Status) int {
+	n := 0
+	for _, r := range res {
+		if r.Status == st {
+			n++
+		}
+	}
+	return n
+}
+
+// checkSamples asserts one sample per event per number, and that the values
+// add up to the events' values.
+func checkSamples(t *testing.T, db *tsdb.DB, evs []*event.Event) {
+	t.Helper()
+	counts, sums := sampleCounts(t, db)
+	var latSum float64
+	succ := 0
+	for _, e := range evs {
+		latSum += e.LatencyMs.V / 1000
+		if e.Success.V {
+			succ++
+		}
+	}
+	for _, m := range []string{MetricLatency, MetricCost, MetricPromptTokens, MetricCompletionTokens, MetricSuccess} {
+		if counts[m] != len(evs) {
+			t.Errorf("%s: %d samples, want %d (one per event)", m, counts[m], len(evs))
+		}
+	}
+	if math.Abs(sums[MetricLatency]-latSum) > 1e-9*latSum {
+		t.Errorf("latency sum %v, want %v", sums[MetricLatency], latSum)
+	}
+	if int(sums[MetricSuccess]) != succ {
+		t.Errorf("success sum %v, want %d", sums[MetricSuccess], succ)
+	}
+}
+
+func TestSameMillisecondBursts(t *testing.T) {
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	for _, n := range []int{2, 50, MaxSlots, 250} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			s := openStore(t, t.TempDir(), testOptions(t))
+			defer s.Close()
+			var evs []*event.Event
+			for i := range n {
+				evs = append(evs, llmEvent(base+int64(i%3), "gpt-4", float64(100+i)))
+			}
+			res := mustAppend(t, s, evs)
+			if got := countStatus(res, Stored); got != n {
+				t.Fatalf("stored %d of %d", got, n)
+			}
+			checkSamples(t, s.DB(), evs)
+			if s.Count() != int64(n) {
+				t.Fatalf("count %d, want %d", s.Count(), n)
+			}
+		})
+	}
+}
+
+func TestOutOfOrderWithinWindow(t *testing.T) {
+	s := openStore(t, t.TempDir(), testOptions(t))
+	defer s.Close()
+	base := time.Now().Add(-5 * time.Minute).UnixMicro()
+	var evs []*event.Event
+	for i := range 3000 {
+		// 3000 events over two minutes, many sharing a millisecond.
+		evs = append(evs, llmEvent(base+int64(i/7)*40_000, []string{"gpt-4", "gpt-4o"}[i%2], float64(i%1000)))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+	// One shuffled batch (out of order inside a batch), then shuffled
+	// batches (out of order across batches).
+	mustAppend(t, s, evs[:1000])
+	for i := 1000; i < len(evs); i += 100 {
+		mustAppend(t, s, evs[i:i+100])
+	}
+	checkSamples(t, s.DB(), evs)
+}
+
+func TestTooOldRejected(t *testing.T) {
+	s := openStore(t, t.TempDir(), testOptions(t))
+	defer s.Close()
+	now := time.Now().UnixMicro()
+	mustAppend(t, s, []*event.Event{llmEvent(now, "gpt-4", 1)})
+	res := mustAppend(t, s, []*event.Event{llmEvent(now-int64(11*time.Minute/time.Microsecond), "gpt-4", 2)})
+	if res[0].Status != Rejected || !errors.Is(res[0].Err, ErrTooOld) {
+		t.Fatalf("got %+v, want ErrTooOld", res[0])
+	}
+	if s.Count() != 1 {
+		t.Fatalf("a rejected event was stored: count %d", s.Count())
+	}
+	checkSamples(t, s.DB(), []*event.Event{llmEvent(now, "gpt-4", 1)})
+}
+
+func TestDedup(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, testOptions(t))
+	e := llmEvent(time.Now().UnixMicro(), "gpt-4", 5)
+	e.EventID, e.ClientID = "client-1", true
+	twin := *e
+	res := mustAppend(t, s, []*event.Event{e, &twin})
+	if res[0].Status != Stored || res[1].Status != Duplicate {
+		t.Fatalf("got %+v", res)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir, testOptions(t))
+	defer s.Close()
+	again := *e
+	if res := mustAppend(t, s, []*event.Event{&again}); res[0].Status != Duplicate {
+		t.Fatalf("after reopen: %+v, want duplicate", res[0])
+	}
+	if s.Count() != 1 {
+		t.Fatalf("count %d", s.Count())
+	}
+}
+
+func TestReopenKeepsSlots(t *testing.T) {
+	dir := t.TempDir()
+	ts := time.Now().Add(-time.Minute).UnixMicro()
+	var all []*event.Event
+	for round := range 3 {
+		s := openStore(t, dir, testOptions(t))
+		var evs []*event.Event
+		for i := range 20 {
+			evs = append(evs, llmEvent(ts, "gpt-4", float64(round*100+i)))
+		}
+		mustAppend(t, s, evs)
+		all = append(all, evs...)
+		checkSamples(t, s.DB(), all)
+		if s.Count() != int64(len(all)) {
+			t.Fatalf("round %d: count %d, want %d", round, s.Count(), len(all))
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestTornTailIsCut(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		keep  int64
+		wreck func(t *testing.T, path string)
+	}{
+		{"half a record", 9, func(t *testing.T, path string) {
+			fi, _ := os.Stat(path)
+			if err := os.Truncate(path, fi.Size()-7); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"garbage appended", 10, func(t *testing.T, path string) {
+			f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+			f.Write([]byte{200, 0, 0, 0, 1, 2, 3})
+			f.Close()
+		}},
+		{"flipped byte", 9, func(t *testing.T, path string) {
+			b, _ := os.ReadFile(path)
+			b[len(b)-3] ^= 0xff
+			os.WriteFile(path, b, 0o644)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openStore(t, dir, testOptions(t))
+			now := time.Now().UnixMicro()
+			var evs []*event.Event
+			for i := range 10 {
+				evs = append(evs, llmEvent(now+int64(i*1000), "gpt-4", float64(i)))
+			}
+			mustAppend(t, s, evs[:9])
+			mustAppend(t, s, evs[9:])
+			s.Close()
+			tc.wreck(t, segmentName(filepath.Join(dir, "events"), 1))
+
+			var logs bytes.Buffer
+			opts := testOptions(t)
+			opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			s = openStore(t, dir, opts)
+			defer s.Close()
+			if s.Count() != tc.keep {
+				t.Fatalf("count after cut %d, want %d", s.Count(), tc.keep)
+			}
+			if !strings.Contains(logs.String(), "cutting torn tail") {
+				t.Fatalf("the cut was not logged: %s", logs.String())
+			}
+			// The log takes appends again after the cut.
+			mustAppend(t, s, []*event.Event{llmEvent(now+20_000, "gpt-4", 1)})
+			n := 0
+			if err := s.Scan(func(*Record) error { n++; return nil }); err != nil || int64(n) != tc.keep+1 {
+				t.Fatalf("scan: %d records, err %v", n, err)
+			}
+		})
+	}
+}
+
+func TestReplayRebuildsTSDB(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, testOptions(t))
+	now := time.Now().Add(-time.Minute).UnixMicro()
+	var evs []*event.Event
+	for i := range 500 {
+		evs = append(evs, llmEvent(now+int64(i%50)*1000, "gpt-4", float64(i)))
+	}
+	mustAppend(t, s, evs)
+	s.Close()
+	// Lose the TSDB and the replay position: the log alone rebuilds it.
+	os.RemoveAll(filepath.Join(dir, "tsdb"))
+	os.Remove(filepath.Join(dir, appliedFile))
+	s = openStore(t, dir, testOptions(t))
+	checkSamples(t, s.DB(), evs)
+	s.Close()
+	// Replaying on top of a TSDB that has everything adds nothing.
+	os.Remove(filepath.Join(dir, appliedFile))
+	s = openStore(t, dir, testOptions(t))
+	defer s.Close()
+	checkSamples(t, s.DB(), evs)
+}
+
+func TestRegistererReleasedOnClose(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	opts := testOptions(t)
+	opts.Registerer = reg
+	dir := t.TempDir()
+	for range 2 {
+		s := openStore(t, dir, opts)
+		mfs, _ := reg.Gather()
+		found := false
+		for _, mf := range mfs {
+			if strings.HasPrefix(mf.GetName(), "prometheus_tsdb_") && len(mf.GetMetric()) > 0 &&
+				mf.GetMetric()[0].GetLabel()[0].GetValue() == "exp" {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatal("no prometheus_tsdb_* metric with experiment_id")
+		}
+		s.Close()
+	}
+}
+
+func TestMetricsConfig(t *testing.T) {
+	opts := testOptions(t)
+	opts.Metrics = MetricsConfig{Latency: true}
+	s := openStore(t, t.TempDir(), opts)
+	defer s.Close()
+	mustAppend(t, s, []*event.Event{llmEvent(time.Now().UnixMicro(), "gpt-4", 3)})
+	counts, _ := sampleCounts(t, s.DB())
+	if counts[MetricLatency] != 1 || counts[MetricCost] != 0 || counts[MetricSuccess] != 0 {
+		t.Fatalf("counts %v: only latency is configured", counts)
+	}
+}
