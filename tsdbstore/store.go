@@ -472,4 +472,3 @@ func seriesHash(e *event.Event) uint64 {
 
 // Compile-time check that the TSDB implements the appender we use.
 var _ storage.AppendableV2 = (*tsdb.DB)(nil)
-
