@@ -1,0 +1,521 @@
+package experiment
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
+)
+
+// Options configure a Manager.
+type Options struct {
+	Dir    string            // --storage.path
+	Store  tsdbstore.Options // template for every experiment's store
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Manager owns every open experiment: their records, their stores, and the
+// routing of events to them.
+type Manager struct {
+	opts   Options
+	logger *slog.Logger
+
+	mu    sync.RWMutex
+	exps  map[string]*Experiment
+	ready atomic.Bool
+}
+
+// Experiment is one open experiment.
+type Experiment struct {
+	dir   string
+	store *tsdbstore.Store
+
+	mu  sync.Mutex // guards rec
+	rec Record
+
+	// capMu serialises ingest while stop_at_sample_size is in force, so the
+	// target is never overshot.
+	capMu sync.Mutex
+}
+
+const recordFile = "experiment.json"
+
+// NewManager returns a Manager; call Open to load the stored experiments.
+func NewManager(opts Options) *Manager {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Manager{opts: opts, logger: opts.Logger, exps: make(map[string]*Experiment)}
+}
+
+func (m *Manager) experimentsDir() string { return filepath.Join(m.opts.Dir, "experiments") }
+
+// Open loads every stored experiment and opens its storage. The Manager is
+// ready when it returns without error.
+func (m *Manager) Open() error {
+	if err := os.MkdirAll(m.experimentsDir(), 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(m.experimentsDir())
+	if err != nil {
+		return err
+	}
+	for _, ent := range entries {
+		if !ent.IsDir() || !IDPattern.MatchString(ent.Name()) {
+			continue
+		}
+		dir := filepath.Join(m.experimentsDir(), ent.Name())
+		b, err := os.ReadFile(filepath.Join(dir, recordFile))
+		if errors.Is(err, os.ErrNotExist) {
+			m.logger.Warn("skipping experiment directory without a record", "dir", dir)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var rec Record
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return fmt.Errorf("experiment %s: read %s: %w", ent.Name(), recordFile, err)
+		}
+		store, err := m.openStore(dir, rec.Spec)
+		if err != nil {
+			return fmt.Errorf("experiment %s: %w", rec.ID, err)
+		}
+		m.mu.Lock()
+		m.exps[rec.ID] = &Experiment{dir: dir, store: store, rec: rec}
+		m.mu.Unlock()
+		m.logger.Info("opened experiment", "id", rec.ID, "status", rec.Status, "events", store.Count())
+	}
+	m.ready.Store(true)
+	return nil
+}
+
+// Ready tells whether every stored experiment is open.
+func (m *Manager) Ready() bool { return m.ready.Load() }
+
+func (m *Manager) openStore(dir string, spec Spec) (*tsdbstore.Store, error) {
+	o := m.opts.Store
+	o.ExperimentID = spec.ID
+	o.Metrics = tsdbstore.MetricsConfig{
+		Latency: spec.MetricsConfig.Latency, Cost: spec.MetricsConfig.Cost,
+		SuccessRate: spec.MetricsConfig.SuccessRate, Tokens: spec.MetricsConfig.Tokens,
+	}
+	o.Logger = m.logger.With("experiment_id", spec.ID)
+	return tsdbstore.Open(dir, o)
+}
+
+func (m *Manager) lookup(id string) (*Experiment, error) {
+	if !m.Ready() {
+		return nil, ErrNotReady
+	}
+	m.mu.RLock()
+	x := m.exps[id]
+	m.mu.RUnlock()
+	if x == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return x, nil
+}
+
+// Create creates and starts an experiment. Creating the same experiment
+// again returns the existing record with created false; the same id with
+// different fields is a conflict.
+func (m *Manager) Create(req CreateRequest) (rec Record, created bool, err error) {
+	if !m.Ready() {
+		return Record{}, false, ErrNotReady
+	}
+	spec, err := req.Normalize()
+	if err != nil {
+		return Record{}, false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if x := m.exps[spec.ID]; x != nil {
+		r := x.record(m.opts.Now())
+		if !sameSpec(r.Spec, spec) {
+			return Record{}, false, &StateError{"exists", "experiment " + spec.ID + " exists with different fields"}
+		}
+		return r, false, nil
+	}
+	dir := filepath.Join(m.experimentsDir(), spec.ID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Record{}, false, err
+	}
+	r := Record{Spec: spec, Status: Running, StartedAt: m.opts.Now().UTC()}
+	store, err := m.openStore(dir, spec)
+	if err == nil {
+		err = writeRecord(dir, r)
+		if err != nil {
+			store.Close()
+		}
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return Record{}, false, err
+	}
+	x := &Experiment{dir: dir, store: store, rec: r}
+	m.exps[spec.ID] = x
+	m.logger.Info("created experiment", "id", spec.ID, "name", spec.Name, "condition", spec.Condition)
+	return x.record(m.opts.Now()), true, nil
+}
+
+// writeRecord replaces the record file atomically and durably.
+func writeRecord(dir string, r Record) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, recordFile+".tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, recordFile)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (x *Experiment) record(now time.Time) Record {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.rec.view(now, x.store.Count())
+}
+
+// Get returns an experiment's record.
+func (m *Manager) Get(id string) (Record, error) {
+	x, err := m.lookup(id)
+	if err != nil {
+		return Record{}, err
+	}
+	return x.record(m.opts.Now()), nil
+}
+
+// List returns the records, newest first, optionally filtered by status and tag.
+func (m *Manager) List(status Status, tag string) ([]Record, error) {
+	if !m.Ready() {
+		return nil, ErrNotReady
+	}
+	now := m.opts.Now()
+	m.mu.RLock()
+	out := make([]Record, 0, len(m.exps))
+	for _, x := range m.exps {
+		r := x.record(now)
+		if (status == "" || r.Status == status) && (tag == "" || slices.Contains(r.Tags, tag)) {
+			out = append(out, r)
+		}
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Record) int {
+		if c := b.StartedAt.Compare(a.StartedAt); c != 0 {
+			return c
+		}
+		return cmpString(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// transition applies a lifecycle change and persists it.
+func (m *Manager) transition(id string, apply func(r *Record, now time.Time) (bool, error)) (Record, error) {
+	x, err := m.lookup(id)
+	if err != nil {
+		return Record{}, err
+	}
+	now := m.opts.Now().UTC()
+	x.mu.Lock()
+	next := x.rec
+	changed, err := apply(&next, now)
+	if err == nil && changed {
+		if err = writeRecord(x.dir, next); err == nil {
+			x.rec = next
+		}
+	}
+	x.mu.Unlock()
+	if err != nil {
+		return Record{}, err
+	}
+	if changed {
+		m.logger.Info("experiment changed state", "id", id, "status", next.Status)
+	}
+	return x.record(now), nil
+}
+
+// Pause moves a running experiment to paused.
+func (m *Manager) Pause(id string) (Record, error) {
+	return m.transition(id, func(r *Record, now time.Time) (bool, error) { return true, r.pause(now) })
+}
+
+// Resume moves a paused experiment to running.
+func (m *Manager) Resume(id string) (Record, error) {
+	return m.transition(id, func(r *Record, now time.Time) (bool, error) { return true, r.resume(now) })
+}
+
+// Stop stops a running or paused experiment; stopping again changes nothing.
+func (m *Manager) Stop(id string) (Record, error) {
+	return m.transition(id, func(r *Record, now time.Time) (bool, error) { return r.stop(now), nil })
+}
+
+// Store returns an experiment's storage, for reading.
+func (m *Manager) Store(id string) (*tsdbstore.Store, error) {
+	x, err := m.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	return x.store, nil
+}
+
+// Close closes every experiment's storage.
+func (m *Manager) Close() error {
+	m.ready.Store(false)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for id, x := range m.exps {
+		if err := x.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close experiment %s: %w", id, err))
+		}
+	}
+	m.exps = map[string]*Experiment{}
+	return errors.Join(errs...)
+}
+
+// Rejection is one event that was not stored, and why.
+type Rejection struct {
+	Index int    `json:"index"`
+	Error string `json:"error"`
+}
+
+// IngestResult counts what happened to a request's events (SPEC §4.1).
+type IngestResult struct {
+	Accepted       int         `json:"accepted"`
+	Duplicates     int         `json:"duplicates"`
+	DroppedPaused  int         `json:"dropped_paused"`
+	DroppedSampled int         `json:"dropped_sampled"`
+	Rejected       []Rejection `json:"rejected"`
+	// Unpriced counts accepted events whose model has no price.
+	Unpriced int `json:"-"`
+}
+
+func (r *IngestResult) reject(i int, msg string) {
+	r.Rejected = append(r.Rejected, Rejection{Index: i, Error: msg})
+}
+
+type item struct {
+	index int
+	ev    *event.Event
+}
+
+// Ingest routes events to experiments and stores them: to pathID when set,
+// else to each event's experiment_id, else to every running experiment.
+// Entries of events that are nil were rejected by the caller. A routed-by-path
+// request to an unknown experiment is ErrNotFound, to a stopped one a
+// conflict; any other error is a storage failure.
+func (m *Manager) Ingest(pathID string, events []*event.Event, now time.Time) (IngestResult, error) {
+	res := IngestResult{Rejected: []Rejection{}}
+	if !m.Ready() {
+		return res, ErrNotReady
+	}
+	groups := map[*Experiment][]item{}
+	var order []*Experiment
+	add := func(x *Experiment, it item) {
+		if _, ok := groups[x]; !ok {
+			order = append(order, x)
+		}
+		groups[x] = append(groups[x], it)
+	}
+	if pathID != "" {
+		x, err := m.lookup(pathID)
+		if err != nil {
+			return res, err
+		}
+		x.mu.Lock()
+		st := x.rec.Status
+		x.mu.Unlock()
+		if st == Stopped || st == Archived {
+			return res, &StateError{"not_running", "experiment " + pathID + " is " + string(st) + " and takes no events"}
+		}
+		for i, e := range events {
+			if e != nil {
+				add(x, item{i, e})
+			}
+		}
+	} else {
+		var running []*Experiment
+		m.mu.RLock()
+		for i, e := range events {
+			if e == nil {
+				continue
+			}
+			if e.ExperimentID != "" {
+				if x := m.exps[e.ExperimentID]; x != nil {
+					add(x, item{i, e})
+				} else {
+					res.reject(i, "unknown experiment "+e.ExperimentID)
+				}
+				continue
+			}
+			if running == nil {
+				running = m.runningLocked()
+			}
+			if len(running) == 0 {
+				res.reject(i, "no experiment_id given and no experiment is running")
+				continue
+			}
+			for j, x := range running {
+				ev := e
+				if j > 0 {
+					c := *e
+					ev = &c
+				}
+				add(x, item{i, ev})
+			}
+		}
+		m.mu.RUnlock()
+	}
+	for _, x := range order {
+		if err := x.ingest(m, groups[x], now, &res); err != nil {
+			return res, err
+		}
+	}
+	slices.SortFunc(res.Rejected, func(a, b Rejection) int { return a.Index - b.Index })
+	return res, nil
+}
+
+func (m *Manager) runningLocked() []*Experiment {
+	out := []*Experiment{}
+	for _, x := range m.exps {
+		x.mu.Lock()
+		if x.rec.Status == Running {
+			out = append(out, x)
+		}
+		x.mu.Unlock()
+	}
+	return out
+}
+
+var sampleSeed = maphash.MakeSeed()
+
+// sampledIn decides whether an event is kept at rate. A client-chosen id
+// decides the same way every time, so a retried event is not re-sampled.
+func sampledIn(e *event.Event, rate float64) bool {
+	if rate >= 1 {
+		return true
+	}
+	var u uint64
+	if e.ClientID {
+		u = maphash.String(sampleSeed, e.EventID)
+	} else {
+		u = rand.Uint64()
+	}
+	return float64(u>>11)/(1<<53) < rate
+}
+
+func (x *Experiment) ingest(m *Manager, items []item, now time.Time, res *IngestResult) error {
+	x.mu.Lock()
+	spec, status := x.rec.Spec, x.rec.Status
+	x.mu.Unlock()
+	switch status {
+	case Paused:
+		res.DroppedPaused += len(items)
+		return nil
+	case Stopped, Archived:
+		for _, it := range items {
+			res.reject(it.index, "experiment "+spec.ID+" is "+string(status))
+		}
+		return nil
+	}
+	kept := items[:0:0]
+	for _, it := range items {
+		if !sampledIn(it.ev, spec.SamplingRate) {
+			res.DroppedSampled++
+			continue
+		}
+		e := it.ev
+		e.ExperimentID, e.ExperimentName, e.Condition, e.Tags = spec.ID, spec.Name, spec.Condition, spec.Tags
+		e.SampleWeight = 1 / spec.SamplingRate
+		kept = append(kept, it)
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	if spec.StopAtSampleSize && spec.SampleSize != nil {
+		x.capMu.Lock()
+		defer x.capMu.Unlock()
+		remaining := *spec.SampleSize - x.store.Count()
+		if remaining < int64(len(kept)) {
+			for _, it := range kept[max(remaining, 0):] {
+				res.reject(it.index, fmt.Sprintf("experiment %s reached its sample_size of %d and stopped", spec.ID, *spec.SampleSize))
+			}
+			kept = kept[:max(remaining, 0)]
+		}
+	}
+	evs := make([]*event.Event, len(kept))
+	for i, it := range kept {
+		evs[i] = it.ev
+	}
+	results, err := x.store.Append(evs, now)
+	if err != nil {
+		return err
+	}
+	for i, r := range results {
+		switch r.Status {
+		case tsdbstore.Stored:
+			res.Accepted++
+			if evs[i].Unpriced {
+				res.Unpriced++
+			}
+		case tsdbstore.Duplicate:
+			res.Duplicates++
+		case tsdbstore.Rejected:
+			res.reject(kept[i].index, r.Err.Error())
+		}
+	}
+	if spec.StopAtSampleSize && spec.SampleSize != nil && x.store.Count() >= *spec.SampleSize {
+		if _, err := m.Stop(spec.ID); err != nil {
+			return err
+		}
+		m.logger.Info("experiment reached its sample size", "id", spec.ID, "sample_size", *spec.SampleSize)
+	}
+	return nil
+}
+

@@ -1,0 +1,289 @@
+package experiment
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+	"github.com/crucible-telemetry/crucible-telemetry/pricing"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newManager(t *testing.T, dir string, c *clock) *Manager {
+	t.Helper()
+	m := NewManager(Options{
+		Dir: dir, Now: c.now, Logger: slog.New(slog.DiscardHandler),
+		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour,
+			Registerer: prometheus.NewRegistry()},
+	})
+	if err := m.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func create(t *testing.T, m *Manager, body string) Record {
+	t.Helper()
+	req, err := DecodeCreateRequest([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := m.Create(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func events(t *testing.T, n int, extra string) []*event.Event {
+	t.Helper()
+	out := make([]*event.Event, n)
+	for i := range out {
+		e, err := event.Parse([]byte(fmt.Sprintf(`{"event_name":"req_llm.request.stop","latency_ms":%d%s}`, i+1, extra)), time.Now(), pricing.Default())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = e
+	}
+	return out
+}
+
+func TestCreateDefaultsAndIdempotency(t *testing.T) {
+	m := newManager(t, t.TempDir(), &clock{time.Now()})
+	r := create(t, m, `{"name":"A"}`)
+	if len(r.ID) != 16 || r.Condition != "default" || r.SamplingRate != 1 || !r.MetricsConfig.Latency ||
+		r.Status != Running || string(r.Metadata) != "{}" || r.Tags == nil {
+		t.Fatalf("defaults not applied: %+v", r)
+	}
+	body := `{"id":"ab-1","name":"A","tags":["x"],"metadata":{"b":1, "a":2}}`
+	create(t, m, body)
+	req, _ := DecodeCreateRequest([]byte(`{"id":"ab-1","name":"A","tags":["x"],"metadata":{"a":2,"b":1}}`))
+	if _, created, err := m.Create(req); err != nil || created {
+		t.Fatalf("same fields again: created=%v err=%v, want existing record", created, err)
+	}
+	req, _ = DecodeCreateRequest([]byte(`{"id":"ab-1","name":"B"}`))
+	var se *StateError
+	if _, _, err := m.Create(req); !errors.As(err, &se) || se.Code != "exists" || !errors.Is(err, ErrConflict) {
+		t.Fatalf("different fields: err = %v, want conflict", err)
+	}
+}
+
+func TestCreateInvalid(t *testing.T) {
+	m := newManager(t, t.TempDir(), &clock{time.Now()})
+	for _, body := range []string{
+		`{}`, `{"name":""}`, `{"name":"a","id":"-bad"}`, `{"name":"a","id":"has space"}`,
+		`{"name":"a","sampling_rate":0}`, `{"name":"a","sampling_rate":1.5}`, `{"name":"a","sample_size":0}`,
+		`{"name":"a","stop_at_sample_size":true}`, `{"name":"a","metadata":[1]}`, `{"name":"a","bogus":1}`,
+		`{"name":"` + strings.Repeat("x", 257) + `"}`, `[]`,
+	} {
+		req, err := DecodeCreateRequest([]byte(body))
+		if err == nil {
+			_, _, err = m.Create(req)
+		}
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", body, err)
+		}
+	}
+	if l, _ := m.List("", ""); len(l) != 0 {
+		t.Fatalf("invalid creates stored %d experiments", len(l))
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	c := &clock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	dir := t.TempDir()
+	m := newManager(t, dir, c)
+	create(t, m, `{"id":"e","name":"E"}`)
+	steps := []struct {
+		op      func(string) (Record, error)
+		advance time.Duration
+		code    string
+		status  Status
+	}{
+		{m.Resume, 0, "not_paused", Running},
+		{m.Pause, 10 * time.Second, "", Paused},
+		{m.Pause, 0, "already_paused", Paused},
+		{m.Resume, 5 * time.Second, "", Running},
+		{m.Pause, 10 * time.Second, "", Paused},
+		{m.Stop, 20 * time.Second, "", Stopped},
+		{m.Stop, time.Second, "", Stopped},
+		{m.Pause, 0, "not_running", Stopped},
+		{m.Resume, 0, "not_paused", Stopped},
+	}
+	for i, s := range steps {
+		c.t = c.t.Add(s.advance)
+		r, err := s.op("e")
+		var se *StateError
+		if s.code != "" {
+			if !errors.As(err, &se) || se.Code != s.code {
+				t.Fatalf("step %d: err = %v, want %s", i, err, s.code)
+			}
+			continue
+		}
+		if err != nil || r.Status != s.status {
+			t.Fatalf("step %d: %v %v", i, r.Status, err)
+		}
+	}
+	r, _ := m.Get("e")
+	// started at 0; paused 10s..15s and 25s..45s; stopped at 45s.
+	if r.PauseCount != 2 || r.PausedSeconds != 25 || r.ActiveSeconds != 20 || r.StoppedAt == nil {
+		t.Fatalf("bookkeeping: %+v", r)
+	}
+	m.Close()
+	m2 := newManager(t, dir, c)
+	r2, err := m2.Get("e")
+	if err != nil || r2.Status != Stopped || r2.PausedSeconds != 25 {
+		t.Fatalf("after reopen: %+v %v", r2, err)
+	}
+	if _, err := m2.Get("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestIngestRouting(t *testing.T) {
+	m := newManager(t, t.TempDir(), &clock{time.Now()})
+	create(t, m, `{"id":"a","name":"A","condition":"control"}`)
+	create(t, m, `{"id":"b","name":"B","condition":"treatment"}`)
+	create(t, m, `{"id":"p","name":"P"}`)
+	m.Pause("p")
+
+	// No path, no experiment_id: every running experiment.
+	res, err := m.Ingest("", events(t, 3, ""), time.Now())
+	if err != nil || res.Accepted != 6 {
+		t.Fatalf("fan-out: %+v %v", res, err)
+	}
+	// The event's experiment_id.
+	evs := events(t, 3, `,"experiment_id":"b"`)
+	evs[2].ExperimentID = "missing"
+	res, _ = m.Ingest("", evs, time.Now())
+	if res.Accepted != 2 || len(res.Rejected) != 1 || res.Rejected[0].Index != 2 {
+		t.Fatalf("by experiment_id: %+v", res)
+	}
+	// The path wins over the event's experiment_id.
+	res, _ = m.Ingest("a", events(t, 2, `,"experiment_id":"b"`), time.Now())
+	if res.Accepted != 2 {
+		t.Fatalf("by path: %+v", res)
+	}
+	ra, _ := m.Get("a")
+	rb, _ := m.Get("b")
+	if ra.EventsStored != 5 || rb.EventsStored != 5 {
+		t.Fatalf("stored a=%d b=%d, want 5 and 5", ra.EventsStored, rb.EventsStored)
+	}
+	// Paused drops, stopped rejects (409 by path).
+	res, _ = m.Ingest("p", events(t, 4, ""), time.Now())
+	if res.DroppedPaused != 4 || res.Accepted != 0 {
+		t.Fatalf("paused: %+v", res)
+	}
+	m.Stop("a")
+	if _, err := m.Ingest("a", events(t, 1, ""), time.Now()); !errors.Is(err, ErrConflict) {
+		t.Fatalf("stopped by path: %v", err)
+	}
+	res, _ = m.Ingest("", events(t, 1, `,"experiment_id":"a"`), time.Now())
+	if len(res.Rejected) != 1 || !strings.Contains(res.Rejected[0].Error, "stopped") {
+		t.Fatalf("stopped by id: %+v", res)
+	}
+	if _, err := m.Ingest("zzz", events(t, 1, ""), time.Now()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown path: %v", err)
+	}
+	// The stored event carries the experiment's fields.
+	got, _ := m.Events("b", Filter{})
+	var e event.Event
+	json.Unmarshal(got[0], &e)
+	if e.ExperimentID != "b" || e.ExperimentName != "B" || e.Condition != "treatment" || e.SampleWeight != 1 {
+		t.Fatalf("stored event: %+v", e)
+	}
+}
+
+func TestSamplingAndSampleSize(t *testing.T) {
+	m := newManager(t, t.TempDir(), &clock{time.Now()})
+	create(t, m, `{"id":"s","name":"S","sampling_rate":0.25}`)
+	res, _ := m.Ingest("s", events(t, 4000, ""), time.Now())
+	if res.Accepted+res.DroppedSampled != 4000 || res.Accepted < 800 || res.Accepted > 1200 {
+		t.Fatalf("sampling 0.25 of 4000: %+v", res)
+	}
+	got, _ := m.Events("s", Filter{Limit: 1})
+	var e event.Event
+	json.Unmarshal(got[0], &e)
+	if e.SampleWeight != 4 {
+		t.Fatalf("sample_weight %v, want 4", e.SampleWeight)
+	}
+
+	create(t, m, `{"id":"n","name":"N","sample_size":10,"stop_at_sample_size":true}`)
+	res, _ = m.Ingest("n", events(t, 7, ""), time.Now())
+	res2, _ := m.Ingest("n", events(t, 7, ""), time.Now())
+	r, _ := m.Get("n")
+	if res.Accepted != 7 || res2.Accepted != 3 || len(res2.Rejected) != 4 || r.Status != Stopped || r.EventsStored != 10 {
+		t.Fatalf("sample size: %+v %+v %+v", res, res2, r)
+	}
+}
+
+func TestEventsFilter(t *testing.T) {
+	m := newManager(t, t.TempDir(), &clock{time.Now()})
+	create(t, m, `{"id":"f","name":"F"}`)
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	var evs []*event.Event
+	for i := range 10 {
+		model := []string{"gpt-4", "claude-3-opus"}[i%2]
+		raw := fmt.Sprintf(`{"event_name":"req_llm.request.%s","timestamp":%d,"success":%v,"metadata":{"model":%q}}`,
+			[]string{"stop", "exception"}[i/8], base+int64(9-i)*1000, i%3 != 0, model)
+		e, err := event.Parse([]byte(raw), time.Now(), pricing.Default())
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, e)
+	}
+	if _, err := m.Ingest("f", evs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	yes, from, to := true, base+2000, base+5000
+	cases := []struct {
+		name string
+		f    Filter
+		n    int
+	}{
+		{"all", Filter{}, 10},
+		{"event", Filter{Event: "req_llm.request.exception"}, 2},
+		{"model", Filter{Model: "gpt-4"}, 5},
+		{"success", Filter{Success: &yes}, 6},
+		{"range inclusive", Filter{From: &from, To: &to}, 4},
+		{"last_n", Filter{LastN: 3}, 3},
+		{"limit", Filter{Limit: 4}, 4},
+		{"condition", Filter{Condition: "other"}, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := m.Events("f", c.f)
+			if err != nil || len(got) != c.n {
+				t.Fatalf("got %d events (%v), want %d", len(got), err, c.n)
+			}
+			prev := int64(-1)
+			for _, raw := range got {
+				var e event.Event
+				json.Unmarshal(raw, &e)
+				if e.Timestamp < prev {
+					t.Fatal("not ascending by timestamp")
+				}
+				prev = e.Timestamp
+			}
+			if c.name == "last_n" {
+				var e event.Event
+				json.Unmarshal(got[2], &e)
+				if e.Timestamp != base+9000 {
+					t.Fatalf("last_n must keep the newest: %d", e.Timestamp)
+				}
+			}
+		})
+	}
+}
