@@ -96,57 +96,86 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// AppendJSON appends the event's JSON encoding to b. It is the encoding of
-// the event log and of the API; hand-written because it runs once per
-// ingested event.
-func (e *Event) AppendJSON(b []byte) []byte {
+// AppendJSON appends the event's full JSON encoding (SPEC §4.3) to b:
+// every field, null when absent. Hand-written because it runs for every
+// event served.
+func (e *Event) AppendJSON(b []byte) []byte { return e.appendJSON(b, true) }
+
+// AppendStored appends the compact encoding kept in the event log: the
+// experiment's fields (the same for every event of an experiment) and absent
+// values are left out. DecodeStored reads it back.
+func (e *Event) AppendStored(b []byte) []byte { return e.appendJSON(b, false) }
+
+// DecodeStored reads an event written by AppendStored (or AppendJSON); the
+// caller sets the experiment's fields.
+func DecodeStored(data []byte, e *Event) error {
+	*e = Event{SampleWeight: 1}
+	return json.Unmarshal(data, e)
+}
+
+func (e *Event) appendJSON(b []byte, full bool) []byte {
 	b = append(b, `{"event_id":`...)
 	b = appendString(b, e.EventID)
-	b = append(b, `,"experiment_id":`...)
-	b = appendString(b, e.ExperimentID)
-	b = append(b, `,"experiment_name":`...)
-	b = appendString(b, e.ExperimentName)
-	b = append(b, `,"condition":`...)
-	b = appendString(b, e.Condition)
-	b = append(b, `,"tags":[`...)
-	for i, t := range e.Tags {
-		if i > 0 {
-			b = append(b, ',')
+	if full {
+		b = append(b, `,"experiment_id":`...)
+		b = appendString(b, e.ExperimentID)
+		b = append(b, `,"experiment_name":`...)
+		b = appendString(b, e.ExperimentName)
+		b = append(b, `,"condition":`...)
+		b = appendString(b, e.Condition)
+		b = append(b, `,"tags":[`...)
+		for i, t := range e.Tags {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, t)
 		}
-		b = appendString(b, t)
+		b = append(b, ']')
 	}
-	b = append(b, `],"event_name":`...)
+	b = append(b, `,"event_name":`...)
 	b = appendString(b, e.EventName)
 	b = append(b, `,"timestamp":`...)
 	b = strconv.AppendInt(b, e.Timestamp, 10)
-	b = append(b, `,"measurements":`...)
-	b = appendRaw(b, e.Measurements)
-	b = append(b, `,"metadata":`...)
-	b = appendRaw(b, e.Metadata)
-	b = append(b, `,"latency_ms":`...)
-	b = appendNullFloat(b, e.LatencyMs)
-	b = append(b, `,"cost_usd":`...)
-	b = appendNullFloat(b, e.CostUSD)
-	b = append(b, `,"success":`...)
-	switch {
-	case !e.Success.Valid:
-		b = append(b, "null"...)
-	case e.Success.V:
-		b = append(b, "true"...)
-	default:
-		b = append(b, "false"...)
+	if full || len(e.Measurements) > 0 {
+		b = append(b, `,"measurements":`...)
+		b = appendRaw(b, e.Measurements)
 	}
-	b = append(b, `,"tokens":`...)
-	if e.Tokens == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, `{"prompt":`...)
-		b = appendNullInt(b, e.Tokens.Prompt)
-		b = append(b, `,"completion":`...)
-		b = appendNullInt(b, e.Tokens.Completion)
-		b = append(b, `,"total":`...)
-		b = appendNullInt(b, e.Tokens.Total)
-		b = append(b, '}')
+	if full || len(e.Metadata) > 0 {
+		b = append(b, `,"metadata":`...)
+		b = appendRaw(b, e.Metadata)
+	}
+	if full || e.LatencyMs.Valid {
+		b = append(b, `,"latency_ms":`...)
+		b = appendNullFloat(b, e.LatencyMs)
+	}
+	if full || e.CostUSD.Valid {
+		b = append(b, `,"cost_usd":`...)
+		b = appendNullFloat(b, e.CostUSD)
+	}
+	if full || e.Success.Valid {
+		b = append(b, `,"success":`...)
+		switch {
+		case !e.Success.Valid:
+			b = append(b, "null"...)
+		case e.Success.V:
+			b = append(b, "true"...)
+		default:
+			b = append(b, "false"...)
+		}
+	}
+	if full || e.Tokens != nil {
+		b = append(b, `,"tokens":`...)
+		if e.Tokens == nil {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, `{"prompt":`...)
+			b = appendNullInt(b, e.Tokens.Prompt)
+			b = append(b, `,"completion":`...)
+			b = appendNullInt(b, e.Tokens.Completion)
+			b = append(b, `,"total":`...)
+			b = appendNullInt(b, e.Tokens.Total)
+			b = append(b, '}')
+		}
 	}
 	for _, f := range [...]struct {
 		key string
@@ -155,8 +184,10 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		{`,"session_id":`, e.SessionID}, {`,"user_id":`, e.UserID}, {`,"sample_id":`, e.SampleID},
 		{`,"cohort":`, e.Cohort}, {`,"model":`, e.Model}, {`,"provider":`, e.Provider},
 	} {
-		b = append(b, f.key...)
-		b = appendNullString(b, f.v)
+		if full || f.v.Valid {
+			b = append(b, f.key...)
+			b = appendNullString(b, f.v)
+		}
 	}
 	if tr := e.Training; tr != nil {
 		b = append(b, `,"epoch":`...)
@@ -174,8 +205,10 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = append(b, `,"checkpoint_path":`...)
 		b = appendNullString(b, tr.CheckpointPath)
 	}
-	b = append(b, `,"sample_weight":`...)
-	b = appendFloat(b, e.SampleWeight)
+	if full || e.SampleWeight != 1 {
+		b = append(b, `,"sample_weight":`...)
+		b = appendFloat(b, e.SampleWeight)
+	}
 	return append(b, '}')
 }
 

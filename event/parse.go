@@ -8,12 +8,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"regexp"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	json "github.com/goccy/go-json"
+	"github.com/valyala/fastjson"
 
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
 )
@@ -30,82 +29,31 @@ const MaxEventIDLen = 128
 // maxExactInt is the largest integer a float64 holds exactly (2^53).
 const maxExactInt = 1 << 53
 
-var segmentRE = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
-
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
 
-// input is the client's event before enrichment (SPEC §4.2).
-type input struct {
-	EventName    json.RawMessage `json:"event_name"`
-	ExperimentID *string         `json:"experiment_id"`
-	EventID      *string         `json:"event_id"`
-	Timestamp    json.RawMessage `json:"timestamp"`
-	Measurements json.RawMessage `json:"measurements"`
-	Metadata     json.RawMessage `json:"metadata"`
-	LatencyMs    *float64        `json:"latency_ms"`
-	CostUSD      *float64        `json:"cost_usd"`
-	Success      *bool           `json:"success"`
+// Decoder parses client events (SPEC §4.2) with one pass of a reusable JSON
+// parser. Events it returns share its arena, so a Decoder serves one request
+// at a time; Reset it (or take a fresh one) for the next.
+type Decoder struct {
+	p      fastjson.Parser
+	arena  []byte
+	intern map[string]string
 }
 
-// known holds the fields of metadata and measurements that enrichment reads.
-// Both objects are stored verbatim; this is only a view of them.
-type known struct {
-	Model     *string         `json:"model"`
-	Provider  *string         `json:"provider"`
-	SessionID *idValue        `json:"session_id"`
-	UserID    *idValue        `json:"user_id"`
-	SampleID  *idValue        `json:"sample_id"`
-	Cohort    *idValue        `json:"cohort"`
-	Tokens    *tokensIn       `json:"tokens"`
-	Cost      *float64        `json:"cost"`
-	Error     json.RawMessage `json:"error"`
-	Exception json.RawMessage `json:"exception"`
-	Status    json.RawMessage `json:"status"`
-	Response  json.RawMessage `json:"response"`
+var decoderPool = sync.Pool{New: func() any { return &Decoder{intern: make(map[string]string)} }}
 
-	Duration         *float64 `json:"duration"`
-	Start            *float64 `json:"start"`
-	Stop             *float64 `json:"stop"`
-	PromptTokens     *float64 `json:"prompt_tokens"`
-	CompletionTokens *float64 `json:"completion_tokens"`
+// GetDecoder takes a Decoder from a pool. Events it decodes share its arena:
+// call PutDecoder only when they are no longer used.
+func GetDecoder() *Decoder { d := decoderPool.Get().(*Decoder); d.arena = d.arena[:0]; return d }
 
-	Epoch          *float64 `json:"epoch"`
-	Batch          *float64 `json:"batch"`
-	Loss           *float64 `json:"loss"`
-	Accuracy       *float64 `json:"accuracy"`
-	LearningRate   *float64 `json:"learning_rate"`
-	GradientNorm   *float64 `json:"gradient_norm"`
-	CheckpointPath *string  `json:"checkpoint_path"`
-}
-
-type tokensIn struct {
-	Prompt     *float64 `json:"prompt"`
-	Input      *float64 `json:"input"`
-	Completion *float64 `json:"completion"`
-	Output     *float64 `json:"output"`
-	Total      *float64 `json:"total"`
-	Cached     *float64 `json:"cached"`
-}
-
-// idValue is an identifier that clients send as a string or a number.
-type idValue string
-
-func (v *idValue) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*v = idValue(s)
-		return nil
+// PutDecoder returns d to the pool.
+func PutDecoder(d *Decoder) {
+	if cap(d.arena) > 32<<20 {
+		d.arena = nil // let an outsized arena go
 	}
-	if _, err := strconv.ParseFloat(string(b), 64); err != nil {
-		return errors.New("must be a string or a number")
-	}
-	*v = idValue(b)
-	return nil
+	decoderPool.Put(d)
 }
 
 // Parse decodes one client event, validates it and computes the enriched
@@ -113,216 +61,320 @@ func (v *idValue) UnmarshalJSON(b []byte) error {
 // receipt. The returned event's ExperimentID is the one the client named
 // (maybe empty); the caller sets the experiment's fields.
 func Parse(data []byte, now time.Time, prices *pricing.Table) (*Event, error) {
-	var in input
-	if err := json.Unmarshal(data, &in); err != nil {
-		return nil, invalid("%s", decodeMessage(err))
-	}
+	d := GetDecoder()
+	defer PutDecoder(d)
 	e := &Event{}
-	if err := in.fill(e, now, prices); err != nil {
+	if err := d.ParseInto(e, data, now, prices); err != nil {
 		return nil, err
 	}
+	// The event outlives the pooled decoder: give it its own bytes.
+	e.Metadata, e.Measurements = bytes.Clone(e.Metadata), bytes.Clone(e.Measurements)
 	return e, nil
 }
 
-// decodeMessage turns a decoder error into a message for the client.
-func decodeMessage(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		field := te.Field
-		if field == "" {
-			return fmt.Sprintf("expected a JSON object, got %s", te.Value)
-		}
-		return fmt.Sprintf("field %q: cannot use %s as %s", field, te.Value, typeName(te.Type.String()))
+// str returns b as a string, sharing one copy of short repeated values
+// (model and provider names, conditions).
+func (d *Decoder) str(b []byte) string {
+	if len(b) > 64 {
+		return string(b)
 	}
-	return "malformed JSON: " + err.Error()
+	if s, ok := d.intern[string(b)]; ok {
+		return s
+	}
+	if len(d.intern) >= 4096 {
+		clear(d.intern)
+	}
+	s := string(b)
+	d.intern[s] = s
+	return s
 }
 
-func typeName(goType string) string {
-	switch strings.TrimPrefix(goType, "*") {
-	case "float64", "int64":
-		return "a number"
-	case "string", "event.idValue":
+// raw re-encodes v compactly into the arena.
+func (d *Decoder) raw(v *fastjson.Value) []byte {
+	start := len(d.arena)
+	d.arena = v.MarshalTo(d.arena)
+	return d.arena[start:len(d.arena):len(d.arena)]
+}
+
+func typeName(t fastjson.Type) string {
+	switch t {
+	case fastjson.TypeString:
 		return "a string"
-	case "bool":
-		return "a boolean"
-	case "event.tokensIn", "event.known":
+	case fastjson.TypeNumber:
+		return "a number"
+	case fastjson.TypeObject:
 		return "an object"
+	case fastjson.TypeArray:
+		return "an array"
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		return "a boolean"
 	}
-	return goType
+	return "null"
 }
 
-func (in *input) fill(e *Event, now time.Time, prices *pricing.Table) error {
-	name, err := parseEventName(in.EventName)
+func wrongType(path string, v *fastjson.Value, want string) error {
+	return invalid("field %q: cannot use %s as %s", path, typeName(v.Type()), want)
+}
+
+func present(v *fastjson.Value) bool { return v != nil && v.Type() != fastjson.TypeNull }
+
+// number reads an optional finite number; prefix+key names it in errors.
+func number(o *fastjson.Object, key, prefix string) (float64, bool, error) {
+	if o == nil {
+		return 0, false, nil
+	}
+	v := o.Get(key)
+	if !present(v) {
+		return 0, false, nil
+	}
+	if v.Type() != fastjson.TypeNumber {
+		return 0, false, wrongType(prefix+key, v, "a number")
+	}
+	f, err := v.Float64()
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, false, invalid("%s must be a finite number", prefix+key)
+	}
+	return f, true, nil
+}
+
+// text reads an optional string.
+func (d *Decoder) text(o *fastjson.Object, key, prefix string) (Null[string], error) {
+	if o == nil {
+		return Null[string]{}, nil
+	}
+	v := o.Get(key)
+	if !present(v) {
+		return Null[string]{}, nil
+	}
+	if v.Type() != fastjson.TypeString {
+		return Null[string]{}, wrongType(prefix+key, v, "a string")
+	}
+	b, _ := v.StringBytes()
+	return Some(d.str(b)), nil
+}
+
+// id reads an identifier that clients send as a string or a number.
+func (d *Decoder) id(o *fastjson.Object, key string) (Null[string], error) {
+	if o == nil {
+		return Null[string]{}, nil
+	}
+	v := o.Get(key)
+	if !present(v) {
+		return Null[string]{}, nil
+	}
+	switch v.Type() {
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		return Some(string(b)), nil
+	case fastjson.TypeNumber:
+		return Some(string(v.MarshalTo(nil))), nil
+	}
+	return Null[string]{}, wrongType("metadata."+key, v, "a string or a number")
+}
+
+// object reads an optional JSON object.
+func object(o *fastjson.Object, key, path string) (*fastjson.Object, *fastjson.Value, error) {
+	v := o.Get(key)
+	if !present(v) {
+		return nil, nil, nil
+	}
+	obj, err := v.Object()
 	if err != nil {
+		return nil, nil, invalid("%s must be a JSON object", path)
+	}
+	return obj, v, nil
+}
+
+// ParseInto is Parse writing into e, with the Decoder's parser and arena.
+func (d *Decoder) ParseInto(e *Event, data []byte, now time.Time, prices *pricing.Table) error {
+	v, err := d.p.ParseBytes(data)
+	if err != nil {
+		return invalid("malformed JSON: %v", err)
+	}
+	o, err := v.Object()
+	if err != nil {
+		return invalid("expected a JSON object, got %s", typeName(v.Type()))
+	}
+	*e = Event{}
+
+	if e.EventName, err = parseEventName(o.Get("event_name")); err != nil {
 		return err
 	}
-	e.EventName = name
-
-	if in.ExperimentID != nil {
-		e.ExperimentID = *in.ExperimentID
+	if s, err := d.text(o, "experiment_id", ""); err != nil {
+		return err
+	} else if s.Valid {
+		e.ExperimentID = s.V
 	}
-	if in.EventID != nil {
-		id := *in.EventID
-		if id == "" || len(id) > MaxEventIDLen || strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return invalid("event_id must be 1-%d printable characters", MaxEventIDLen)
+	if id := o.Get("event_id"); present(id) {
+		b, err := id.StringBytes()
+		if err != nil || len(b) == 0 || len(b) > MaxEventIDLen || strings.ContainsFunc(string(b), func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return invalid("event_id must be a string of 1-%d printable characters", MaxEventIDLen)
 		}
-		e.EventID, e.ClientID = id, true
+		e.EventID, e.ClientID = string(b), true
 	} else {
 		e.EventID = NewID()
 	}
+	if e.Timestamp, err = parseTimestamp(o.Get("timestamp"), now); err != nil {
+		return err
+	}
 
-	e.Timestamp, err = parseTimestamp(in.Timestamp, now)
+	meta, metaV, err := object(o, "metadata", "metadata")
 	if err != nil {
 		return err
 	}
-
-	var meta, meas known
-	if e.Metadata, err = decodeObject("metadata", in.Metadata, &meta); err != nil {
+	meas, measV, err := object(o, "measurements", "measurements")
+	if err != nil {
 		return err
 	}
-	if e.Measurements, err = decodeObject("measurements", in.Measurements, &meas); err != nil {
-		return err
+	if metaV != nil {
+		e.Metadata = d.raw(metaV)
+	}
+	if measV != nil {
+		e.Measurements = d.raw(measV)
 	}
 
 	// latency_ms: explicit, else duration (ns), else stop - start (ns).
-	switch {
-	case in.LatencyMs != nil:
-		if err := nonNegative("latency_ms", *in.LatencyMs); err != nil {
-			return err
-		}
-		e.LatencyMs = Some(*in.LatencyMs)
-	case meas.Duration != nil:
-		if err := nonNegative("measurements.duration", *meas.Duration); err != nil {
-			return err
-		}
-		e.LatencyMs = Some(*meas.Duration / 1e6)
-	case meas.Start != nil && meas.Stop != nil:
-		d := *meas.Stop - *meas.Start
-		if d < 0 {
-			return invalid("measurements.stop is before measurements.start")
-		}
-		e.LatencyMs = Some(d / 1e6)
-	}
-
-	if err := fillTokens(e, &meta, &meas); err != nil {
+	if lat, ok, err := number(o, "latency_ms", ""); err != nil {
 		return err
-	}
-
-	e.Model = nullString(meta.Model)
-	e.Provider = nullString(meta.Provider)
-	e.SessionID = nullID(meta.SessionID)
-	e.UserID = nullID(meta.UserID)
-	e.SampleID = nullID(meta.SampleID)
-	e.Cohort = nullID(meta.Cohort)
-
-	// cost_usd: explicit, metadata.cost, tokens × price, measurements.cost.
-	switch {
-	case in.CostUSD != nil:
-		if err := nonNegative("cost_usd", *in.CostUSD); err != nil {
-			return err
+	} else if ok {
+		if lat < 0 {
+			return invalid("latency_ms must be >= 0, got %v", lat)
 		}
-		e.CostUSD = Some(*in.CostUSD)
-	case meta.Cost != nil:
-		if err := nonNegative("metadata.cost", *meta.Cost); err != nil {
-			return err
+		e.LatencyMs = Some(lat)
+	} else if dur, ok, err := number(meas, "duration", "measurements."); err != nil {
+		return err
+	} else if ok {
+		if dur < 0 {
+			return invalid("measurements.duration must be >= 0, got %v", dur)
 		}
-		e.CostUSD = Some(*meta.Cost)
-	default:
-		priced := false
-		if e.Tokens != nil && e.Model.Valid {
-			var cached int64
-			if meta.Tokens != nil && meta.Tokens.Cached != nil {
-				c, err := count("metadata.tokens.cached", *meta.Tokens.Cached)
-				if err != nil {
-					return err
-				}
-				cached = c
-			}
-			if usd, ok := prices.Cost(e.Model.V, e.Tokens.Prompt.V, e.Tokens.Completion.V, cached); ok {
-				e.CostUSD, priced = Some(usd), true
-			} else {
-				e.Unpriced = true
-			}
-		}
-		if !priced && meas.Cost != nil {
-			if err := nonNegative("measurements.cost", *meas.Cost); err != nil {
-				return err
-			}
-			e.CostUSD, e.Unpriced = Some(*meas.Cost), false
-		}
-	}
-
-	e.Success = deriveSuccess(in.Success, &meta, &meas, name)
-
-	if strings.HasPrefix(name, "crucible_train.") {
-		tr, err := training(&meta, &meas)
+		e.LatencyMs = Some(dur / 1e6)
+	} else {
+		start, okStart, err := number(meas, "start", "measurements.")
 		if err != nil {
 			return err
 		}
-		e.Training = tr
+		stop, okStop, err := number(meas, "stop", "measurements.")
+		if err != nil {
+			return err
+		}
+		if okStart && okStop {
+			if stop < start {
+				return invalid("measurements.stop is before measurements.start")
+			}
+			e.LatencyMs = Some((stop - start) / 1e6)
+		}
+	}
+
+	cached, err := d.fillTokens(e, meta, meas)
+	if err != nil {
+		return err
+	}
+	if e.Model, err = d.text(meta, "model", "metadata."); err != nil {
+		return err
+	}
+	if e.Provider, err = d.text(meta, "provider", "metadata."); err != nil {
+		return err
+	}
+	for _, f := range [...]struct {
+		key string
+		dst *Null[string]
+	}{{"session_id", &e.SessionID}, {"user_id", &e.UserID}, {"sample_id", &e.SampleID}, {"cohort", &e.Cohort}} {
+		if *f.dst, err = d.id(meta, f.key); err != nil {
+			return err
+		}
+	}
+
+	if err := fillCost(e, o, meta, meas, cached, prices); err != nil {
+		return err
+	}
+	if e.Success, err = deriveSuccess(o, meta, meas, e.EventName); err != nil {
+		return err
+	}
+	if strings.HasPrefix(e.EventName, "crucible_train.") {
+		if e.Training, err = d.training(meta, meas); err != nil {
+			return err
+		}
 	}
 	e.SampleWeight = 1
 	return nil
 }
 
-func parseEventName(raw json.RawMessage) (string, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
+func parseEventName(v *fastjson.Value) (string, error) {
+	if !present(v) {
 		return "", invalid("event_name is required")
 	}
-	var segs []string
-	switch raw[0] {
-	case '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", invalid("event_name: %v", err)
+	switch v.Type() {
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		if t, ok := knownByName[string(b)]; ok {
+			return t.Name, nil
 		}
-		segs = strings.Split(s, ".")
-	case '[':
-		if err := json.Unmarshal(raw, &segs); err != nil {
-			return "", invalid("event_name must be a string or a list of strings")
+		name := string(b)
+		if err := checkSegments(strings.Split(name, ".")); err != nil {
+			return "", err
 		}
-	default:
-		return "", invalid("event_name must be a string or a list of strings")
-	}
-	if len(segs) < 1 || len(segs) > 8 {
-		return "", invalid("event_name must have 1 to 8 segments, got %d", len(segs))
-	}
-	for _, s := range segs {
-		if !segmentRE.MatchString(s) {
-			return "", invalid("event_name segment %q must match [A-Za-z0-9_]+", s)
+		return name, nil
+	case fastjson.TypeArray:
+		items, _ := v.Array()
+		segs := make([]string, len(items))
+		for i, it := range items {
+			b, err := it.StringBytes()
+			if err != nil {
+				return "", invalid("event_name must be a string or a list of strings")
+			}
+			segs[i] = string(b)
 		}
+		if err := checkSegments(segs); err != nil {
+			return "", err
+		}
+		return strings.Join(segs, "."), nil
 	}
-	return strings.Join(segs, "."), nil
+	return "", invalid("event_name must be a string or a list of strings")
 }
 
-func parseTimestamp(raw json.RawMessage, now time.Time) (int64, error) {
-	raw = bytes.TrimSpace(raw)
+func checkSegments(segs []string) error {
+	if len(segs) < 1 || len(segs) > 8 {
+		return invalid("event_name must have 1 to 8 segments, got %d", len(segs))
+	}
+	for _, s := range segs {
+		ok := s != ""
+		for i := 0; i < len(s) && ok; i++ {
+			c := s[i]
+			ok = c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+		}
+		if !ok {
+			return invalid("event_name segment %q must match [A-Za-z0-9_]+", s)
+		}
+	}
+	return nil
+}
+
+func parseTimestamp(v *fastjson.Value, now time.Time) (int64, error) {
 	nowUs := now.UnixMicro()
-	if len(raw) == 0 || string(raw) == "null" {
+	if !present(v) {
 		return nowUs, nil
 	}
 	var ts int64
-	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return 0, invalid("timestamp: %v", err)
-		}
-		t, err := time.Parse(time.RFC3339Nano, s)
+	switch v.Type() {
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		t, err := time.Parse(time.RFC3339Nano, string(b))
 		if err != nil {
-			return 0, invalid("timestamp %q is not RFC 3339", s)
+			return 0, invalid("timestamp %q is not RFC 3339", b)
 		}
 		ts = t.UnixMicro()
-	} else {
-		v, err := strconv.ParseInt(string(raw), 10, 64)
+	case fastjson.TypeNumber:
+		n, err := v.Int64()
 		if err != nil {
-			f, ferr := strconv.ParseFloat(string(raw), 64)
+			f, ferr := v.Float64()
 			if ferr != nil || f != math.Trunc(f) || math.Abs(f) > maxExactInt {
 				return 0, invalid("timestamp must be integer microseconds since the epoch or an RFC 3339 string")
 			}
-			v = int64(f)
+			n = int64(f)
 		}
-		ts = v
+		ts = n
+	default:
+		return 0, wrongType("timestamp", v, "microseconds or an RFC 3339 string")
 	}
 	if ts < 0 {
 		return 0, invalid("timestamp must not be before 1970")
@@ -333,79 +385,80 @@ func parseTimestamp(raw json.RawMessage, now time.Time) (int64, error) {
 	return ts, nil
 }
 
-// decodeObject checks that raw is a JSON object (or absent/null) and reads
-// the known fields out of it. It returns the object to store.
-func decodeObject(field string, raw json.RawMessage, into *known) (json.RawMessage, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	if raw[0] != '{' {
-		return nil, invalid("%s must be a JSON object", field)
-	}
-	if err := json.Unmarshal(raw, into); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return nil, invalid("%s.%s: cannot use %s as %s", field, te.Field, te.Value, typeName(te.Type.String()))
-		}
-		return nil, invalid("%s: %v", field, err)
-	}
-	return raw, nil
-}
-
-func nonNegative(field string, v float64) error {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return invalid("%s must be a finite number", field)
-	}
+func count(path string, v float64) (int64, error) {
 	if v < 0 {
-		return invalid("%s must be >= 0, got %v", field, v)
-	}
-	return nil
-}
-
-func count(field string, v float64) (int64, error) {
-	if err := nonNegative(field, v); err != nil {
-		return 0, err
+		return 0, invalid("%s must be >= 0, got %v", path, v)
 	}
 	if v != math.Trunc(v) || v > maxExactInt {
-		return 0, invalid("%s must be a whole number, got %v", field, v)
+		return 0, invalid("%s must be a whole number, got %v", path, v)
 	}
 	return int64(v), nil
 }
 
-func firstOf(a, b *float64) *float64 {
-	if a != nil {
-		return a
+// firstNumber reads the first present key of keys.
+func firstNumber(o *fastjson.Object, prefix string, keys ...string) (float64, bool, error) {
+	for _, k := range keys {
+		f, ok, err := number(o, k, prefix)
+		if err != nil || ok {
+			return f, ok, err
+		}
 	}
-	return b
+	return 0, false, nil
 }
 
-func fillTokens(e *Event, meta, meas *known) error {
-	var prompt, completion, total *float64
-	var where string
-	if t := meta.Tokens; t != nil {
-		prompt, completion, total = firstOf(t.Prompt, t.Input), firstOf(t.Completion, t.Output), t.Total
-		where = "metadata.tokens"
+// fillTokens sets e.Tokens and returns the count of cached prompt tokens.
+func (d *Decoder) fillTokens(e *Event, meta, meas *fastjson.Object) (int64, error) {
+	type side struct {
+		v  float64
+		ok bool
 	}
-	if prompt == nil && completion == nil && total == nil {
-		prompt, completion = meas.PromptTokens, meas.CompletionTokens
+	var prompt, completion, total, cached side
+	where := "metadata.tokens"
+	var err error
+	if meta != nil {
+		tok, _, err := object(meta, "tokens", "metadata.tokens")
+		if err != nil {
+			return 0, err
+		}
+		if tok != nil {
+			if prompt.v, prompt.ok, err = firstNumber(tok, "metadata.tokens.", "prompt", "input"); err != nil {
+				return 0, err
+			}
+			if completion.v, completion.ok, err = firstNumber(tok, "metadata.tokens.", "completion", "output"); err != nil {
+				return 0, err
+			}
+			if total.v, total.ok, err = number(tok, "total", "metadata.tokens."); err != nil {
+				return 0, err
+			}
+			if cached.v, cached.ok, err = number(tok, "cached", "metadata.tokens."); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if !prompt.ok && !completion.ok && !total.ok {
 		where = "measurements"
+		if prompt.v, prompt.ok, err = number(meas, "prompt_tokens", "measurements."); err != nil {
+			return 0, err
+		}
+		if completion.v, completion.ok, err = number(meas, "completion_tokens", "measurements."); err != nil {
+			return 0, err
+		}
 	}
-	if prompt == nil && completion == nil && total == nil {
-		return nil
+	if !prompt.ok && !completion.ok && !total.ok {
+		return 0, nil
 	}
 	tok := &Tokens{}
-	for _, f := range []struct {
+	for _, f := range [...]struct {
 		name string
-		v    *float64
+		s    side
 		dst  *Null[int64]
 	}{{"prompt", prompt, &tok.Prompt}, {"completion", completion, &tok.Completion}, {"total", total, &tok.Total}} {
-		if f.v == nil {
+		if !f.s.ok {
 			continue
 		}
-		n, err := count(where+" "+f.name, *f.v)
+		n, err := count(where+" "+f.name, f.s.v)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		*f.dst = Some(n)
 	}
@@ -413,100 +466,149 @@ func fillTokens(e *Event, meta, meas *known) error {
 		tok.Total = Some(tok.Prompt.V + tok.Completion.V)
 	}
 	e.Tokens = tok
+	var c int64
+	if cached.ok {
+		if c, err = count(where+" cached", cached.v); err != nil {
+			return 0, err
+		}
+	}
+	return c, nil
+}
+
+// fillCost: explicit cost_usd, metadata.cost, tokens × price, measurements.cost.
+func fillCost(e *Event, o, meta, meas *fastjson.Object, cached int64, prices *pricing.Table) error {
+	for _, src := range [...]struct {
+		o           *fastjson.Object
+		key, prefix string
+	}{{o, "cost_usd", ""}, {meta, "cost", "metadata."}} {
+		c, ok, err := number(src.o, src.key, src.prefix)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if c < 0 {
+				return invalid("%s must be >= 0, got %v", src.prefix+src.key, c)
+			}
+			e.CostUSD = Some(c)
+			return nil
+		}
+	}
+	if e.Tokens != nil && e.Model.Valid {
+		if usd, ok := prices.Cost(e.Model.V, e.Tokens.Prompt.V, e.Tokens.Completion.V, cached); ok {
+			e.CostUSD = Some(usd)
+			return nil
+		}
+		e.Unpriced = true
+	}
+	c, ok, err := number(meas, "cost", "measurements.")
+	if err != nil {
+		return err
+	}
+	if ok {
+		if c < 0 {
+			return invalid("measurements.cost must be >= 0, got %v", c)
+		}
+		e.CostUSD, e.Unpriced = Some(c), false
+	}
 	return nil
 }
 
-func present(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return len(raw) > 0 && string(raw) != "null"
-}
-
-func statusOf(raw json.RawMessage) string {
-	var s string
-	if len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &s) == nil {
-		return strings.ToLower(s)
+func status(o *fastjson.Object) string {
+	if o == nil {
+		return ""
+	}
+	v := o.Get("status")
+	if v == nil || v.Type() != fastjson.TypeString {
+		return ""
+	}
+	b, _ := v.StringBytes()
+	switch {
+	case strings.EqualFold(string(b), "ok"):
+		return "ok"
+	case strings.EqualFold(string(b), "error"):
+		return "error"
 	}
 	return ""
 }
 
 // deriveSuccess applies SPEC §4.3's rules in order.
-func deriveSuccess(explicit *bool, meta, meas *known, name string) Null[bool] {
-	if explicit != nil {
-		return Some(*explicit)
+func deriveSuccess(o, meta, meas *fastjson.Object, name string) (Null[bool], error) {
+	if v := o.Get("success"); present(v) {
+		switch v.Type() {
+		case fastjson.TypeTrue:
+			return Some(true), nil
+		case fastjson.TypeFalse:
+			return Some(false), nil
+		}
+		return Null[bool]{}, wrongType("success", v, "a boolean")
 	}
-	if present(meta.Error) || present(meta.Exception) {
-		return Some(false)
+	if meta != nil && (present(meta.Get("error")) || present(meta.Get("exception"))) {
+		return Some(false), nil
 	}
-	for _, raw := range []json.RawMessage{meas.Status, meta.Status} {
-		switch statusOf(raw) {
+	for _, obj := range [...]*fastjson.Object{meas, meta} {
+		switch status(obj) {
 		case "ok":
-			return Some(true)
+			return Some(true), nil
 		case "error":
-			return Some(false)
+			return Some(false), nil
 		}
 	}
 	if name == "exception" || strings.HasSuffix(name, ".exception") {
-		return Some(false)
+		return Some(false), nil
 	}
-	if present(meta.Response) {
-		return Some(true)
+	if meta != nil && present(meta.Get("response")) {
+		return Some(true), nil
 	}
-	return Null[bool]{}
+	return Null[bool]{}, nil
 }
 
-func training(meta, meas *known) (*Training, error) {
+// training lifts the training fields, metadata first, then measurements.
+func (d *Decoder) training(meta, meas *fastjson.Object) (*Training, error) {
 	tr := &Training{}
-	ints := []struct {
-		name   string
-		m1, m2 *float64
-		dst    *Null[int64]
-	}{{"epoch", meta.Epoch, meas.Epoch, &tr.Epoch}, {"batch", meta.Batch, meas.Batch, &tr.Batch}}
-	for _, f := range ints {
-		if v := firstOf(f.m1, f.m2); v != nil {
-			n, err := count(f.name, *v)
+	lookup := func(key string) (float64, bool, error) {
+		if f, ok, err := number(meta, key, "metadata."); err != nil || ok {
+			return f, ok, err
+		}
+		return number(meas, key, "measurements.")
+	}
+	for _, f := range [...]struct {
+		key string
+		dst *Null[int64]
+	}{{"epoch", &tr.Epoch}, {"batch", &tr.Batch}} {
+		v, ok, err := lookup(f.key)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			n, err := count(f.key, v)
 			if err != nil {
 				return nil, err
 			}
 			*f.dst = Some(n)
 		}
 	}
-	floats := []struct {
-		name   string
-		m1, m2 *float64
-		dst    *Null[float64]
-	}{
-		{"loss", meta.Loss, meas.Loss, &tr.Loss}, {"accuracy", meta.Accuracy, meas.Accuracy, &tr.Accuracy},
-		{"learning_rate", meta.LearningRate, meas.LearningRate, &tr.LearningRate},
-		{"gradient_norm", meta.GradientNorm, meas.GradientNorm, &tr.GradientNorm},
-	}
-	for _, f := range floats {
-		if v := firstOf(f.m1, f.m2); v != nil {
-			if math.IsNaN(*v) || math.IsInf(*v, 0) {
-				return nil, invalid("%s must be a finite number", f.name)
-			}
-			*f.dst = Some(*v)
+	for _, f := range [...]struct {
+		key string
+		dst *Null[float64]
+	}{{"loss", &tr.Loss}, {"accuracy", &tr.Accuracy}, {"learning_rate", &tr.LearningRate}, {"gradient_norm", &tr.GradientNorm}} {
+		v, ok, err := lookup(f.key)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			*f.dst = Some(v)
 		}
 	}
-	if meta.CheckpointPath != nil {
-		tr.CheckpointPath = Some(*meta.CheckpointPath)
-	} else if meas.CheckpointPath != nil {
-		tr.CheckpointPath = Some(*meas.CheckpointPath)
+	var err error
+	if tr.CheckpointPath, err = d.text(meta, "checkpoint_path", "metadata."); err != nil {
+		return nil, err
+	}
+	if !tr.CheckpointPath.Valid {
+		if tr.CheckpointPath, err = d.text(meas, "checkpoint_path", "measurements."); err != nil {
+			return nil, err
+		}
 	}
 	return tr, nil
-}
-
-func nullString(p *string) Null[string] {
-	if p == nil {
-		return Null[string]{}
-	}
-	return Some(*p)
-}
-
-func nullID(p *idValue) Null[string] {
-	if p == nil {
-		return Null[string]{}
-	}
-	return Some(string(*p))
 }
 
 // NewID returns 32 random hex characters (128 bits).

@@ -2,6 +2,7 @@ package event
 
 import (
 	"errors"
+	"github.com/valyala/fastjson"
 	"math"
 	"reflect"
 	"strings"
@@ -206,6 +207,9 @@ func compactRaw(t *testing.T, e *Event) Event {
 }
 
 func compact(t *testing.T, raw []byte) json.RawMessage {
+	if len(raw) == 0 {
+		return nil
+	}
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
 		t.Fatal(err)
@@ -269,8 +273,30 @@ func TestKnownTypes(t *testing.T) {
 			t.Fatalf("duplicate %s", k.Name)
 		}
 		seen[k.Name] = true
-		if _, err := parseEventName([]byte(`"` + k.Name + `"`)); err != nil {
+		if _, err := parseEventName(fastjson.MustParse(`"` + k.Name + `"`)); err != nil {
 			t.Fatalf("known name %s is not valid: %v", k.Name, err)
+		}
+	}
+}
+
+func TestStoredRoundTrip(t *testing.T) {
+	for _, in := range []string{
+		`{"event_name":"x"}`,
+		`{"event_name":"req_llm.request.stop","measurements":{"duration":5},"metadata":{"model":"gpt-4","tokens":{"prompt":1},"session_id":"s","response":"r"}}`,
+		`{"event_name":"crucible_train.batch.stop","metadata":{"loss":0.5}}`,
+	} {
+		e, err := Parse([]byte(in), testNow, testPrices)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.SampleWeight = 2
+		var back Event
+		if err := DecodeStored(e.AppendStored(nil), &back); err != nil {
+			t.Fatal(err)
+		}
+		back.ClientID, back.Unpriced = e.ClientID, e.Unpriced
+		if !reflect.DeepEqual(compactRaw(t, &back), compactRaw(t, e)) {
+			t.Fatalf("stored round trip of %s differs:\n got %+v\nwant %+v", in, back, *e)
 		}
 	}
 }

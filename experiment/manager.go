@@ -110,7 +110,7 @@ func (m *Manager) Ready() bool { return m.ready.Load() }
 
 func (m *Manager) openStore(dir string, spec Spec) (*tsdbstore.Store, error) {
 	o := m.opts.Store
-	o.ExperimentID = spec.ID
+	o.ExperimentID, o.Condition = spec.ID, spec.Condition
 	o.Metrics = tsdbstore.MetricsConfig{
 		Latency: spec.MetricsConfig.Latency, Cost: spec.MetricsConfig.Cost,
 		SuccessRate: spec.MetricsConfig.SuccessRate, Tokens: spec.MetricsConfig.Tokens,
@@ -518,4 +518,3 @@ func (x *Experiment) ingest(m *Manager, items []item, now time.Time, res *Ingest
 	}
 	return nil
 }
-

@@ -7,6 +7,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
@@ -20,25 +21,15 @@ type Filter struct {
 	Limit                             int // then at most Limit
 }
 
-// filterView is the part of a stored event a filter looks at.
-type filterView struct {
-	EventID   string  `json:"event_id"`
-	EventName string  `json:"event_name"`
-	Timestamp int64   `json:"timestamp"`
-	Condition string  `json:"condition"`
-	Model     *string `json:"model"`
-	Provider  *string `json:"provider"`
-	Success   *bool   `json:"success"`
-}
-
-func (f *Filter) match(v *filterView) bool {
-	return (f.Event == "" || v.EventName == f.Event) &&
-		(f.Condition == "" || v.Condition == f.Condition) &&
-		(f.Model == "" || (v.Model != nil && *v.Model == f.Model)) &&
-		(f.Provider == "" || (v.Provider != nil && *v.Provider == f.Provider)) &&
-		(f.Success == nil || (v.Success != nil && *v.Success == *f.Success)) &&
-		(f.From == nil || v.Timestamp >= *f.From) &&
-		(f.To == nil || v.Timestamp <= *f.To)
+// Match tells whether e passes the filter.
+func (f *Filter) Match(e *event.Event) bool {
+	return (f.Event == "" || e.EventName == f.Event) &&
+		(f.Condition == "" || e.Condition == f.Condition) &&
+		(f.Model == "" || (e.Model.Valid && e.Model.V == f.Model)) &&
+		(f.Provider == "" || (e.Provider.Valid && e.Provider.V == f.Provider)) &&
+		(f.Success == nil || (e.Success.Valid && e.Success.V == *f.Success)) &&
+		(f.From == nil || e.Timestamp >= *f.From) &&
+		(f.To == nil || e.Timestamp <= *f.To)
 }
 
 type match struct {
@@ -47,22 +38,25 @@ type match struct {
 	json json.RawMessage
 }
 
-// Events returns the stored events that match f, as stored JSON, ascending
-// by (timestamp, event_id).
+// Events returns the stored events that match f, encoded as the API shows
+// them (SPEC §4.3), ascending by (timestamp, event_id).
 func (m *Manager) Events(id string, f Filter) ([]json.RawMessage, error) {
 	x, err := m.lookup(id)
 	if err != nil {
 		return nil, err
 	}
+	x.mu.Lock()
+	spec := x.rec.Spec
+	x.mu.Unlock()
 	var out []match
-	var v filterView
+	var e event.Event
 	err = x.store.Scan(func(r *tsdbstore.Record) error {
-		v = filterView{}
-		if err := json.Unmarshal(r.JSON, &v); err != nil {
+		if err := event.DecodeStored(r.JSON, &e); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}
-		if f.match(&v) {
-			out = append(out, match{v.Timestamp, v.EventID, append(json.RawMessage(nil), r.JSON...)})
+		e.ExperimentID, e.ExperimentName, e.Condition, e.Tags = spec.ID, spec.Name, spec.Condition, spec.Tags
+		if f.Match(&e) {
+			out = append(out, match{e.Timestamp, e.EventID, e.AppendJSON(nil)})
 		}
 		return nil
 	})

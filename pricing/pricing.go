@@ -32,9 +32,9 @@ type Price struct {
 
 // Table is an immutable price table.
 type Table struct {
-	AsOf    string           `yaml:"as_of,omitempty"`
-	Default *Price           `yaml:"default,omitempty"`
-	Models  map[string]Price `yaml:"models"`
+	AsOf    string           `yaml:"as_of,omitempty" json:"as_of,omitempty"`
+	Default *Price           `yaml:"default,omitempty" json:"default,omitempty"`
+	Models  map[string]Price `yaml:"models" json:"models"`
 }
 
 // ErrInvalid marks a price table that cannot be used.
@@ -108,6 +108,9 @@ var datedSuffix = regexp.MustCompile(`(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4})|-
 func (t *Table) Lookup(model string) (Price, bool) {
 	if model == "" {
 		return Price{}, false
+	}
+	if p, ok := t.Models[model]; ok { // names are usually lower case already
+		return p, true
 	}
 	key := strings.ToLower(model)
 	if p, ok := t.Models[key]; ok {

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-	gojson "github.com/goccy/go-json"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
@@ -54,6 +53,7 @@ var AllMetrics = MetricsConfig{Latency: true, Cost: true, SuccessRate: true, Tok
 // Options configure a Store.
 type Options struct {
 	ExperimentID     string
+	Condition        string        // the experiment's condition, a label of every series
 	OutOfOrderWindow time.Duration // must be > 0
 	Retention        time.Duration // 0 keeps samples forever
 	SyncInterval     time.Duration // 0 fsyncs the log before Append returns
@@ -233,10 +233,10 @@ func (s *Store) replay() error {
 	n := 0
 	var ev event.Event
 	err := s.log.readRange(s.applied, end, func(r *Record) error {
-		ev = event.Event{}
-		if err := gojson.Unmarshal(r.JSON, &ev); err != nil {
+		if err := event.DecodeStored(r.JSON, &ev); err != nil {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
 		}
+		ev.ExperimentID, ev.Condition = s.opts.ExperimentID, s.opts.Condition
 		if err := s.appendSamples(app, &ev, r.Ms, r.Slot); err != nil {
 			s.logger.Warn("replay: TSDB did not take a sample", "event_id", ev.EventID, "err", err)
 		}
@@ -257,7 +257,9 @@ func (s *Store) replay() error {
 		return fmt.Errorf("replay event log into TSDB: %w", err)
 	}
 	s.applied = end
-	s.logger.Info("replayed event log into TSDB", "events", n, "duration", time.Since(start))
+	if n > 0 {
+		s.logger.Info("replayed event log into TSDB", "events", n, "duration", time.Since(start))
+	}
 	return s.writeApplied(end)
 }
 
@@ -271,11 +273,11 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 	}
 	arrivalUs := arrival.UnixMicro()
 	// Encode outside the lock: it is most of the work.
-	jsonBuf := make([]byte, 0, 512*len(events))
+	jsonBuf := make([]byte, 0, 640*len(events))
 	offsets := make([]int, len(events)+1)
 	hashes := make([]uint64, len(events))
 	for i, e := range events {
-		jsonBuf = e.AppendJSON(jsonBuf)
+		jsonBuf = e.AppendStored(jsonBuf)
 		offsets[i+1] = len(jsonBuf)
 		hashes[i] = seriesHash(e)
 	}
@@ -420,6 +422,9 @@ func (s *Store) tick() {
 			s.logger.Error("fsync event log", "err", err)
 		}
 	}
+	// The head writes full chunks to disk once a minute; at a high event
+	// rate that minute is a lot of memory, so write them every tick.
+	s.db.ForceHeadMMap()
 	s.mu.Lock()
 	applied := s.applied
 	s.slots.prune()

@@ -1,0 +1,392 @@
+package api
+
+import (
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+	"github.com/crucible-telemetry/crucible-telemetry/experiment"
+	"github.com/crucible-telemetry/crucible-telemetry/pricing"
+)
+
+// DefaultEventsLimit bounds GET .../events when no limit is given.
+const DefaultEventsLimit = 10000
+
+// Options configure the API.
+type Options struct {
+	Manager         *experiment.Manager
+	Prices          *pricing.Holder
+	MaxRequestBytes int64
+	EnableAdminAPI  bool
+	// Reload re-reads the configuration (the pricing file).
+	Reload     func() error
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// API is the HTTP API of the sidecar.
+type API struct {
+	Options
+	logger   *slog.Logger
+	ingested *prometheus.CounterVec
+	requests *prometheus.HistogramVec
+	results  map[string]prometheus.Counter
+}
+
+// Ingest result reasons, the values of crucible_ingest_events_total{result}.
+var ingestResults = []string{"accepted", "rejected", "duplicate", "dropped_paused", "dropped_sampled", "unpriced"}
+
+// New builds the API and registers its metrics.
+func New(o Options) *API {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	a := &API{Options: o, logger: o.Logger}
+	a.ingested = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "crucible_ingest_events_total",
+		Help: "Events received by the ingest API, by result. unpriced counts accepted events whose model has no price.",
+	}, []string{"result"})
+	a.requests = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:                        "crucible_http_request_duration_seconds",
+		Help:                        "Duration of HTTP requests by handler.",
+		Buckets:                     []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		NativeHistogramBucketFactor: 1.1,
+	}, []string{"handler", "code", "method"})
+	o.Registerer.MustRegister(a.ingested, a.requests)
+	a.results = make(map[string]prometheus.Counter, len(ingestResults))
+	for _, r := range ingestResults {
+		a.results[r] = a.ingested.WithLabelValues(r)
+	}
+	return a
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	route := func(pattern string, h http.HandlerFunc) {
+		handler := pattern[strings.IndexByte(pattern, ' ')+1:]
+		mux.Handle(pattern, promhttp.InstrumentHandlerDuration(
+			a.requests.MustCurryWith(prometheus.Labels{"handler": handler}), h))
+	}
+	route("GET /-/healthy", a.healthy)
+	route("GET /-/ready", a.ready)
+	route("POST /-/reload", a.reload)
+	route("GET /api/v1/experiments", a.listExperiments)
+	route("POST /api/v1/experiments", a.createExperiment)
+	route("GET /api/v1/experiments/{id}", a.getExperiment)
+	route("POST /api/v1/experiments/{id}/pause", a.transition(a.Manager.Pause))
+	route("POST /api/v1/experiments/{id}/resume", a.transition(a.Manager.Resume))
+	route("POST /api/v1/experiments/{id}/stop", a.transition(a.Manager.Stop))
+	route("POST /api/v1/events", a.ingest)
+	route("POST /api/v1/experiments/{id}/events", a.ingest)
+	route("GET /api/v1/experiments/{id}/events", a.events)
+	route("GET /api/v1/event-types", a.eventTypes)
+	route("GET /api/v1/pricing", a.pricing)
+}
+
+func (a *API) healthy(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "Healthy.")
+}
+
+func (a *API) ready(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !a.Manager.Ready() {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "Opening experiment storage.")
+		return
+	}
+	fmt.Fprintln(w, "Ready.")
+}
+
+func (a *API) reload(w http.ResponseWriter, r *http.Request) {
+	if a.Reload == nil {
+		respond(w, http.StatusOK, nil)
+		return
+	}
+	if err := a.Reload(); err != nil {
+		a.fail(w, r, fmt.Errorf("%w: reload: %w", errBadRequest, err))
+		return
+	}
+	respond(w, http.StatusOK, nil)
+}
+
+func (a *API) listExperiments(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	status := experiment.Status(q.Get("status"))
+	if status != "" && !validStatus(status) {
+		a.fail(w, r, fmt.Errorf("%w: unknown status %q", errBadRequest, status))
+		return
+	}
+	list, err := a.Manager.List(status, q.Get("tag"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	respond(w, http.StatusOK, list)
+}
+
+func validStatus(s experiment.Status) bool {
+	for _, v := range experiment.Statuses {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *API) createExperiment(w http.ResponseWriter, r *http.Request) {
+	buf, err := readBody(w, r, a.MaxRequestBytes)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	defer putBuffer(buf)
+	req, err := experiment.DecodeCreateRequest(buf.Bytes())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	rec, created, err := a.Manager.Create(req)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+		w.Header().Set("Location", "/api/v1/experiments/"+rec.ID)
+	}
+	respond(w, code, rec)
+}
+
+// pathID returns the {id} path value after checking its syntax.
+func pathID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if !experiment.IDPattern.MatchString(id) {
+		return "", fmt.Errorf("%w: invalid experiment id %q", errBadRequest, id)
+	}
+	return id, nil
+}
+
+func (a *API) getExperiment(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err == nil {
+		var rec experiment.Record
+		if rec, err = a.Manager.Get(id); err == nil {
+			respond(w, http.StatusOK, rec)
+			return
+		}
+	}
+	a.fail(w, r, err)
+}
+
+func (a *API) transition(op func(string) (experiment.Record, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := pathID(r)
+		if err == nil {
+			var rec experiment.Record
+			if rec, err = op(id); err == nil {
+				respond(w, http.StatusOK, rec)
+				return
+			}
+		}
+		a.fail(w, r, err)
+	}
+}
+
+// isNDJSON tells whether the body is one event per line.
+func isNDJSON(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines", "application/jsonlines":
+		return true
+	}
+	return false
+}
+
+func (a *API) ingest(w http.ResponseWriter, r *http.Request) {
+	id := ""
+	if r.PathValue("id") != "" {
+		var err error
+		if id, err = pathID(r); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	if !a.Manager.Ready() {
+		a.fail(w, r, experiment.ErrNotReady)
+		return
+	}
+	buf, err := readBody(w, r, a.MaxRequestBytes)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	// Parsed events alias the buffer until they are stored.
+	defer putBuffer(buf)
+	parts, err := event.Split(buf.Bytes(), isNDJSON(r))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	now := a.Now()
+	prices := a.Prices.Table()
+	dec := event.GetDecoder()
+	defer event.PutDecoder(dec) // after the events are stored: they share its arena
+	events := make([]*event.Event, len(parts))
+	backing := make([]event.Event, len(parts))
+	var parseRejects []experiment.Rejection
+	for i, p := range parts {
+		e := &backing[i]
+		err := dec.ParseInto(e, p, now, prices)
+		if err != nil {
+			parseRejects = append(parseRejects, experiment.Rejection{Index: i, Error: err.Error()})
+			continue
+		}
+		if e.ExperimentID != "" && id == "" && !experiment.IDPattern.MatchString(e.ExperimentID) {
+			parseRejects = append(parseRejects, experiment.Rejection{Index: i, Error: "invalid experiment_id " + strconv.Quote(e.ExperimentID)})
+			continue
+		}
+		events[i] = e
+	}
+	res, err := a.Manager.Ingest(id, events, now)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if len(parseRejects) > 0 {
+		res.Rejected = mergeRejections(parseRejects, res.Rejected)
+	}
+	a.count(res)
+	respond(w, http.StatusOK, res)
+}
+
+func (a *API) count(res experiment.IngestResult) {
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"accepted", res.Accepted}, {"rejected", len(res.Rejected)}, {"duplicate", res.Duplicates},
+		{"dropped_paused", res.DroppedPaused}, {"dropped_sampled", res.DroppedSampled}, {"unpriced", res.Unpriced}} {
+		if c.n > 0 {
+			a.results[c.name].Add(float64(c.n))
+		}
+	}
+}
+
+// mergeRejections merges two lists sorted by index.
+func mergeRejections(a, b []experiment.Rejection) []experiment.Rejection {
+	out := make([]experiment.Rejection, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0].Index <= b[0].Index {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
+}
+
+func (a *API) events(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	f, err := parseFilter(r, a.Now())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	evs, err := a.Manager.Events(id, f)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	respond(w, http.StatusOK, evs)
+}
+
+// ParseTime reads µs since the epoch or an RFC 3339 string.
+func ParseTime(s string) (int64, error) {
+	if us, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return us, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %q is neither microseconds since the epoch nor RFC 3339", errBadRequest, s)
+	}
+	return t.UnixMicro(), nil
+}
+
+func parseFilter(r *http.Request, now time.Time) (experiment.Filter, error) {
+	q := r.URL.Query()
+	f := experiment.Filter{
+		Event: q.Get("event"), Condition: q.Get("condition"), Model: q.Get("model"), Provider: q.Get("provider"),
+		Limit: DefaultEventsLimit,
+	}
+	if s := q.Get("success"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return f, fmt.Errorf("%w: success must be true or false", errBadRequest)
+		}
+		f.Success = &b
+	}
+	for _, p := range []struct {
+		name string
+		dst  **int64
+	}{{"from", &f.From}, {"to", &f.To}} {
+		if s := q.Get(p.name); s != "" {
+			v, err := ParseTime(s)
+			if err != nil {
+				return f, err
+			}
+			*p.dst = &v
+		}
+	}
+	if s := q.Get("last"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return f, fmt.Errorf("%w: last must be a positive duration like 5m", errBadRequest)
+		}
+		from := now.Add(-d).UnixMicro()
+		if f.From == nil || *f.From < from {
+			f.From = &from
+		}
+	}
+	for _, p := range []struct {
+		name string
+		dst  *int
+	}{{"last_n", &f.LastN}, {"limit", &f.Limit}} {
+		if s := q.Get(p.name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				return f, fmt.Errorf("%w: %s must be a positive integer", errBadRequest, p.name)
+			}
+			*p.dst = n
+		}
+	}
+	return f, nil
+}
+
+func (a *API) eventTypes(w http.ResponseWriter, _ *http.Request) {
+	respond(w, http.StatusOK, event.KnownTypes())
+}
+
+func (a *API) pricing(w http.ResponseWriter, _ *http.Request) {
+	respond(w, http.StatusOK, a.Prices.Table())
+}

@@ -1,0 +1,78 @@
+package api
+
+import (
+	"bytes"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+	"github.com/crucible-telemetry/crucible-telemetry/experiment"
+	"github.com/crucible-telemetry/crucible-telemetry/loadgen"
+	"github.com/crucible-telemetry/crucible-telemetry/pricing"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
+)
+
+func benchAPI(b *testing.B) http.Handler {
+	reg := prometheus.NewRegistry()
+	m := experiment.NewManager(experiment.Options{
+		Dir: b.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: reg},
+	})
+	if err := m.Open(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	if _, _, err := m.Create(experiment.CreateRequest{ID: "bench", Name: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	a := New(Options{Manager: m, Prices: pricing.NewHolder(pricing.Default()), MaxRequestBytes: 16 << 20, Registerer: reg})
+	mux := http.NewServeMux()
+	a.Register(mux)
+	return mux
+}
+
+// BenchmarkIngestBatch measures the whole ingest path of one 1000-event
+// NDJSON batch: body, decode, enrich, log, TSDB.
+func BenchmarkIngestBatch(b *testing.B) {
+	h := benchAPI(b)
+	rng := rand.New(rand.NewPCG(1, 1))
+	const n = 1000
+	b.ReportAllocs()
+	var body []byte
+	for b.Loop() {
+		b.StopTimer()
+		body = loadgen.Batch(body[:0], rng, n, time.Now().UnixMicro())
+		req := httptest.NewRequest(http.MethodPost, "/api/v1/experiments/bench/events", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		rec := httptest.NewRecorder()
+		b.StartTimer()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatal(rec.Body.String())
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkParse measures decoding and enrichment of one event.
+func BenchmarkParse(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	body := loadgen.Batch(nil, rng, 1000, time.Now().UnixMicro())
+	lines := bytes.Split(bytes.TrimSpace(body), []byte("\n"))
+	prices := pricing.Default()
+	now := time.Now()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := event.Parse(lines[i%len(lines)], now, prices); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

@@ -1,0 +1,266 @@
+// Command crucible-telemetry is a Prometheus-native sidecar for AI/ML
+// experiments: it stores enriched events durably, writes their numbers into
+// an embedded Prometheus TSDB per experiment and serves them over HTTP.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/crucible-telemetry/crucible-telemetry/api"
+	"github.com/crucible-telemetry/crucible-telemetry/experiment"
+	"github.com/crucible-telemetry/crucible-telemetry/loadgen"
+	"github.com/crucible-telemetry/crucible-telemetry/pricing"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
+)
+
+const appName = "crucible-telemetry"
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+type serveFlags struct {
+	web             *web.FlagConfig
+	telemetryPath   string
+	maxRequestBytes units.Base2Bytes
+	enableAdminAPI  bool
+	enablePprof     bool
+	storagePath     string
+	retention       model.Duration
+	oooWindow       model.Duration
+	syncInterval    model.Duration
+	dedupWindow     model.Duration
+	pricingFile     string
+}
+
+type loadgenFlags struct {
+	cfg      loadgen.Config
+	duration model.Duration
+}
+
+func run(args []string) int {
+	app := kingpin.New(appName, "Prometheus-native telemetry sidecar for AI/ML experiments.")
+	app.Version(version.Print(appName))
+	app.HelpFlag.Short('h')
+	logCfg := &promslog.Config{}
+	promslogflag.AddFlags(app, logCfg)
+
+	serve := app.Command("serve", "Run the sidecar (the default command).").Default()
+	var sf serveFlags
+	sf.web = kingpinflag.AddFlags(serve, ":9477")
+	serve.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&sf.telemetryPath)
+	serve.Flag("web.max-request-bytes", "Largest request body accepted, also after decompression.").Default("16MiB").BytesVar(&sf.maxRequestBytes)
+	serve.Flag("web.enable-admin-api", "Enable API endpoints that delete data.").Default("false").BoolVar(&sf.enableAdminAPI)
+	serve.Flag("web.enable-pprof", "Serve Go profiles under /debug/pprof/.").Default("false").BoolVar(&sf.enablePprof)
+	serve.Flag("storage.path", "Directory of the experiments' event logs and TSDBs.").Default("data/").StringVar(&sf.storagePath)
+	serve.Flag("storage.tsdb.retention.time", "How long the TSDB keeps samples; 0 keeps them forever. The event log is never trimmed.").Default("0s").SetValue(&sf.retention)
+	serve.Flag("storage.tsdb.out-of-order-window", "How far behind an experiment's newest event an event may be and still be stored.").Default("10m").SetValue(&sf.oooWindow)
+	serve.Flag("storage.sync-interval", "How often the event log is fsynced; 0 fsyncs before every answer.").Default("1s").SetValue(&sf.syncInterval)
+	serve.Flag("ingest.dedup-window", "How long a client-chosen event_id is remembered to drop retried events.").Default("1h").SetValue(&sf.dedupWindow)
+	serve.Flag("pricing.file", "YAML price table overriding the embedded one; re-read on SIGHUP and POST /-/reload.").StringVar(&sf.pricingFile)
+
+	app.Command("version", "Print the version.")
+
+	lg := app.Command("loadgen", "Send realistic LLM events to a running sidecar and report throughput.")
+	var lf loadgenFlags
+	lg.Flag("target", "Base URL of the sidecar.").Default("http://localhost:9477").StringVar(&lf.cfg.Target)
+	lg.Flag("experiment", "Experiment to create and load.").Default("loadgen").StringVar(&lf.cfg.Experiment)
+	lg.Flag("events", "Stop after this many events (0: no limit).").Default("0").Int64Var(&lf.cfg.Events)
+	lg.Flag("duration", "Stop after this long (0: no limit).").Default("60s").SetValue(&lf.duration)
+	lg.Flag("connections", "Concurrent keep-alive connections.").Default("4").IntVar(&lf.cfg.Connections)
+	lg.Flag("batch", "Events per NDJSON request.").Default("1000").IntVar(&lf.cfg.BatchSize)
+
+	cmd, err := app.Parse(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v; try --help\n", appName, err)
+		return 2
+	}
+	logger := promslog.New(logCfg)
+	switch cmd {
+	case "version":
+		fmt.Println(version.Print(appName))
+		return 0
+	case "loadgen":
+		lf.cfg.Duration = time.Duration(lf.duration)
+		return runLoadgen(lf.cfg)
+	}
+	return runServe(sf, logger)
+}
+
+func loadPrices(path string) (*pricing.Table, error) {
+	if path == "" {
+		return pricing.Default(), nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	t, err := pricing.Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+func runServe(sf serveFlags, logger *slog.Logger) int {
+	logger.Info("starting "+appName, "version", version.Info(), "build_context", version.BuildContext())
+	if sf.oooWindow <= 0 {
+		logger.Error("--storage.tsdb.out-of-order-window must be > 0")
+		return 2
+	}
+	prices, err := loadPrices(sf.pricingFile)
+	if err != nil {
+		logger.Error("cannot load the price table", "err", err)
+		return 1
+	}
+	priceHolder := pricing.NewHolder(prices)
+	reload := func() error {
+		t, err := loadPrices(sf.pricingFile)
+		if err != nil {
+			logger.Error("reload of the price table failed; keeping the old one", "err", err)
+			return err
+		}
+		priceHolder.Set(t)
+		logger.Info("reloaded the price table", "file", sf.pricingFile, "models", len(t.Models))
+		return nil
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("crucible"),
+	)
+
+	manager := experiment.NewManager(experiment.Options{
+		Dir:    filepath.Clean(sf.storagePath),
+		Logger: logger,
+		Store: tsdbstore.Options{
+			OutOfOrderWindow: time.Duration(sf.oooWindow),
+			Retention:        time.Duration(sf.retention),
+			SyncInterval:     time.Duration(sf.syncInterval),
+			DedupWindow:      time.Duration(sf.dedupWindow),
+			Registerer:       reg,
+		},
+	})
+	defer func() {
+		if err := manager.Close(); err != nil {
+			logger.Error("closing storage", "err", err)
+		}
+		logger.Info("storage closed")
+	}()
+
+	a := api.New(api.Options{
+		Manager: manager, Prices: priceHolder, MaxRequestBytes: int64(sf.maxRequestBytes),
+		EnableAdminAPI: sf.enableAdminAPI, Reload: reload, Registerer: reg, Logger: logger,
+	})
+	mux := http.NewServeMux()
+	a.Register(mux)
+	mux.Handle("GET "+sf.telemetryPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError), Registry: reg, EnableOpenMetrics: true,
+	}))
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "CrucibleTelemetry",
+		Description: "Prometheus-native telemetry sidecar for AI/ML experiments",
+		Version:     version.Info(),
+		Links: []web.LandingLinks{
+			{Address: sf.telemetryPath, Text: "Metrics"},
+			{Address: "/api/v1/experiments", Text: "Experiments API"},
+			{Address: "/api/v1/event-types", Text: "Known event types"},
+			{Address: "/api/v1/pricing", Text: "Price table"},
+			{Address: "/-/healthy", Text: "Health"},
+			{Address: "/-/ready", Text: "Readiness"},
+		},
+	})
+	if err != nil {
+		logger.Error("landing page", "err", err)
+		return 1
+	}
+	mux.Handle("/", landing)
+	if sf.enablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- web.ListenAndServe(srv, sf.web, logger) }()
+
+	openErr := make(chan error, 1)
+	go func() { openErr <- manager.Open() }()
+
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(term)
+	defer signal.Stop(hup)
+
+	code := 0
+loop:
+	for {
+		select {
+		case err := <-openErr:
+			if err != nil {
+				logger.Error("cannot open experiment storage", "err", err)
+				code = 1
+				break loop
+			}
+			logger.Info("ready", "storage", sf.storagePath)
+		case <-hup:
+			_ = reload()
+		case sig := <-term:
+			logger.Info("received signal, shutting down", "signal", sig.String())
+			break loop
+		case err := <-serveErr:
+			if !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("HTTP server failed", "err", err)
+				code = 1
+			}
+			break loop
+		}
+	}
+	// Stop taking requests and drain those in flight before storage closes.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Error("draining HTTP requests", "err", err)
+	}
+	return code
+}
+
+func runLoadgen(cfg loadgen.Config) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	rep, err := loadgen.Run(ctx, cfg)
+	fmt.Println(rep)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		return 1
+	}
+	return 0
+}
