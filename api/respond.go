@@ -87,4 +87,3 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	writeJSON(w, code, env)
 }
-

@@ -1,0 +1,388 @@
+package api
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/crucible-telemetry/crucible-telemetry/experiment"
+	"github.com/crucible-telemetry/crucible-telemetry/pricing"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
+)
+
+const maxBody = 64 << 10
+
+type fixture struct {
+	srv     *httptest.Server
+	api     *API
+	manager *experiment.Manager
+	reg     *prometheus.Registry
+	reloads int
+	reload  error
+}
+
+func newFixture(t *testing.T, open bool) *fixture {
+	t.Helper()
+	f := &fixture{reg: prometheus.NewRegistry()}
+	f.manager = experiment.NewManager(experiment.Options{
+		Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: f.reg},
+	})
+	if open {
+		if err := f.manager.Open(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.api = New(Options{
+		Manager: f.manager, Prices: pricing.NewHolder(pricing.Default()), MaxRequestBytes: maxBody, Registerer: f.reg,
+		Reload: func() error { f.reloads++; return f.reload },
+	})
+	mux := http.NewServeMux()
+	f.api.Register(mux)
+	f.srv = httptest.NewServer(mux)
+	t.Cleanup(func() { f.srv.Close(); f.manager.Close() })
+	return f
+}
+
+type reply struct {
+	code   int
+	header http.Header
+	env    struct {
+		Status    string          `json:"status"`
+		Data      json.RawMessage `json:"data"`
+		ErrorType string          `json:"errorType"`
+		Error     string          `json:"error"`
+		Code      string          `json:"code"`
+	}
+}
+
+func (f *fixture) do(t *testing.T, method, path string, body []byte, headers ...string) reply {
+	t.Helper()
+	req, _ := http.NewRequest(method, f.srv.URL+path, bytes.NewReader(body))
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := reply{code: resp.StatusCode, header: resp.Header}
+	b, _ := io.ReadAll(resp.Body)
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(b, &r.env); err != nil {
+			t.Fatalf("%s %s: bad envelope %q: %v", method, path, b, err)
+		}
+	}
+	return r
+}
+
+func (f *fixture) stored(t *testing.T, id string) int64 {
+	t.Helper()
+	r := f.do(t, "GET", "/api/v1/experiments/"+id, nil)
+	var rec experiment.Record
+	json.Unmarshal(r.env.Data, &rec)
+	return rec.EventsStored
+}
+
+func TestExperimentRoutes(t *testing.T) {
+	f := newFixture(t, true)
+	cases := []struct {
+		method, path, body string
+		code               int
+		errType, errCode   string
+	}{
+		{"POST", "/api/v1/experiments", `{"id":"ab","name":"AB","condition":"control","tags":["t1"]}`, 201, "", ""},
+		{"POST", "/api/v1/experiments", `{"id":"ab","name":"AB","condition":"control","tags":["t1"]}`, 200, "", ""},
+		{"POST", "/api/v1/experiments", `{"id":"ab","name":"other"}`, 409, "conflict", "exists"},
+		{"POST", "/api/v1/experiments", `{"name":""}`, 400, "bad_data", ""},
+		{"POST", "/api/v1/experiments", `{"name":`, 400, "bad_data", ""},
+		{"POST", "/api/v1/experiments", `{"name":"x","typo_field":1}`, 400, "bad_data", ""},
+		{"GET", "/api/v1/experiments/ab", "", 200, "", ""},
+		{"GET", "/api/v1/experiments/nope", "", 404, "not_found", ""},
+		{"GET", "/api/v1/experiments/bad$id", "", 400, "bad_data", ""},
+		{"POST", "/api/v1/experiments/ab/resume", "", 409, "conflict", "not_paused"},
+		{"POST", "/api/v1/experiments/ab/pause", "", 200, "", ""},
+		{"POST", "/api/v1/experiments/ab/pause", "", 409, "conflict", "already_paused"},
+		{"POST", "/api/v1/experiments/ab/resume", "", 200, "", ""},
+		{"POST", "/api/v1/experiments/ab/stop", "", 200, "", ""},
+		{"POST", "/api/v1/experiments/ab/stop", "", 200, "", ""},
+		{"POST", "/api/v1/experiments/ab/pause", "", 409, "conflict", "not_running"},
+		{"POST", "/api/v1/experiments/nope/stop", "", 404, "not_found", ""},
+		{"GET", "/api/v1/experiments?status=stopped&tag=t1", "", 200, "", ""},
+		{"GET", "/api/v1/experiments?status=bogus", "", 400, "bad_data", ""},
+		{"GET", "/api/v1/event-types", "", 200, "", ""},
+		{"GET", "/api/v1/pricing", "", 200, "", ""},
+	}
+	for _, c := range cases {
+		r := f.do(t, c.method, c.path, []byte(c.body))
+		if r.code != c.code || r.env.ErrorType != c.errType || r.env.Code != c.errCode {
+			t.Errorf("%s %s %s: got %d %q %q (%s), want %d %q %q", c.method, c.path, c.body, r.code,
+				r.env.ErrorType, r.env.Code, r.env.Error, c.code, c.errType, c.errCode)
+		}
+		wantStatus := "success"
+		if c.code >= 400 {
+			wantStatus = "error"
+		}
+		if r.env.Status != wantStatus {
+			t.Errorf("%s %s: envelope status %q", c.method, c.path, r.env.Status)
+		}
+	}
+	r := f.do(t, "GET", "/api/v1/experiments?status=stopped&tag=t1", nil)
+	var list []experiment.Record
+	json.Unmarshal(r.env.Data, &list)
+	if len(list) != 1 || list[0].ID != "ab" || list[0].PauseCount != 1 {
+		t.Fatalf("list: %+v", list)
+	}
+}
+
+func gz(b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func zst(b []byte) []byte {
+	enc, _ := zstd.NewWriter(nil)
+	return enc.EncodeAll(b, nil)
+}
+
+const ev = `{"event_name":"req_llm.request.stop","measurements":{"duration":150000000},"metadata":{"model":"gpt-4","provider":"openai","tokens":{"prompt":100,"completion":200},"response":"ok"}}`
+
+func TestIngestFormats(t *testing.T) {
+	f := newFixture(t, true)
+	f.do(t, "POST", "/api/v1/experiments", []byte(`{"id":"e","name":"E"}`))
+	ndjson := []byte(ev + "\n" + ev + "\n")
+	cases := []struct {
+		name    string
+		body    []byte
+		headers []string
+		n       int
+	}{
+		{"object", []byte(ev), nil, 1},
+		{"array", []byte("[" + ev + "," + ev + "]"), nil, 2},
+		{"ndjson", ndjson, []string{"Content-Type", "application/x-ndjson"}, 2},
+		{"concatenated objects", ndjson, nil, 2},
+		{"gzip", gz(ndjson), []string{"Content-Type", "application/x-ndjson", "Content-Encoding", "gzip"}, 2},
+		{"zstd", zst(ndjson), []string{"Content-Encoding", "zstd"}, 2},
+		{"snappy", snappy.Encode(nil, ndjson), []string{"Content-Encoding", "snappy"}, 2},
+	}
+	total := int64(0)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := f.do(t, "POST", "/api/v1/experiments/e/events", c.body, c.headers...)
+			var res experiment.IngestResult
+			json.Unmarshal(r.env.Data, &res)
+			if r.code != 200 || res.Accepted != c.n || len(res.Rejected) != 0 {
+				t.Fatalf("got %d %s %+v", r.code, r.env.Error, res)
+			}
+			total += int64(c.n)
+			if got := f.stored(t, "e"); got != total {
+				t.Fatalf("stored %d, want %d", got, total)
+			}
+		})
+	}
+	// Routing by the event's experiment_id on the global endpoint.
+	r := f.do(t, "POST", "/api/v1/events", []byte(`{"event_name":"x","experiment_id":"e"}`))
+	if r.code != 200 || f.stored(t, "e") != total+1 {
+		t.Fatalf("global endpoint: %d %s", r.code, r.env.Data)
+	}
+}
+
+func TestIngestBadInputChangesNothing(t *testing.T) {
+	f := newFixture(t, true)
+	f.do(t, "POST", "/api/v1/experiments", []byte(`{"id":"e","name":"E"}`))
+	f.do(t, "POST", "/api/v1/experiments", []byte(`{"id":"s","name":"S"}`))
+	f.do(t, "POST", "/api/v1/experiments/s/stop", nil)
+	bomb := gz(bytes.Repeat([]byte(" "), 10*maxBody)) // small compressed, huge inflated
+	future := time.Now().Add(time.Hour).UnixMicro()
+	cases := []struct {
+		name    string
+		path    string
+		body    []byte
+		code    int
+		errType string
+	}{
+		{"malformed json", "/api/v1/experiments/e/events", []byte(`{"event_name":`), 400, "bad_data"},
+		{"broken array", "/api/v1/experiments/e/events", []byte(`[` + ev + `,`), 400, "bad_data"},
+		{"empty body", "/api/v1/experiments/e/events", nil, 400, "bad_data"},
+		{"too large", "/api/v1/experiments/e/events", bytes.Repeat([]byte("x"), maxBody+1), 413, "too_large"},
+		{"gzip bomb", "/api/v1/experiments/e/events", bomb, 413, "too_large"},
+		{"bad gzip", "/api/v1/experiments/e/events", []byte("not gzip"), 400, "bad_data"},
+		{"unknown encoding", "/api/v1/experiments/e/events", []byte(ev), 400, "bad_data"},
+		{"unknown experiment", "/api/v1/experiments/nope/events", []byte(ev), 404, "not_found"},
+		{"invalid id", "/api/v1/experiments/-x/events", []byte(ev), 400, "bad_data"},
+		{"stopped experiment", "/api/v1/experiments/s/events", []byte(ev), 409, "conflict"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var headers []string
+			switch c.name {
+			case "gzip bomb", "bad gzip":
+				headers = []string{"Content-Encoding", "gzip"}
+			case "unknown encoding":
+				headers = []string{"Content-Encoding", "br"}
+			}
+			r := f.do(t, "POST", c.path, c.body, headers...)
+			if r.code != c.code || r.env.ErrorType != c.errType || r.env.Status != "error" || r.env.Error == "" {
+				t.Fatalf("got %d %q %q, want %d %q", r.code, r.env.ErrorType, r.env.Error, c.code, c.errType)
+			}
+		})
+	}
+	// Per-event problems: the body parsed, so 200 with each bad event listed.
+	lines := []string{
+		ev,
+		`{"event_name":""}`,
+		`{"event_name":"x","latency_ms":"fast"}`,
+		`{"event_name":"x","latency_ms":-1}`,
+		`{"event_name":"x","timestamp":` + itoa(future) + `}`,
+		`{"event_name":"x","metadata":{"tokens":{"prompt":-5}}}`,
+		`{"event_name":"x","experiment_id":"bad id"}`,
+		`{"event_name":"x","cost_usd":1e999}`,
+		`{not json`,
+		`42`,
+	}
+	r := f.do(t, "POST", "/api/v1/experiments/e/events", []byte(strings.Join(lines, "\n")), "Content-Type", "application/x-ndjson")
+	var res experiment.IngestResult
+	json.Unmarshal(r.env.Data, &res)
+	if r.code != 200 || res.Accepted != 2 || len(res.Rejected) != len(lines)-2 {
+		t.Fatalf("got %d %+v", r.code, res)
+	}
+	for i, rej := range res.Rejected {
+		if rej.Error == "" || (i > 0 && rej.Index <= res.Rejected[i-1].Index) {
+			t.Fatalf("rejections must be ordered and explained: %+v", res.Rejected)
+		}
+	}
+	if got := f.stored(t, "e"); got != 2 {
+		t.Fatalf("stored %d events, want 2 (bad input must change nothing)", got)
+	}
+	if got := testutil.ToFloat64(f.api.ingested.WithLabelValues("rejected")); got != float64(len(lines)-2) {
+		t.Fatalf("rejected counter %v", got)
+	}
+}
+
+func itoa(v int64) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestIngestCounts(t *testing.T) {
+	f := newFixture(t, true)
+	f.do(t, "POST", "/api/v1/experiments", []byte(`{"id":"e","name":"E"}`))
+	body := []byte(`[{"event_name":"x","event_id":"a"},{"event_name":"x","event_id":"a"},{"event_name":"x","event_id":"b","metadata":{"model":"unknown-llm","tokens":{"prompt":1}}}]`)
+	r := f.do(t, "POST", "/api/v1/experiments/e/events", body)
+	want := `{"accepted":2,"duplicates":1,"dropped_paused":0,"dropped_sampled":0,"rejected":[]}`
+	if string(r.env.Data) != want {
+		t.Fatalf("got %s, want %s", r.env.Data, want)
+	}
+	// A retried batch stores nothing.
+	r = f.do(t, "POST", "/api/v1/experiments/e/events", body)
+	if !strings.Contains(string(r.env.Data), `"accepted":0,"duplicates":3`) {
+		t.Fatalf("retry: %s", r.env.Data)
+	}
+	f.do(t, "POST", "/api/v1/experiments/e/pause", nil)
+	r = f.do(t, "POST", "/api/v1/experiments/e/events", []byte(`{"event_name":"x"}`))
+	if !strings.Contains(string(r.env.Data), `"dropped_paused":1`) {
+		t.Fatalf("paused: %s", r.env.Data)
+	}
+	for res, n := range map[string]float64{"accepted": 2, "duplicate": 4, "dropped_paused": 1, "unpriced": 1} {
+		if got := testutil.ToFloat64(f.api.ingested.WithLabelValues(res)); got != n {
+			t.Errorf("crucible_ingest_events_total{result=%q} = %v, want %v", res, got, n)
+		}
+	}
+}
+
+func TestEventsQuery(t *testing.T) {
+	f := newFixture(t, true)
+	f.do(t, "POST", "/api/v1/experiments", []byte(`{"id":"q","name":"Q","condition":"c1"}`))
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	var lines []string
+	for i := range 6 {
+		lines = append(lines, `{"event_name":"a.b","event_id":"id`+itoa(int64(i))+`","timestamp":`+itoa(base+int64(5-i)*1000)+`,"success":`+[]string{"true", "false"}[i%2]+`}`)
+	}
+	f.do(t, "POST", "/api/v1/experiments/q/events", []byte(strings.Join(lines, "\n")), "Content-Type", "application/x-ndjson")
+	cases := []struct {
+		query string
+		ids   string
+		code  int
+	}{
+		{"", "id5,id4,id3,id2,id1,id0", 200},
+		{"?success=true", "id4,id2,id0", 200},
+		{"?from=" + itoa(base+1000) + "&to=" + itoa(base+3000), "id4,id3,id2", 200},
+		{"?from=" + time.UnixMicro(base+4000).UTC().Format(time.RFC3339Nano), "id1,id0", 200},
+		{"?last_n=2", "id1,id0", 200},
+		{"?limit=2", "id5,id4", 200},
+		{"?last=1h", "id5,id4,id3,id2,id1,id0", 200},
+		{"?condition=c2", "", 200},
+		{"?event=a.b&condition=c1&limit=1", "id5", 200},
+		{"?success=maybe", "", 400},
+		{"?from=yesterday", "", 400},
+		{"?last=-5m", "", 400},
+		{"?limit=0", "", 400},
+	}
+	for _, c := range cases {
+		r := f.do(t, "GET", "/api/v1/experiments/q/events"+c.query, nil)
+		if r.code != c.code {
+			t.Errorf("%s: code %d, want %d (%s)", c.query, r.code, c.code, r.env.Error)
+			continue
+		}
+		if c.code != 200 {
+			continue
+		}
+		var evs []struct {
+			EventID      string `json:"event_id"`
+			ExperimentID string `json:"experiment_id"`
+			Condition    string `json:"condition"`
+		}
+		json.Unmarshal(r.env.Data, &evs)
+		var ids []string
+		for _, e := range evs {
+			ids = append(ids, e.EventID)
+			if e.ExperimentID != "q" || e.Condition != "c1" {
+				t.Errorf("event without experiment fields: %+v", e)
+			}
+		}
+		if strings.Join(ids, ",") != c.ids {
+			t.Errorf("%s: got %v, want %s", c.query, ids, c.ids)
+		}
+	}
+}
+
+func TestHealthReadyReload(t *testing.T) {
+	f := newFixture(t, false)
+	if r := f.do(t, "GET", "/-/healthy", nil); r.code != 200 {
+		t.Fatalf("healthy: %d", r.code)
+	}
+	r := f.do(t, "GET", "/-/ready", nil)
+	if r.code != 503 || r.header.Get("Retry-After") == "" {
+		t.Fatalf("ready before open: %d", r.code)
+	}
+	if r := f.do(t, "POST", "/api/v1/experiments", []byte(`{"name":"x"}`)); r.code != 503 || r.env.ErrorType != "unavailable" {
+		t.Fatalf("create before ready: %d %s", r.code, r.env.ErrorType)
+	}
+	if err := f.manager.Open(); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.do(t, "GET", "/-/ready", nil); r.code != 200 {
+		t.Fatalf("ready after open: %d", r.code)
+	}
+	if r := f.do(t, "POST", "/-/reload", nil); r.code != 200 || f.reloads != 1 {
+		t.Fatalf("reload: %d", r.code)
+	}
+	f.reload = errors.New("bad file")
+	if r := f.do(t, "POST", "/-/reload", nil); r.code != 400 || !strings.Contains(r.env.Error, "bad file") {
+		t.Fatalf("failed reload: %d %s", r.code, r.env.Error)
+	}
+}

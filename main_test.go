@@ -1,0 +1,375 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
+)
+
+// binary is the sidecar built once for the end-to-end tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "crucible-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, appName)
+	out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type sidecar struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	url  string
+	logs *syncBuffer
+	done chan error
+}
+
+// syncBuffer collects the sidecar's output while tests read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startSidecar(t *testing.T, dataDir string, args ...string) *sidecar {
+	t.Helper()
+	addr := freePort(t)
+	s := &sidecar{t: t, url: "http://" + addr, logs: &syncBuffer{}, done: make(chan error, 1)}
+	s.cmd = exec.Command(binary, append([]string{"--web.listen-address=" + addr, "--storage.path=" + dataDir}, args...)...)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(s.url + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("sidecar exited during start-up: %v\n%s", err, s.logs)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("sidecar not ready\n%s", s.logs)
+	return nil
+}
+
+// stop sends sig and waits for the exit code.
+func (s *sidecar) stop(sig syscall.Signal) int {
+	s.t.Helper()
+	s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(60 * time.Second):
+		s.t.Fatalf("sidecar did not exit on %v\n%s", sig, s.logs)
+	}
+	return s.cmd.ProcessState.ExitCode()
+}
+
+func (s *sidecar) post(path, body string) (int, string) {
+	resp, err := http.Post(s.url+path, "application/x-ndjson", strings.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (s *sidecar) get(path string, into any) {
+	s.t.Helper()
+	resp, err := http.Get(s.url + path)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := json.Unmarshal(env.Data, into); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"version"}, {"--version"}, {"serve", "--help"}} {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+		if !strings.Contains(string(out), appName) {
+			t.Errorf("%v: output does not name the program:\n%s", args, out)
+		}
+	}
+	if err := exec.Command(binary, "--no-such-flag").Run(); err == nil {
+		t.Error("an unknown flag must fail")
+	}
+}
+
+// TestServeEndToEnd walks the README's first steps against the built binary.
+func TestServeEndToEnd(t *testing.T) {
+	s := startSidecar(t, t.TempDir())
+	for _, p := range []string{"/", "/metrics", "/-/healthy", "/api/v1/event-types"} {
+		resp, err := http.Get(s.url + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %v %v", p, err, resp)
+		}
+		resp.Body.Close()
+	}
+	code, body := s.post("/api/v1/experiments", `{"id":"demo","name":"Demo"}`)
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	code, body = s.post("/api/v1/experiments/demo/events", `{"event_name":"req_llm.request.stop","measurements":{"duration":150000000},"metadata":{"model":"gpt-4","tokens":{"prompt":100,"completion":200},"response":"hi"}}`)
+	if code != 200 || !strings.Contains(body, `"accepted":1`) {
+		t.Fatalf("ingest: %d %s", code, body)
+	}
+	var evs []map[string]any
+	s.get("/api/v1/experiments/demo/events", &evs)
+	if len(evs) != 1 || evs[0]["cost_usd"] != 0.015 || evs[0]["latency_ms"] != 150.0 || evs[0]["success"] != true {
+		t.Fatalf("stored event: %v", evs)
+	}
+	resp, _ := http.Get(s.url + "/metrics")
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`crucible_build_info`, `crucible_ingest_events_total{result="accepted"} 1`, `prometheus_tsdb_head_series{experiment_id="demo"}`, `go_goroutines`, `process_resident_memory_bytes`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if code := s.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM\n%s", code, s.logs)
+	}
+	if !strings.Contains(s.logs.String(), "storage closed") {
+		t.Fatalf("storage not closed on SIGTERM:\n%s", s.logs)
+	}
+}
+
+// ingestUntilStopped sends batches with client-chosen ids from several
+// clients until the sidecar goes away, and returns the ids of every event
+// whose request got a 2xx answer.
+func ingestUntilStopped(t *testing.T, s *sidecar, clients int) map[string]bool {
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	var wg sync.WaitGroup
+	base := time.Now().UnixMicro()
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := 0; ; b++ {
+				var sb strings.Builder
+				ids := make([]string, 0, 200)
+				for i := range 200 {
+					id := fmt.Sprintf("c%d-b%d-e%d", c, b, i)
+					ids = append(ids, id)
+					// Many events share a millisecond, and clients interleave.
+					fmt.Fprintf(&sb, `{"event_name":"req_llm.request.stop","event_id":%q,"timestamp":%d,"latency_ms":%d,"success":%v,"metadata":{"model":"gpt-4","tokens":{"prompt":10,"completion":5}}}`+"\n",
+						id, base+int64(b*200+i)*50, i+1, i%7 != 0)
+				}
+				code, _ := s.post("/api/v1/experiments/crash/events", sb.String())
+				if code == 0 {
+					return // the sidecar is gone
+				}
+				if code == 200 {
+					mu.Lock()
+					for _, id := range ids {
+						acked[id] = true
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return acked
+}
+
+// TestKillNineLosesNothingAcknowledged kills the sidecar during concurrent
+// ingest and checks that every acknowledged event is in the log and that
+// the TSDB holds one sample per stored event per number.
+func TestKillNineLosesNothingAcknowledged(t *testing.T) {
+	dir := t.TempDir()
+	s := startSidecar(t, dir)
+	if code, body := s.post("/api/v1/experiments", `{"id":"crash","name":"Crash"}`); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		s.cmd.Process.Signal(syscall.SIGKILL)
+	}()
+	acked := ingestUntilStopped(t, s, 4)
+	<-s.done
+	if len(acked) == 0 {
+		t.Fatal("nothing was acknowledged before the kill")
+	}
+
+	s = startSidecar(t, dir)
+	var rec struct {
+		EventsStored int64 `json:"events_stored"`
+	}
+	s.get("/api/v1/experiments/crash", &rec)
+	var evs []struct {
+		EventID string `json:"event_id"`
+	}
+	s.get("/api/v1/experiments/crash/events?limit=100000000", &evs)
+	stored := map[string]bool{}
+	for _, e := range evs {
+		stored[e.EventID] = true
+	}
+	for id := range acked {
+		if !stored[id] {
+			t.Fatalf("acknowledged event %s is missing after kill -9 (acked %d, stored %d)", id, len(acked), len(stored))
+		}
+	}
+	if int64(len(evs)) != rec.EventsStored || len(stored) != len(evs) {
+		t.Fatalf("events %d, distinct %d, events_stored %d", len(evs), len(stored), rec.EventsStored)
+	}
+	if code := s.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d\n%s", code, s.logs)
+	}
+
+	// Read the TSDB as the sidecar left it.
+	db, err := tsdb.OpenDBReadOnly(filepath.Join(dir, "experiments", "crash", "tsdb"), "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q, err := db.Querier(math.MinInt64, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	counts := map[string]int64{}
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, "crucible_event_.*"))
+	for set.Next() {
+		it := set.At().Iterator(nil)
+		for it.Next() != 0 {
+			counts[set.At().Labels().Get(labels.MetricName)]++
+		}
+	}
+	for _, m := range []string{tsdbstore.MetricLatency, tsdbstore.MetricCost, tsdbstore.MetricSuccess, tsdbstore.MetricPromptTokens, tsdbstore.MetricCompletionTokens} {
+		if counts[m] != rec.EventsStored {
+			t.Errorf("%s: %d samples, want %d (one per stored event)", m, counts[m], rec.EventsStored)
+		}
+	}
+	t.Logf("acknowledged %d, stored %d", len(acked), rec.EventsStored)
+}
+
+// TestSIGTERMDrains stops the sidecar during ingest: it finishes the requests
+// in flight, exits 0, and everything it acknowledged is there after a restart.
+func TestSIGTERMDrains(t *testing.T) {
+	dir := t.TempDir()
+	s := startSidecar(t, dir)
+	s.post("/api/v1/experiments", `{"id":"crash","name":"Drain"}`)
+	go func() {
+		time.Sleep(time.Second)
+		s.cmd.Process.Signal(syscall.SIGTERM)
+	}()
+	acked := ingestUntilStopped(t, s, 2)
+	<-s.done
+	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM\n%s", code, s.logs)
+	}
+	s = startSidecar(t, dir)
+	defer s.stop(syscall.SIGTERM)
+	var rec struct {
+		EventsStored int64 `json:"events_stored"`
+	}
+	s.get("/api/v1/experiments/crash", &rec)
+	if rec.EventsStored < int64(len(acked)) {
+		t.Fatalf("stored %d < acknowledged %d", rec.EventsStored, len(acked))
+	}
+	if strings.Contains(s.logs.String(), "torn tail") {
+		t.Fatalf("a clean shutdown left a torn log:\n%s", s.logs)
+	}
+}
+
+func TestPricingFileAndReload(t *testing.T) {
+	dir := t.TempDir()
+	prices := filepath.Join(dir, "prices.yaml")
+	os.WriteFile(prices, []byte("models:\n  my-llm: {input: 1, output: 2}\n"), 0o644)
+	s := startSidecar(t, filepath.Join(dir, "data"), "--pricing.file="+prices)
+	defer s.stop(syscall.SIGTERM)
+	s.post("/api/v1/experiments", `{"id":"p","name":"P"}`)
+	send := func() {
+		s.post("/api/v1/experiments/p/events", `{"event_name":"x","metadata":{"model":"my-llm","tokens":{"prompt":1000000,"completion":1000000}}}`)
+	}
+	send()
+	os.WriteFile(prices, []byte("models:\n  my-llm: {input: 10, output: 20}\n"), 0o644)
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s.logs.String(), "reloaded the price table") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	send()
+	os.WriteFile(prices, []byte("models: [broken"), 0o644)
+	if code, _ := s.post("/-/reload", ""); code != 400 {
+		t.Fatalf("reload of a broken file: %d", code)
+	}
+	send() // the old table stays in force
+	var evs []struct {
+		Cost float64 `json:"cost_usd"`
+	}
+	s.get("/api/v1/experiments/p/events", &evs)
+	if len(evs) != 3 || evs[0].Cost != 3 || evs[1].Cost != 30 || evs[2].Cost != 30 {
+		t.Fatalf("costs %+v, want 3, 30, 30", evs)
+	}
+}
