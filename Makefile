@@ -1,0 +1,48 @@
+# CrucibleTelemetry — build, run, test and benchmark.
+GO          ?= go
+BINARY      := crucible-telemetry
+VERSION     := $(shell cat VERSION)
+REVISION    := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+BRANCH      := $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+VERSION_PKG := github.com/prometheus/common/version
+LDFLAGS     := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION) \
+               -X $(VERSION_PKG).Branch=$(BRANCH) -X $(VERSION_PKG).BuildUser=$(shell whoami)@$(shell hostname) \
+               -X $(VERSION_PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+ARGS        ?=
+
+.PHONY: all build run test vet fuzz bench bench-go bench-load clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BINARY) .
+
+## run: build and start the sidecar on :9477 with storage in ./data (extra flags: make run ARGS='...')
+run: build
+	./$(BINARY) serve --storage.path=data $(ARGS)
+
+## test: every test, with the race detector
+test: vet
+	$(GO) test -race -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./event -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./event -run '^$$' -fuzz '^FuzzSplit$$' -fuzztime $(FUZZTIME)
+
+## bench: Go micro-benchmarks, then the load generator against a fresh sidecar
+bench: bench-go bench-load
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+LOAD_DURATION ?= 60s
+bench-load: build
+	./scripts/bench-load.sh $(LOAD_DURATION)
+
+clean:
+	rm -f $(BINARY)

@@ -1,0 +1,71 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+	"github.com/crucible-telemetry/crucible-telemetry/pricing"
+)
+
+func TestBatchIsRealistic(t *testing.T) {
+	now := time.Now()
+	body := Batch(nil, rand.New(rand.NewPCG(1, 2)), 1000, now.UnixMicro())
+	lines := bytes.Split(bytes.TrimSpace(body), []byte("\n"))
+	if len(lines) != 1000 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	if avg := len(body) / len(lines); avg < 350 || avg > 600 {
+		t.Fatalf("average event is %d bytes, want about 450", avg)
+	}
+	failures := 0
+	for _, l := range lines {
+		e, err := event.Parse(l, now, pricing.Default())
+		if err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		if !e.LatencyMs.Valid || !e.CostUSD.Valid || e.Tokens == nil || !e.SessionID.Valid || !e.Success.Valid {
+			t.Fatalf("event lacks realistic fields: %s", l)
+		}
+		if !e.Success.V {
+			failures++
+		}
+	}
+	if failures == 0 || failures > 100 {
+		t.Fatalf("%d failures in 1000 events", failures)
+	}
+}
+
+func TestRunCountsAcceptedEvents(t *testing.T) {
+	var events atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/api/v1/experiments":
+			w.WriteHeader(http.StatusCreated)
+		case strings.HasSuffix(r.URL.Path, "/events"):
+			b, _ := io.ReadAll(r.Body)
+			n := bytes.Count(b, []byte("\n"))
+			events.Add(int64(n))
+			io.WriteString(w, `{"status":"success","data":{"accepted":`+strconv.Itoa(n)+`,"duplicates":0}}`)
+		case r.URL.Path == "/metrics":
+			io.WriteString(w, "process_resident_memory_bytes 1.048576e+07\n")
+		}
+	}))
+	defer srv.Close()
+	rep, err := Run(context.Background(), Config{Target: srv.URL, Experiment: "x", Events: 2500, Connections: 2, BatchSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Events != 2500 || events.Load() != 2500 || rep.SidecarRSS != 10<<20 || rep.P50 <= 0 {
+		t.Fatalf("report %+v, server saw %d", rep, events.Load())
+	}
+}
