@@ -122,6 +122,7 @@ type eventLog struct {
 
 	mu      sync.RWMutex // guards the fields below for readers
 	current *os.File
+	retired []*os.File // full segments not yet fsynced and closed
 	seg     int
 	size    int64 // bytes of complete records in the current segment
 	first   int   // oldest segment number
@@ -291,23 +292,19 @@ func (l *eventLog) write(buf []byte) (Position, error) {
 	return pos, nil
 }
 
+// rotate starts a new segment. The old one is fsynced and closed by the
+// next sync, outside the append path: fsyncing a full segment here would
+// stall every request behind it.
 func (l *eventLog) rotate() error {
-	if err := l.current.Sync(); err != nil {
-		return err
-	}
 	next, err := os.OpenFile(segmentName(l.dir, l.seg+1), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	if err := syncDir(l.dir); err != nil {
-		next.Close()
-		return err
-	}
 	l.mu.Lock()
-	old := l.current
+	l.retired = append(l.retired, l.current)
 	l.current, l.seg, l.size = next, l.seg+1, 0
 	l.mu.Unlock()
-	return old.Close()
+	return nil
 }
 
 // end is the position after the last complete record.
@@ -343,24 +340,41 @@ func (l *eventLog) readRange(from, to Position, visit func(*Record) error) error
 	return nil
 }
 
-// sync fsyncs the current segment; the read lock keeps rotate from closing
-// it underneath.
+// sync fsyncs the current segment, and fsyncs and closes retired ones. No
+// lock is held while fsyncing, so appends go on meanwhile: rotate never
+// closes a file, and close runs only after the last sync.
 func (l *eventLog) sync() error {
 	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.current == nil {
-		return nil
+	cur, retired := l.current, l.retired
+	l.mu.RUnlock()
+	var err error
+	if cur != nil {
+		err = cur.Sync()
 	}
-	return l.current.Sync()
+	if len(retired) == 0 {
+		return err
+	}
+	var errs []error
+	for _, f := range retired {
+		errs = append(errs, f.Sync(), f.Close())
+	}
+	if err := syncDir(l.dir); err != nil {
+		errs = append(errs, err)
+	}
+	l.mu.Lock()
+	l.retired = l.retired[len(retired):]
+	l.mu.Unlock()
+	return errors.Join(append(errs, err)...)
 }
 
 func (l *eventLog) close() error {
+	serr := l.sync()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.current == nil {
-		return nil
+		return serr
 	}
-	err := l.current.Sync()
+	err := errors.Join(serr, l.current.Sync())
 	if cerr := l.current.Close(); err == nil {
 		err = cerr
 	}

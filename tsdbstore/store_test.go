@@ -343,3 +343,36 @@ func TestMetricsConfig(t *testing.T) {
 		t.Fatalf("counts %v: only latency is configured", counts)
 	}
 }
+
+func TestSegmentRotation(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(t)
+	opts.SegmentSize = 4 << 10
+	s := openStore(t, dir, opts)
+	now := time.Now().Add(-time.Minute).UnixMicro()
+	var evs []*event.Event
+	for b := range 20 {
+		var batch []*event.Event
+		for i := range 10 {
+			batch = append(batch, llmEvent(now+int64(b*10+i)*100, "gpt-4", float64(i)))
+		}
+		mustAppend(t, s, batch)
+		evs = append(evs, batch...)
+		if b%5 == 0 {
+			s.tick() // fsyncs and closes retired segments meanwhile
+		}
+	}
+	segs, _ := listSegments(filepath.Join(dir, "events"))
+	if len(segs) < 5 {
+		t.Fatalf("%d segments, want rotation", len(segs))
+	}
+	s.Close()
+	s = openStore(t, dir, opts)
+	defer s.Close()
+	n := 0
+	s.Scan(func(*Record) error { n++; return nil })
+	if n != len(evs) || s.Count() != int64(len(evs)) {
+		t.Fatalf("scan %d, count %d, want %d", n, s.Count(), len(evs))
+	}
+	checkSamples(t, s.DB(), evs)
+}
