@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
 	"github.com/crucible-telemetry/crucible-telemetry/loadgen"
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
@@ -58,21 +57,4 @@ func BenchmarkIngestBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
-}
-
-// BenchmarkParse measures decoding and enrichment of one event.
-func BenchmarkParse(b *testing.B) {
-	rng := rand.New(rand.NewPCG(1, 1))
-	body := loadgen.Batch(nil, rng, 1000, time.Now().UnixMicro())
-	lines := bytes.Split(bytes.TrimSpace(body), []byte("\n"))
-	prices := pricing.Default()
-	now := time.Now()
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if _, err := event.Parse(lines[i%len(lines)], now, prices); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
 }

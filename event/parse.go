@@ -118,47 +118,184 @@ func wrongType(path string, v *fastjson.Value, want string) error {
 
 func present(v *fastjson.Value) bool { return v != nil && v.Type() != fastjson.TypeNull }
 
-// number reads an optional finite number; prefix+key names it in errors.
-func number(o *fastjson.Object, key, prefix string) (float64, bool, error) {
-	if o == nil {
-		return 0, false, nil
+// The known fields of an event, its metadata and measurements, collected in
+// one pass over each object's keys. The first occurrence of a key counts.
+type topFields struct {
+	eventName, experimentID, eventID, timestamp, measurements, metadata, latency, cost, success *fastjson.Value
+}
+
+type trainFields struct {
+	epoch, batch, loss, accuracy, learningRate, gradientNorm, checkpointPath *fastjson.Value
+}
+
+type metaFields struct {
+	model, provider, sessionID, userID, sampleID, cohort, tokens, cost, err, exception, status, response *fastjson.Value
+	train trainFields
+}
+
+type measFields struct {
+	duration, start, stop, status, promptTokens, completionTokens, cost *fastjson.Value
+	train trainFields
+}
+
+type tokenFields struct {
+	prompt, input, completion, output, total, cached *fastjson.Value
+}
+
+func set(dst **fastjson.Value, v *fastjson.Value) {
+	if *dst == nil {
+		*dst = v
 	}
-	v := o.Get(key)
+}
+
+func (t *trainFields) visit(k string, v *fastjson.Value) {
+	switch k {
+	case "epoch":
+		set(&t.epoch, v)
+	case "batch":
+		set(&t.batch, v)
+	case "loss":
+		set(&t.loss, v)
+	case "accuracy":
+		set(&t.accuracy, v)
+	case "learning_rate":
+		set(&t.learningRate, v)
+	case "gradient_norm":
+		set(&t.gradientNorm, v)
+	case "checkpoint_path":
+		set(&t.checkpointPath, v)
+	}
+}
+
+func (f *topFields) collect(o *fastjson.Object) {
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		switch string(k) {
+		case "event_name":
+			set(&f.eventName, v)
+		case "experiment_id":
+			set(&f.experimentID, v)
+		case "event_id":
+			set(&f.eventID, v)
+		case "timestamp":
+			set(&f.timestamp, v)
+		case "measurements":
+			set(&f.measurements, v)
+		case "metadata":
+			set(&f.metadata, v)
+		case "latency_ms":
+			set(&f.latency, v)
+		case "cost_usd":
+			set(&f.cost, v)
+		case "success":
+			set(&f.success, v)
+		}
+	})
+}
+
+func (f *metaFields) collect(o *fastjson.Object) {
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		switch string(k) {
+		case "model":
+			set(&f.model, v)
+		case "provider":
+			set(&f.provider, v)
+		case "session_id":
+			set(&f.sessionID, v)
+		case "user_id":
+			set(&f.userID, v)
+		case "sample_id":
+			set(&f.sampleID, v)
+		case "cohort":
+			set(&f.cohort, v)
+		case "tokens":
+			set(&f.tokens, v)
+		case "cost":
+			set(&f.cost, v)
+		case "error":
+			set(&f.err, v)
+		case "exception":
+			set(&f.exception, v)
+		case "status":
+			set(&f.status, v)
+		case "response":
+			set(&f.response, v)
+		default:
+			f.train.visit(string(k), v)
+		}
+	})
+}
+
+func (f *measFields) collect(o *fastjson.Object) {
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		switch string(k) {
+		case "duration":
+			set(&f.duration, v)
+		case "start":
+			set(&f.start, v)
+		case "stop":
+			set(&f.stop, v)
+		case "status":
+			set(&f.status, v)
+		case "prompt_tokens":
+			set(&f.promptTokens, v)
+		case "completion_tokens":
+			set(&f.completionTokens, v)
+		case "cost":
+			set(&f.cost, v)
+		default:
+			f.train.visit(string(k), v)
+		}
+	})
+}
+
+func (f *tokenFields) collect(o *fastjson.Object) {
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		switch string(k) {
+		case "prompt":
+			set(&f.prompt, v)
+		case "input":
+			set(&f.input, v)
+		case "completion":
+			set(&f.completion, v)
+		case "output":
+			set(&f.output, v)
+		case "total":
+			set(&f.total, v)
+		case "cached":
+			set(&f.cached, v)
+		}
+	})
+}
+
+// number reads an optional finite number named path.
+func number(v *fastjson.Value, path string) (float64, bool, error) {
 	if !present(v) {
 		return 0, false, nil
 	}
 	if v.Type() != fastjson.TypeNumber {
-		return 0, false, wrongType(prefix+key, v, "a number")
+		return 0, false, wrongType(path, v, "a number")
 	}
 	f, err := v.Float64()
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, false, invalid("%s must be a finite number", prefix+key)
+		return 0, false, invalid("%s must be a finite number", path)
 	}
 	return f, true, nil
 }
 
-// text reads an optional string.
-func (d *Decoder) text(o *fastjson.Object, key, prefix string) (Null[string], error) {
-	if o == nil {
-		return Null[string]{}, nil
-	}
-	v := o.Get(key)
+// text reads an optional string named path.
+func (d *Decoder) text(v *fastjson.Value, path string) (Null[string], error) {
 	if !present(v) {
 		return Null[string]{}, nil
 	}
 	if v.Type() != fastjson.TypeString {
-		return Null[string]{}, wrongType(prefix+key, v, "a string")
+		return Null[string]{}, wrongType(path, v, "a string")
 	}
 	b, _ := v.StringBytes()
 	return Some(d.str(b)), nil
 }
 
 // id reads an identifier that clients send as a string or a number.
-func (d *Decoder) id(o *fastjson.Object, key string) (Null[string], error) {
-	if o == nil {
-		return Null[string]{}, nil
-	}
-	v := o.Get(key)
+func id(v *fastjson.Value, path string) (Null[string], error) {
 	if !present(v) {
 		return Null[string]{}, nil
 	}
@@ -169,20 +306,19 @@ func (d *Decoder) id(o *fastjson.Object, key string) (Null[string], error) {
 	case fastjson.TypeNumber:
 		return Some(string(v.MarshalTo(nil))), nil
 	}
-	return Null[string]{}, wrongType("metadata."+key, v, "a string or a number")
+	return Null[string]{}, wrongType(path, v, "a string or a number")
 }
 
-// object reads an optional JSON object.
-func object(o *fastjson.Object, key, path string) (*fastjson.Object, *fastjson.Value, error) {
-	v := o.Get(key)
+// object reads an optional JSON object named path.
+func object(v *fastjson.Value, path string) (*fastjson.Object, error) {
 	if !present(v) {
-		return nil, nil, nil
+		return nil, nil
 	}
 	obj, err := v.Object()
 	if err != nil {
-		return nil, nil, invalid("%s must be a JSON object", path)
+		return nil, invalid("%s must be a JSON object", path)
 	}
-	return obj, v, nil
+	return obj, nil
 }
 
 // ParseInto is Parse writing into e, with the Decoder's parser and arena.
@@ -196,16 +332,18 @@ func (d *Decoder) ParseInto(e *Event, data []byte, now time.Time, prices *pricin
 		return invalid("expected a JSON object, got %s", typeName(v.Type()))
 	}
 	*e = Event{}
+	var top topFields
+	top.collect(o)
 
-	if e.EventName, err = parseEventName(o.Get("event_name")); err != nil {
+	if e.EventName, err = parseEventName(top.eventName); err != nil {
 		return err
 	}
-	if s, err := d.text(o, "experiment_id", ""); err != nil {
+	if s, err := d.text(top.experimentID, "experiment_id"); err != nil {
 		return err
 	} else if s.Valid {
 		e.ExperimentID = s.V
 	}
-	if id := o.Get("event_id"); present(id) {
+	if id := top.eventID; present(id) {
 		b, err := id.StringBytes()
 		if err != nil || len(b) == 0 || len(b) > MaxEventIDLen || strings.ContainsFunc(string(b), func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 			return invalid("event_id must be a string of 1-%d printable characters", MaxEventIDLen)
@@ -214,88 +352,99 @@ func (d *Decoder) ParseInto(e *Event, data []byte, now time.Time, prices *pricin
 	} else {
 		e.EventID = NewID()
 	}
-	if e.Timestamp, err = parseTimestamp(o.Get("timestamp"), now); err != nil {
+	if e.Timestamp, err = parseTimestamp(top.timestamp, now); err != nil {
 		return err
 	}
 
-	meta, metaV, err := object(o, "metadata", "metadata")
-	if err != nil {
+	var meta metaFields
+	var meas measFields
+	if obj, err := object(top.metadata, "metadata"); err != nil {
 		return err
+	} else if obj != nil {
+		meta.collect(obj)
+		e.Metadata = d.raw(top.metadata)
 	}
-	meas, measV, err := object(o, "measurements", "measurements")
-	if err != nil {
+	if obj, err := object(top.measurements, "measurements"); err != nil {
 		return err
-	}
-	if metaV != nil {
-		e.Metadata = d.raw(metaV)
-	}
-	if measV != nil {
-		e.Measurements = d.raw(measV)
+	} else if obj != nil {
+		meas.collect(obj)
+		e.Measurements = d.raw(top.measurements)
 	}
 
-	// latency_ms: explicit, else duration (ns), else stop - start (ns).
-	if lat, ok, err := number(o, "latency_ms", ""); err != nil {
+	if err := fillLatency(e, &top, &meas); err != nil {
+		return err
+	}
+	cached, err := fillTokens(e, &meta, &meas)
+	if err != nil {
+		return err
+	}
+	if e.Model, err = d.text(meta.model, "metadata.model"); err != nil {
+		return err
+	}
+	if e.Provider, err = d.text(meta.provider, "metadata.provider"); err != nil {
+		return err
+	}
+	if e.SessionID, err = id(meta.sessionID, "metadata.session_id"); err != nil {
+		return err
+	}
+	if e.UserID, err = id(meta.userID, "metadata.user_id"); err != nil {
+		return err
+	}
+	if e.SampleID, err = id(meta.sampleID, "metadata.sample_id"); err != nil {
+		return err
+	}
+	if e.Cohort, err = id(meta.cohort, "metadata.cohort"); err != nil {
+		return err
+	}
+	if err := fillCost(e, &top, &meta, &meas, cached, prices); err != nil {
+		return err
+	}
+	if e.Success, err = deriveSuccess(&top, &meta, &meas, e.EventName); err != nil {
+		return err
+	}
+	if strings.HasPrefix(e.EventName, "crucible_train.") {
+		if e.Training, err = d.training(&meta.train, &meas.train); err != nil {
+			return err
+		}
+	}
+	e.SampleWeight = 1
+	return nil
+}
+
+// fillLatency: explicit latency_ms, else duration (ns), else stop - start (ns).
+func fillLatency(e *Event, top *topFields, meas *measFields) error {
+	if lat, ok, err := number(top.latency, "latency_ms"); err != nil {
 		return err
 	} else if ok {
 		if lat < 0 {
 			return invalid("latency_ms must be >= 0, got %v", lat)
 		}
 		e.LatencyMs = Some(lat)
-	} else if dur, ok, err := number(meas, "duration", "measurements."); err != nil {
+		return nil
+	}
+	if dur, ok, err := number(meas.duration, "measurements.duration"); err != nil {
 		return err
 	} else if ok {
 		if dur < 0 {
 			return invalid("measurements.duration must be >= 0, got %v", dur)
 		}
 		e.LatencyMs = Some(dur / 1e6)
-	} else {
-		start, okStart, err := number(meas, "start", "measurements.")
-		if err != nil {
-			return err
-		}
-		stop, okStop, err := number(meas, "stop", "measurements.")
-		if err != nil {
-			return err
-		}
-		if okStart && okStop {
-			if stop < start {
-				return invalid("measurements.stop is before measurements.start")
-			}
-			e.LatencyMs = Some((stop - start) / 1e6)
-		}
+		return nil
 	}
-
-	cached, err := d.fillTokens(e, meta, meas)
+	start, okStart, err := number(meas.start, "measurements.start")
 	if err != nil {
 		return err
 	}
-	if e.Model, err = d.text(meta, "model", "metadata."); err != nil {
+	stop, okStop, err := number(meas.stop, "measurements.stop")
+	if err != nil {
 		return err
 	}
-	if e.Provider, err = d.text(meta, "provider", "metadata."); err != nil {
-		return err
-	}
-	for _, f := range [...]struct {
-		key string
-		dst *Null[string]
-	}{{"session_id", &e.SessionID}, {"user_id", &e.UserID}, {"sample_id", &e.SampleID}, {"cohort", &e.Cohort}} {
-		if *f.dst, err = d.id(meta, f.key); err != nil {
-			return err
+	if okStart && okStop {
+		if stop < start {
+			return invalid("measurements.stop is before measurements.start")
 		}
+		e.LatencyMs = Some((stop - start) / 1e6)
 	}
-
-	if err := fillCost(e, o, meta, meas, cached, prices); err != nil {
-		return err
-	}
-	if e.Success, err = deriveSuccess(o, meta, meas, e.EventName); err != nil {
-		return err
-	}
-	if strings.HasPrefix(e.EventName, "crucible_train.") {
-		if e.Training, err = d.training(meta, meas); err != nil {
-			return err
-		}
-	}
-	e.SampleWeight = 1
 	return nil
 }
 
@@ -395,99 +544,81 @@ func count(path string, v float64) (int64, error) {
 	return int64(v), nil
 }
 
-// firstNumber reads the first present key of keys.
-func firstNumber(o *fastjson.Object, prefix string, keys ...string) (float64, bool, error) {
-	for _, k := range keys {
-		f, ok, err := number(o, k, prefix)
-		if err != nil || ok {
-			return f, ok, err
-		}
+// tokenCount reads an optional whole, non-negative number.
+func tokenCount(v *fastjson.Value, path string) (Null[int64], error) {
+	f, ok, err := number(v, path)
+	if err != nil || !ok {
+		return Null[int64]{}, err
 	}
-	return 0, false, nil
+	n, err := count(path, f)
+	if err != nil {
+		return Null[int64]{}, err
+	}
+	return Some(n), nil
+}
+
+func firstPresent(a, b *fastjson.Value) *fastjson.Value {
+	if present(a) {
+		return a
+	}
+	return b
 }
 
 // fillTokens sets e.Tokens and returns the count of cached prompt tokens.
-func (d *Decoder) fillTokens(e *Event, meta, meas *fastjson.Object) (int64, error) {
-	type side struct {
-		v  float64
-		ok bool
+func fillTokens(e *Event, meta *metaFields, meas *measFields) (int64, error) {
+	var tok Tokens
+	var cached Null[int64]
+	obj, err := object(meta.tokens, "metadata.tokens")
+	if err != nil {
+		return 0, err
 	}
-	var prompt, completion, total, cached side
-	where := "metadata.tokens"
-	var err error
-	if meta != nil {
-		tok, _, err := object(meta, "tokens", "metadata.tokens")
-		if err != nil {
+	if obj != nil {
+		var t tokenFields
+		t.collect(obj)
+		if tok.Prompt, err = tokenCount(firstPresent(t.prompt, t.input), "metadata.tokens.prompt"); err != nil {
 			return 0, err
 		}
-		if tok != nil {
-			if prompt.v, prompt.ok, err = firstNumber(tok, "metadata.tokens.", "prompt", "input"); err != nil {
-				return 0, err
-			}
-			if completion.v, completion.ok, err = firstNumber(tok, "metadata.tokens.", "completion", "output"); err != nil {
-				return 0, err
-			}
-			if total.v, total.ok, err = number(tok, "total", "metadata.tokens."); err != nil {
-				return 0, err
-			}
-			if cached.v, cached.ok, err = number(tok, "cached", "metadata.tokens."); err != nil {
-				return 0, err
-			}
-		}
-	}
-	if !prompt.ok && !completion.ok && !total.ok {
-		where = "measurements"
-		if prompt.v, prompt.ok, err = number(meas, "prompt_tokens", "measurements."); err != nil {
+		if tok.Completion, err = tokenCount(firstPresent(t.completion, t.output), "metadata.tokens.completion"); err != nil {
 			return 0, err
 		}
-		if completion.v, completion.ok, err = number(meas, "completion_tokens", "measurements."); err != nil {
+		if tok.Total, err = tokenCount(t.total, "metadata.tokens.total"); err != nil {
+			return 0, err
+		}
+		if cached, err = tokenCount(t.cached, "metadata.tokens.cached"); err != nil {
 			return 0, err
 		}
 	}
-	if !prompt.ok && !completion.ok && !total.ok {
+	if !tok.Prompt.Valid && !tok.Completion.Valid && !tok.Total.Valid {
+		if tok.Prompt, err = tokenCount(meas.promptTokens, "measurements.prompt_tokens"); err != nil {
+			return 0, err
+		}
+		if tok.Completion, err = tokenCount(meas.completionTokens, "measurements.completion_tokens"); err != nil {
+			return 0, err
+		}
+	}
+	if !tok.Prompt.Valid && !tok.Completion.Valid && !tok.Total.Valid {
 		return 0, nil
-	}
-	tok := &Tokens{}
-	for _, f := range [...]struct {
-		name string
-		s    side
-		dst  *Null[int64]
-	}{{"prompt", prompt, &tok.Prompt}, {"completion", completion, &tok.Completion}, {"total", total, &tok.Total}} {
-		if !f.s.ok {
-			continue
-		}
-		n, err := count(where+" "+f.name, f.s.v)
-		if err != nil {
-			return 0, err
-		}
-		*f.dst = Some(n)
 	}
 	if !tok.Total.Valid {
 		tok.Total = Some(tok.Prompt.V + tok.Completion.V)
 	}
-	e.Tokens = tok
-	var c int64
-	if cached.ok {
-		if c, err = count(where+" cached", cached.v); err != nil {
-			return 0, err
-		}
-	}
-	return c, nil
+	e.Tokens = &tok
+	return cached.V, nil
 }
 
 // fillCost: explicit cost_usd, metadata.cost, tokens × price, measurements.cost.
-func fillCost(e *Event, o, meta, meas *fastjson.Object, cached int64, prices *pricing.Table) error {
+func fillCost(e *Event, top *topFields, meta *metaFields, meas *measFields, cached int64, prices *pricing.Table) error {
 	for _, src := range [...]struct {
-		o           *fastjson.Object
-		key, prefix string
-	}{{o, "cost_usd", ""}, {meta, "cost", "metadata."}} {
-		c, ok, err := number(src.o, src.key, src.prefix)
+		v    *fastjson.Value
+		path string
+	}{{top.cost, "cost_usd"}, {meta.cost, "metadata.cost"}} {
+		c, ok, err := number(src.v, src.path)
 		if err != nil {
 			return err
 		}
 		if ok {
 			if c < 0 {
-				return invalid("%s must be >= 0, got %v", src.prefix+src.key, c)
+				return invalid("%s must be >= 0, got %v", src.path, c)
 			}
 			e.CostUSD = Some(c)
 			return nil
@@ -500,7 +631,7 @@ func fillCost(e *Event, o, meta, meas *fastjson.Object, cached int64, prices *pr
 		}
 		e.Unpriced = true
 	}
-	c, ok, err := number(meas, "cost", "measurements.")
+	c, ok, err := number(meas.cost, "measurements.cost")
 	if err != nil {
 		return err
 	}
@@ -513,11 +644,7 @@ func fillCost(e *Event, o, meta, meas *fastjson.Object, cached int64, prices *pr
 	return nil
 }
 
-func status(o *fastjson.Object) string {
-	if o == nil {
-		return ""
-	}
-	v := o.Get("status")
+func status(v *fastjson.Value) string {
 	if v == nil || v.Type() != fastjson.TypeString {
 		return ""
 	}
@@ -532,8 +659,8 @@ func status(o *fastjson.Object) string {
 }
 
 // deriveSuccess applies SPEC §4.3's rules in order.
-func deriveSuccess(o, meta, meas *fastjson.Object, name string) (Null[bool], error) {
-	if v := o.Get("success"); present(v) {
+func deriveSuccess(top *topFields, meta *metaFields, meas *measFields, name string) (Null[bool], error) {
+	if v := top.success; present(v) {
 		switch v.Type() {
 		case fastjson.TypeTrue:
 			return Some(true), nil
@@ -542,11 +669,11 @@ func deriveSuccess(o, meta, meas *fastjson.Object, name string) (Null[bool], err
 		}
 		return Null[bool]{}, wrongType("success", v, "a boolean")
 	}
-	if meta != nil && (present(meta.Get("error")) || present(meta.Get("exception"))) {
+	if present(meta.err) || present(meta.exception) {
 		return Some(false), nil
 	}
-	for _, obj := range [...]*fastjson.Object{meas, meta} {
-		switch status(obj) {
+	for _, st := range [...]string{status(meas.status), status(meta.status)} {
+		switch st {
 		case "ok":
 			return Some(true), nil
 		case "error":
@@ -556,42 +683,35 @@ func deriveSuccess(o, meta, meas *fastjson.Object, name string) (Null[bool], err
 	if name == "exception" || strings.HasSuffix(name, ".exception") {
 		return Some(false), nil
 	}
-	if meta != nil && present(meta.Get("response")) {
+	if present(meta.response) {
 		return Some(true), nil
 	}
 	return Null[bool]{}, nil
 }
 
 // training lifts the training fields, metadata first, then measurements.
-func (d *Decoder) training(meta, meas *fastjson.Object) (*Training, error) {
+func (d *Decoder) training(meta, meas *trainFields) (*Training, error) {
 	tr := &Training{}
-	lookup := func(key string) (float64, bool, error) {
-		if f, ok, err := number(meta, key, "metadata."); err != nil || ok {
-			return f, ok, err
-		}
-		return number(meas, key, "measurements.")
-	}
+	var err error
 	for _, f := range [...]struct {
-		key string
-		dst *Null[int64]
-	}{{"epoch", &tr.Epoch}, {"batch", &tr.Batch}} {
-		v, ok, err := lookup(f.key)
-		if err != nil {
+		m1, m2 *fastjson.Value
+		path   string
+		dst    *Null[int64]
+	}{{meta.epoch, meas.epoch, "epoch", &tr.Epoch}, {meta.batch, meas.batch, "batch", &tr.Batch}} {
+		if *f.dst, err = tokenCount(firstPresent(f.m1, f.m2), f.path); err != nil {
 			return nil, err
 		}
-		if ok {
-			n, err := count(f.key, v)
-			if err != nil {
-				return nil, err
-			}
-			*f.dst = Some(n)
-		}
 	}
 	for _, f := range [...]struct {
-		key string
-		dst *Null[float64]
-	}{{"loss", &tr.Loss}, {"accuracy", &tr.Accuracy}, {"learning_rate", &tr.LearningRate}, {"gradient_norm", &tr.GradientNorm}} {
-		v, ok, err := lookup(f.key)
+		m1, m2 *fastjson.Value
+		path   string
+		dst    *Null[float64]
+	}{
+		{meta.loss, meas.loss, "loss", &tr.Loss}, {meta.accuracy, meas.accuracy, "accuracy", &tr.Accuracy},
+		{meta.learningRate, meas.learningRate, "learning_rate", &tr.LearningRate},
+		{meta.gradientNorm, meas.gradientNorm, "gradient_norm", &tr.GradientNorm},
+	} {
+		v, ok, err := number(firstPresent(f.m1, f.m2), f.path)
 		if err != nil {
 			return nil, err
 		}
@@ -599,14 +719,8 @@ func (d *Decoder) training(meta, meas *fastjson.Object) (*Training, error) {
 			*f.dst = Some(v)
 		}
 	}
-	var err error
-	if tr.CheckpointPath, err = d.text(meta, "checkpoint_path", "metadata."); err != nil {
+	if tr.CheckpointPath, err = d.text(firstPresent(meta.checkpointPath, meas.checkpointPath), "checkpoint_path"); err != nil {
 		return nil, err
-	}
-	if !tr.CheckpointPath.Valid {
-		if tr.CheckpointPath, err = d.text(meas, "checkpoint_path", "measurements."); err != nil {
-			return nil, err
-		}
 	}
 	return tr, nil
 }

@@ -1,0 +1,55 @@
+package event
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+)
+
+// benchLines are realistic LLM events of about 450 bytes.
+func benchLines() [][]byte {
+	var lines [][]byte
+	for i := range 100 {
+		lines = append(lines, fmt.Appendf(nil, `{"event_name":"req_llm.request.stop","timestamp":%d,"measurements":{"duration":%d},`+
+			`"metadata":{"model":"gpt-4o","provider":"openai","tokens":{"prompt":%d,"completion":%d},"session_id":"s-%x","sample_id":"q-%d",`+
+			`"response":"Here is a summary of the document: the proposal improves retrieval quality by re-ranking candidates with a cross-encoder."}}`,
+			testNow.UnixMicro()-int64(i), 200e6+i*1e6, 200+i, 20+i, i*7919, i))
+	}
+	return lines
+}
+
+// BenchmarkParseInto measures decoding and enrichment of one event on the
+// ingest path (pooled decoder, shared arena).
+func BenchmarkParseInto(b *testing.B) {
+	lines := benchLines()
+	d := GetDecoder()
+	defer PutDecoder(d)
+	var e Event
+	b.ReportAllocs()
+	b.SetBytes(int64(len(bytes.Join(lines, nil)) / len(lines)))
+	i := 0
+	for b.Loop() {
+		if i%1000 == 0 {
+			d.arena = d.arena[:0]
+		}
+		if err := d.ParseInto(&e, lines[i%len(lines)], testNow, testPrices); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkAppendStored measures the log encoding of one event.
+func BenchmarkAppendStored(b *testing.B) {
+	e, err := Parse(benchLines()[0], testNow, testPrices)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = e.AppendStored(buf[:0])
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
