@@ -52,4 +52,3 @@ func BenchmarkAppendStored(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
-

@@ -130,12 +130,12 @@ type trainFields struct {
 
 type metaFields struct {
 	model, provider, sessionID, userID, sampleID, cohort, tokens, cost, err, exception, status, response *fastjson.Value
-	train trainFields
+	train                                                                                                trainFields
 }
 
 type measFields struct {
 	duration, start, stop, status, promptTokens, completionTokens, cost *fastjson.Value
-	train trainFields
+	train                                                               trainFields
 }
 
 type tokenFields struct {
