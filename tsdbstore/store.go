@@ -98,7 +98,8 @@ type Store struct {
 	series  map[seriesKey]*seriesRefs
 	applied Position // everything before it is committed to the TSDB
 	closed  bool
-	scratch []byte
+	scratch []byte // records of the append in progress
+	frame   []byte // the same, framed and compressed
 	order   []int
 
 	count atomic.Int64
@@ -340,8 +341,9 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 	if len(place) == 0 {
 		return results, nil
 	}
+	s.frame = appendFrame(s.frame[:0], buf)
 
-	end, err := s.log.write(buf)
+	end, err := s.log.write(s.frame)
 	if err != nil {
 		s.slots.prune() // the slots handed out are simply skipped
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)

@@ -347,7 +347,7 @@ func TestMetricsConfig(t *testing.T) {
 func TestSegmentRotation(t *testing.T) {
 	dir := t.TempDir()
 	opts := testOptions(t)
-	opts.SegmentSize = 4 << 10
+	opts.SegmentSize = 1 << 10
 	s := openStore(t, dir, opts)
 	now := time.Now().Add(-time.Minute).UnixMicro()
 	var evs []*event.Event
