@@ -21,14 +21,12 @@ const (
 	errUnavailable = "unavailable"
 	errTooLarge    = "too_large"
 	errInternal    = "internal"
-	errForbidden   = "forbidden"
 )
 
 // Errors of the API layer itself.
 var (
 	errBodyTooLarge = errors.New("request body too large")
 	errBadRequest   = errors.New("bad request")
-	errAdminAPI     = errors.New("admin APIs are disabled; start with --web.enable-admin-api")
 )
 
 type envelope struct {
@@ -55,8 +53,6 @@ func classify(err error) (int, string) {
 	switch {
 	case errors.Is(err, errBodyTooLarge):
 		return http.StatusRequestEntityTooLarge, errTooLarge
-	case errors.Is(err, errAdminAPI):
-		return http.StatusForbidden, errForbidden
 	case errors.Is(err, errBadRequest), errors.Is(err, experiment.ErrInvalid),
 		errors.Is(err, event.ErrInvalid), errors.Is(err, event.ErrBody):
 		return http.StatusBadRequest, errBadData

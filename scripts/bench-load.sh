@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Starts a fresh sidecar on a temporary data directory, drives it with the
-# load generator, and prints the load generator's report plus the sidecar's
-# stored event count and disk use.
+# load generator, and prints the load generator's report, the sidecar's
+# resident memory every 10 s, its stored event count and its disk use.
 set -euo pipefail
 duration=${1:-60s}
 bin=./crucible-telemetry
 data=$(mktemp -d)
 addr=127.0.0.1:19477
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill "$pid" "$sampler" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 "$bin" serve --storage.path="$data" --web.listen-address="$addr" --log.level=warn &
 pid=$!
@@ -15,8 +15,20 @@ for _ in $(seq 100); do
   curl -fs "http://$addr/-/ready" >/dev/null 2>&1 && break
   sleep 0.1
 done
+
+rss() {
+  curl -fs "http://$addr/metrics" | awk '/^process_resident_memory_bytes /{printf "%.0f", $2/1048576}'
+}
+(
+  while sleep 10; do
+    echo "rss_mib=$(rss) events_stored=$(curl -fs "http://$addr/api/v1/experiments/loadgen" | sed -n 's/.*"events_stored":\([0-9]*\).*/\1/p')"
+  done
+) &
+sampler=$!
+
 "$bin" loadgen --target="http://$addr" --duration="$duration" --connections=4 --batch=1000
+kill "$sampler" 2>/dev/null || true
 stored=$(curl -fs "http://$addr/api/v1/experiments/loadgen" | sed -n 's/.*"events_stored":\([0-9]*\).*/\1/p')
-echo "events_stored=$stored"
+echo "events_stored=$stored rss_mib=$(rss)"
 kill -TERM "$pid"; wait "$pid" || true
 du -sh "$data"/experiments/loadgen/events "$data"/experiments/loadgen/tsdb
