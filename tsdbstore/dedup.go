@@ -71,6 +71,14 @@ func (d *dedupSet) add(id string, arrivalUs int64) {
 	d.gens[gen][d.key(id)] = struct{}{}
 }
 
+// remove forgets id (an append that reserved it failed).
+func (d *dedupSet) remove(id string) {
+	k := d.key(id)
+	for _, g := range d.gens {
+		delete(g, k)
+	}
+}
+
 func (d *dedupSet) len() int {
 	n := 0
 	for _, g := range d.gens {

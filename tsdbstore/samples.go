@@ -3,6 +3,7 @@ package tsdbstore
 import (
 	"errors"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
@@ -51,12 +52,15 @@ type seriesKey struct {
 	slot                              uint8
 }
 
-// seriesRefs caches, per metric, the labels and the TSDB's reference.
+// seriesRefs caches, per metric, the labels and the TSDB's reference. The
+// references are atomic: concurrent appends share them.
 type seriesRefs struct {
 	lbls [numMetrics]labels.Labels
-	refs [numMetrics]storage.SeriesRef
+	refs [numMetrics]atomic.Uint64
 }
 
+// refsFor returns the series of e in slot. Callers hold s.mu (or are alone,
+// as in Open).
 func (s *Store) refsFor(e *event.Event, slot uint8) *seriesRefs {
 	k := seriesKey{e.Condition, e.EventName, e.Model.V, e.Provider.V, slot}
 	if r, ok := s.series[k]; ok {
@@ -80,17 +84,16 @@ func (s *Store) refsFor(e *event.Event, slot uint8) *seriesRefs {
 	return r
 }
 
-// appendSamples appends the numbers of one event at ms in its slot.
-func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, slot uint8) error {
-	r := s.refsFor(e, slot)
+// appendSamples appends the numbers of one event at ms to its series r.
+func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, r *seriesRefs) error {
 	var errs []error
 	add := func(m int, v float64) {
-		ref, err := app.Append(r.refs[m], r.lbls[m], 0, ms, v, nil, nil, storage.AOptions{})
+		ref, err := app.Append(storage.SeriesRef(r.refs[m].Load()), r.lbls[m], 0, ms, v, nil, nil, storage.AOptions{})
 		if err != nil {
 			errs = append(errs, err)
 			return
 		}
-		r.refs[m] = ref
+		r.refs[m].Store(uint64(ref))
 	}
 	cfg := s.opts.Metrics
 	if cfg.Latency && e.LatencyMs.Valid {
