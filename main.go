@@ -90,6 +90,7 @@ func run(args []string) int {
 	lg.Flag("duration", "Stop after this long (0: no limit).").Default("60s").SetValue(&lf.duration)
 	lg.Flag("connections", "Concurrent keep-alive connections.").Default("4").IntVar(&lf.cfg.Connections)
 	lg.Flag("batch", "Events per NDJSON request.").Default("1000").IntVar(&lf.cfg.BatchSize)
+	lg.Flag("rate", "Target events/s over all connections (0: as fast as the sidecar answers).").Default("0").Float64Var(&lf.cfg.Rate)
 
 	cmd, err := app.Parse(args)
 	if err != nil {

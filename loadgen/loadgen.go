@@ -28,6 +28,11 @@ type Config struct {
 	Duration    time.Duration // stop after this long (0: no limit)
 	Connections int
 	BatchSize   int
+	// Rate is the target events/s over all connections; 0 sends as fast as
+	// the sidecar answers. With a rate, batch latency is measured from each
+	// batch's scheduled send time, so a stalled sidecar cannot hide its
+	// stall by delaying the batches behind it.
+	Rate float64
 }
 
 // Report is the outcome of a run.
@@ -127,6 +132,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			rng := rand.New(rand.NewPCG(uint64(c), uint64(start.UnixNano())))
 			var body []byte
 			var local []time.Duration
+			var interval time.Duration
+			if cfg.Rate > 0 {
+				interval = time.Duration(float64(time.Second) * float64(cfg.BatchSize*cfg.Connections) / cfg.Rate)
+			}
+			// Connections start spread over one interval.
+			next := start.Add(interval * time.Duration(c) / time.Duration(cfg.Connections))
 			defer func() {
 				mu.Lock()
 				latencies = append(latencies, local...)
@@ -143,8 +154,19 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 						return
 					}
 				}
-				body = Batch(body[:0], rng, n, time.Now().UnixMicro())
 				t0 := time.Now()
+				if interval > 0 {
+					if d := time.Until(next); d > 0 {
+						select {
+						case <-time.After(d):
+						case <-ctx.Done():
+							return
+						}
+					}
+					t0 = next
+					next = next.Add(interval)
+				}
+				body = Batch(body[:0], rng, n, time.Now().UnixMicro())
 				err := post(ctx, client, url, body, n)
 				if ctx.Err() != nil {
 					return

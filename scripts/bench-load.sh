@@ -4,6 +4,7 @@
 # resident memory every 10 s, its stored event count and its disk use.
 set -euo pipefail
 duration=${1:-60s}
+rate=${2:-0}  # events/s; 0 = as fast as the sidecar answers
 bin=./crucible-telemetry
 data=$(mktemp -d)
 addr=127.0.0.1:19477
@@ -26,7 +27,7 @@ rss() {
 ) &
 sampler=$!
 
-"$bin" loadgen --target="http://$addr" --duration="$duration" --connections=4 --batch=1000
+"$bin" loadgen --target="http://$addr" --duration="$duration" --connections=4 --batch=1000 --rate="$rate"
 kill "$sampler" 2>/dev/null || true
 stored=$(curl -fs "http://$addr/api/v1/experiments/loadgen" | sed -n 's/.*"events_stored":\([0-9]*\).*/\1/p')
 echo "events_stored=$stored rss_mib=$(rss)"
