@@ -254,7 +254,7 @@ func (a *API) ingest(w http.ResponseWriter, r *http.Request) {
 	var parseRejects []experiment.Rejection
 	for i, p := range parts {
 		e := &backing[i]
-		err := dec.ParseInto(e, p, now, prices)
+		err := dec.ParseForStorage(e, p, now, prices)
 		if err != nil {
 			parseRejects = append(parseRejects, experiment.Rejection{Index: i, Error: err.Error()})
 			continue

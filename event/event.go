@@ -81,8 +81,10 @@ type Event struct {
 
 	// ClientID is true when the client chose EventID (only those are
 	// de-duplicated). Unpriced is true when the model has no price.
-	ClientID bool `json:"-"`
-	Unpriced bool `json:"-"`
+	ClientID bool   `json:"-"`
+	Unpriced bool   `json:"-"`
+	Raw      []byte `json:"-"` // the client's JSON, kept in the event log
+
 }
 
 // TimestampMs is the event's millisecond, the TSDB's unit of time.
@@ -99,83 +101,55 @@ func floorDiv(a, b int64) int64 {
 // AppendJSON appends the event's full JSON encoding (SPEC §4.3) to b:
 // every field, null when absent. Hand-written because it runs for every
 // event served.
-func (e *Event) AppendJSON(b []byte) []byte { return e.appendJSON(b, true) }
-
-// AppendStored appends the compact encoding kept in the event log: the
-// experiment's fields (the same for every event of an experiment) and absent
-// values are left out. DecodeStored reads it back.
-func (e *Event) AppendStored(b []byte) []byte { return e.appendJSON(b, false) }
-
-// DecodeStored reads an event written by AppendStored (or AppendJSON); the
-// caller sets the experiment's fields.
-func DecodeStored(data []byte, e *Event) error {
-	*e = Event{SampleWeight: 1}
-	return json.Unmarshal(data, e)
-}
-
-func (e *Event) appendJSON(b []byte, full bool) []byte {
+func (e *Event) AppendJSON(b []byte) []byte {
 	b = append(b, `{"event_id":`...)
 	b = appendString(b, e.EventID)
-	if full {
-		b = append(b, `,"experiment_id":`...)
-		b = appendString(b, e.ExperimentID)
-		b = append(b, `,"experiment_name":`...)
-		b = appendString(b, e.ExperimentName)
-		b = append(b, `,"condition":`...)
-		b = appendString(b, e.Condition)
-		b = append(b, `,"tags":[`...)
-		for i, t := range e.Tags {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, t)
+	b = append(b, `,"experiment_id":`...)
+	b = appendString(b, e.ExperimentID)
+	b = append(b, `,"experiment_name":`...)
+	b = appendString(b, e.ExperimentName)
+	b = append(b, `,"condition":`...)
+	b = appendString(b, e.Condition)
+	b = append(b, `,"tags":[`...)
+	for i, t := range e.Tags {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		b = append(b, ']')
+		b = appendString(b, t)
 	}
+	b = append(b, ']')
 	b = append(b, `,"event_name":`...)
 	b = appendString(b, e.EventName)
 	b = append(b, `,"timestamp":`...)
 	b = strconv.AppendInt(b, e.Timestamp, 10)
-	if full || len(e.Measurements) > 0 {
-		b = append(b, `,"measurements":`...)
-		b = appendRaw(b, e.Measurements)
+	b = append(b, `,"measurements":`...)
+	b = appendRaw(b, e.Measurements)
+	b = append(b, `,"metadata":`...)
+	b = appendRaw(b, e.Metadata)
+	b = append(b, `,"latency_ms":`...)
+	b = appendNullFloat(b, e.LatencyMs)
+	b = append(b, `,"cost_usd":`...)
+	b = appendNullFloat(b, e.CostUSD)
+	b = append(b, `,"success":`...)
+	switch {
+	case !e.Success.Valid:
+		b = append(b, "null"...)
+	case e.Success.V:
+		b = append(b, "true"...)
+	default:
+		b = append(b, "false"...)
 	}
-	if full || len(e.Metadata) > 0 {
-		b = append(b, `,"metadata":`...)
-		b = appendRaw(b, e.Metadata)
-	}
-	if full || e.LatencyMs.Valid {
-		b = append(b, `,"latency_ms":`...)
-		b = appendNullFloat(b, e.LatencyMs)
-	}
-	if full || e.CostUSD.Valid {
-		b = append(b, `,"cost_usd":`...)
-		b = appendNullFloat(b, e.CostUSD)
-	}
-	if full || e.Success.Valid {
-		b = append(b, `,"success":`...)
-		switch {
-		case !e.Success.Valid:
-			b = append(b, "null"...)
-		case e.Success.V:
-			b = append(b, "true"...)
-		default:
-			b = append(b, "false"...)
-		}
-	}
-	if full || e.Tokens != nil {
-		b = append(b, `,"tokens":`...)
-		if e.Tokens == nil {
-			b = append(b, "null"...)
-		} else {
-			b = append(b, `{"prompt":`...)
-			b = appendNullInt(b, e.Tokens.Prompt)
-			b = append(b, `,"completion":`...)
-			b = appendNullInt(b, e.Tokens.Completion)
-			b = append(b, `,"total":`...)
-			b = appendNullInt(b, e.Tokens.Total)
-			b = append(b, '}')
-		}
+	b = append(b, `,"tokens":`...)
+	if e.Tokens == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, `{"prompt":`...)
+		b = appendNullInt(b, e.Tokens.Prompt)
+		b = append(b, `,"completion":`...)
+		b = appendNullInt(b, e.Tokens.Completion)
+		b = append(b, `,"total":`...)
+		b = appendNullInt(b, e.Tokens.Total)
+		b = append(b, '}')
 	}
 	for _, f := range [...]struct {
 		key string
@@ -184,10 +158,8 @@ func (e *Event) appendJSON(b []byte, full bool) []byte {
 		{`,"session_id":`, e.SessionID}, {`,"user_id":`, e.UserID}, {`,"sample_id":`, e.SampleID},
 		{`,"cohort":`, e.Cohort}, {`,"model":`, e.Model}, {`,"provider":`, e.Provider},
 	} {
-		if full || f.v.Valid {
-			b = append(b, f.key...)
-			b = appendNullString(b, f.v)
-		}
+		b = append(b, f.key...)
+		b = appendNullString(b, f.v)
 	}
 	if tr := e.Training; tr != nil {
 		b = append(b, `,"epoch":`...)
@@ -205,10 +177,8 @@ func (e *Event) appendJSON(b []byte, full bool) []byte {
 		b = append(b, `,"checkpoint_path":`...)
 		b = appendNullString(b, tr.CheckpointPath)
 	}
-	if full || e.SampleWeight != 1 {
-		b = append(b, `,"sample_weight":`...)
-		b = appendFloat(b, e.SampleWeight)
-	}
+	b = append(b, `,"sample_weight":`...)
+	b = appendFloat(b, e.SampleWeight)
 	return append(b, '}')
 }
 

@@ -36,6 +36,15 @@ func FuzzParse(f *testing.F) {
 		if err := json.Unmarshal(out, &back); err != nil {
 			t.Fatalf("stored JSON does not decode: %v\n%s", err, out)
 		}
+		d := GetDecoder()
+		defer PutDecoder(d)
+		var rec Event
+		if err := d.DecodeRecord(e.AppendRecord(nil, data), &rec, true); err != nil {
+			t.Fatalf("stored record does not decode: %v", err)
+		}
+		if rec.EventID != e.EventID || rec.Timestamp != e.Timestamp || rec.LatencyMs != e.LatencyMs || rec.CostUSD != e.CostUSD {
+			t.Fatalf("stored record differs: %+v vs %+v", rec, e)
+		}
 	})
 }
 

@@ -48,6 +48,10 @@ var decoderPool = sync.Pool{New: func() any { return &Decoder{intern: make(map[s
 // call PutDecoder only when they are no longer used.
 func GetDecoder() *Decoder { d := decoderPool.Get().(*Decoder); d.arena = d.arena[:0]; return d }
 
+// Reset lets the Decoder reuse its arena: events it decoded before lose
+// their metadata and measurements.
+func (d *Decoder) Reset() { d.arena = d.arena[:0] }
+
 // PutDecoder returns d to the pool.
 func PutDecoder(d *Decoder) {
 	if cap(d.arena) > 32<<20 {
@@ -77,6 +81,9 @@ func Parse(data []byte, now time.Time, prices *pricing.Table) (*Event, error) {
 func (d *Decoder) str(b []byte) string {
 	if len(b) > 64 {
 		return string(b)
+	}
+	if d.intern == nil {
+		d.intern = make(map[string]string)
 	}
 	if s, ok := d.intern[string(b)]; ok {
 		return s
@@ -323,6 +330,21 @@ func object(v *fastjson.Value, path string) (*fastjson.Object, error) {
 
 // ParseInto is Parse writing into e, with the Decoder's parser and arena.
 func (d *Decoder) ParseInto(e *Event, data []byte, now time.Time, prices *pricing.Table) error {
+	return d.parse(e, data, now, prices, true)
+}
+
+// ParseForStorage is ParseInto for the ingest path: e.Raw keeps data (the
+// event log stores it as it came), so metadata and measurements are not
+// copied out of it. data must stay unchanged until e is stored.
+func (d *Decoder) ParseForStorage(e *Event, data []byte, now time.Time, prices *pricing.Table) error {
+	if err := d.parse(e, data, now, prices, false); err != nil {
+		return err
+	}
+	e.Raw = data
+	return nil
+}
+
+func (d *Decoder) parse(e *Event, data []byte, now time.Time, prices *pricing.Table, objects bool) error {
 	v, err := d.p.ParseBytes(data)
 	if err != nil {
 		return invalid("malformed JSON: %v", err)
@@ -362,13 +384,17 @@ func (d *Decoder) ParseInto(e *Event, data []byte, now time.Time, prices *pricin
 		return err
 	} else if obj != nil {
 		meta.collect(obj)
-		e.Metadata = d.raw(top.metadata)
+		if objects {
+			e.Metadata = d.raw(top.metadata)
+		}
 	}
 	if obj, err := object(top.measurements, "measurements"); err != nil {
 		return err
 	} else if obj != nil {
 		meas.collect(obj)
-		e.Measurements = d.raw(top.measurements)
+		if objects {
+			e.Measurements = d.raw(top.measurements)
+		}
 	}
 
 	if err := fillLatency(e, &top, &meas); err != nil {

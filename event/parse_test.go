@@ -279,24 +279,44 @@ func TestKnownTypes(t *testing.T) {
 	}
 }
 
-func TestStoredRoundTrip(t *testing.T) {
+func TestRecordRoundTrip(t *testing.T) {
 	for _, in := range []string{
 		`{"event_name":"x"}`,
-		`{"event_name":"req_llm.request.stop","measurements":{"duration":5},"metadata":{"model":"gpt-4","tokens":{"prompt":1},"session_id":"s","response":"r"}}`,
-		`{"event_name":"crucible_train.batch.stop","metadata":{"loss":0.5}}`,
+		`{"event_name":"req_llm.request.stop","event_id":"mine","measurements":{"duration":5},"metadata":{"model":"gpt-4","tokens":{"prompt":1},"session_id":"s","user_id":7,"cohort":"c","response":"r"}}`,
+		`{"event_name":"crucible_train.batch.stop","metadata":{"loss":0.5,"epoch":3,"checkpoint_path":"/c"},"measurements":{"batch":9,"learning_rate":1e-4}}`,
+		`{"event_name":"a.b","metadata":{"model":"unknown-llm","tokens":{"prompt":1,"completion":2,"total":10}},"success":false,"latency_ms":0}`,
 	} {
-		e, err := Parse([]byte(in), testNow, testPrices)
-		if err != nil {
-			t.Fatal(err)
+		for _, withRaw := range []bool{true, false} {
+			e, err := Parse([]byte(in), testNow, testPrices)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.SampleWeight = 4
+			var raw []byte
+			if withRaw {
+				raw = []byte(in)
+			}
+			d := GetDecoder()
+			var back Event
+			if err := d.DecodeRecord(e.AppendRecord(nil, raw), &back, true); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(compactRaw(t, &back), compactRaw(t, e)) {
+				t.Fatalf("record round trip of %s (raw %v) differs:\n got %+v\nwant %+v", in, withRaw, back, *e)
+			}
+			var lean Event
+			if err := d.DecodeRecord(e.AppendRecord(nil, raw), &lean, false); err != nil || lean.Metadata != nil || lean.LatencyMs != e.LatencyMs {
+				t.Fatalf("decode without objects: %+v %v", lean, err)
+			}
+			PutDecoder(d)
 		}
-		e.SampleWeight = 2
-		var back Event
-		if err := DecodeStored(e.AppendStored(nil), &back); err != nil {
-			t.Fatal(err)
-		}
-		back.ClientID, back.Unpriced = e.ClientID, e.Unpriced
-		if !reflect.DeepEqual(compactRaw(t, &back), compactRaw(t, e)) {
-			t.Fatalf("stored round trip of %s differs:\n got %+v\nwant %+v", in, back, *e)
+	}
+	d := GetDecoder()
+	defer PutDecoder(d)
+	var e Event
+	for _, bad := range [][]byte{nil, {9}, {recordVersion, 0xff}, {recordVersion, 0, 5, 'a'}} {
+		if err := d.DecodeRecord(bad, &e, false); !errors.Is(err, ErrCorruptRecord) {
+			t.Errorf("%v: err = %v, want ErrCorruptRecord", bad, err)
 		}
 	}
 }

@@ -50,14 +50,23 @@ func (m *Manager) Events(id string, f Filter) ([]json.RawMessage, error) {
 	x.mu.Unlock()
 	var out []match
 	var e event.Event
+	dec := event.GetDecoder()
+	defer event.PutDecoder(dec)
 	err = x.store.Scan(func(r *tsdbstore.Record) error {
-		if err := event.DecodeStored(r.JSON, &e); err != nil {
+		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}
 		e.ExperimentID, e.ExperimentName, e.Condition, e.Tags = spec.ID, spec.Name, spec.Condition, spec.Tags
-		if f.Match(&e) {
-			out = append(out, match{e.Timestamp, e.EventID, e.AppendJSON(nil)})
+		if !f.Match(&e) {
+			return nil
 		}
+		// A match: read its metadata and measurements too.
+		dec.Reset()
+		if err := dec.DecodeRecord(r.Data, &e, true); err != nil {
+			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
+		}
+		e.ExperimentID, e.ExperimentName, e.Condition, e.Tags = spec.ID, spec.Name, spec.Condition, spec.Tags
+		out = append(out, match{e.Timestamp, e.EventID, e.AppendJSON(nil)})
 		return nil
 	})
 	if err != nil {

@@ -30,10 +30,11 @@ import (
 //
 //	u32 body length | body
 //
-// and a body is a fixed header followed by the event's JSON:
+// and a body is a fixed header followed by the event's stored form (see
+// event.AppendRecord):
 //
 //	i64 arrival µs | i64 TSDB ms | u64 series hash | u8 slot | u8 flags |
-//	[u8 id length | id, when flags has flagClientID] | JSON
+//	[u8 id length | id, when flags has flagClientID] | stored event
 //
 // Frames are only appended. A crash can tear the last frame of the last
 // segment; Open finds the first frame that does not check out and cuts the
@@ -55,15 +56,16 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ErrCorrupt marks a log record that fails its checks.
 var ErrCorrupt = errors.New("corrupt event log record")
 
-// Record is one decoded log record. JSON aliases the reader's buffer and is
-// valid only during the callback that receives it.
+// Record is one decoded log record. Data, the event's stored form (see
+// event.AppendRecord), aliases the reader's buffer and is valid only during
+// the callback that receives it.
 type Record struct {
 	ArrivalUs  int64
 	Ms         int64
 	SeriesHash uint64
 	Slot       uint8
 	ClientID   string // set when the client chose the event id
-	JSON       []byte
+	Data       []byte
 	Pos        Position
 }
 
@@ -79,8 +81,8 @@ func (p Position) Less(q Position) bool {
 }
 
 // appendRecord encodes one record onto b.
-func appendRecord(b []byte, arrivalUs, ms int64, seriesHash uint64, slot uint8, clientID string, json []byte) []byte {
-	bodyLen := bodyFixedLen + len(json)
+func appendRecord(b []byte, arrivalUs, ms int64, seriesHash uint64, slot uint8, clientID string, data []byte) []byte {
+	bodyLen := bodyFixedLen + len(data)
 	var flags byte
 	if clientID != "" {
 		flags |= flagClientID
@@ -95,7 +97,7 @@ func appendRecord(b []byte, arrivalUs, ms int64, seriesHash uint64, slot uint8, 
 		b = append(b, byte(len(clientID)))
 		b = append(b, clientID...)
 	}
-	return append(b, json...)
+	return append(b, data...)
 }
 
 // appendFrame encodes records (from appendRecord) as one frame onto dst.
@@ -133,7 +135,7 @@ func decodeBody(body []byte, rec *Record) error {
 		rec.ClientID = string(rest[1 : 1+int(rest[0])])
 		rest = rest[1+int(rest[0]):]
 	}
-	rec.JSON = rest
+	rec.Data = rest
 	return nil
 }
 

@@ -240,8 +240,10 @@ func (s *Store) replay(from Position) error {
 	app := s.db.AppenderV2(context.Background())
 	n := 0
 	var ev event.Event
+	dec := event.GetDecoder()
+	defer event.PutDecoder(dec)
 	err := s.log.readRange(from, end, func(r *Record) error {
-		if err := event.DecodeStored(r.JSON, &ev); err != nil {
+		if err := dec.DecodeRecord(r.Data, &ev, false); err != nil {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
 		}
 		ev.ExperimentID, ev.Condition = s.opts.ExperimentID, s.opts.Condition
@@ -432,7 +434,7 @@ func (s *Store) encodeFrame(bufs *appendBuffers, events []*event.Event, place []
 		if e.ClientID {
 			clientID = e.EventID
 		}
-		bufs.json = e.AppendStored(bufs.json[:0])
+		bufs.json = e.AppendRecord(bufs.json[:0], e.Raw)
 		bufs.records = appendRecord(bufs.records, arrivalUs, p.ms, hashes[p.i], p.slot, clientID, bufs.json)
 	}
 	bufs.frame = appendFrame(bufs.frame[:0], bufs.records)

@@ -1,0 +1,309 @@
+package event
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/valyala/fastjson"
+)
+
+// The stored form of an event, as the event log keeps it:
+//
+//	u8 version | uvarint presence bits | the event's scalar fields | the client's JSON
+//
+// Every field the sidecar derived or lifted is stored in binary, so reading
+// numbers and labels back (TSDB replay, analysis) needs no JSON parsing.
+// The client's JSON is kept as it arrived — cheaper than re-encoding it, and
+// its metadata and measurements objects are what the API shows.
+
+const recordVersion = 1
+
+// ErrCorruptRecord marks a stored event that cannot be decoded.
+var ErrCorruptRecord = errors.New("corrupt stored event")
+
+// Presence bits of the stored form.
+const (
+	hasLatency = 1 << iota
+	hasCost
+	hasSuccess
+	successTrue
+	hasTokens
+	hasPrompt
+	hasCompletion
+	hasTotal
+	hasSession
+	hasUser
+	hasSample
+	hasCohort
+	hasModel
+	hasProvider
+	hasTraining
+	hasEpoch
+	hasBatch
+	hasLoss
+	hasAccuracy
+	hasLR
+	hasGradNorm
+	hasCheckpoint
+	isUnpriced
+	isClientID
+	hasWeight
+)
+
+// AppendRecord appends the stored form of e to b. raw is the client's JSON
+// for the event; when nil (an event built in code) a JSON object holding
+// e's metadata and measurements stands in for it.
+func (e *Event) AppendRecord(b, raw []byte) []byte {
+	var bits uint64
+	set := func(cond bool, bit uint64) {
+		if cond {
+			bits |= bit
+		}
+	}
+	set(e.LatencyMs.Valid, hasLatency)
+	set(e.CostUSD.Valid, hasCost)
+	set(e.Success.Valid, hasSuccess)
+	set(e.Success.V, successTrue)
+	set(e.Unpriced, isUnpriced)
+	set(e.ClientID, isClientID)
+	set(e.SampleWeight != 1, hasWeight)
+	if t := e.Tokens; t != nil {
+		bits |= hasTokens
+		set(t.Prompt.Valid, hasPrompt)
+		set(t.Completion.Valid, hasCompletion)
+		set(t.Total.Valid, hasTotal)
+	}
+	set(e.SessionID.Valid, hasSession)
+	set(e.UserID.Valid, hasUser)
+	set(e.SampleID.Valid, hasSample)
+	set(e.Cohort.Valid, hasCohort)
+	set(e.Model.Valid, hasModel)
+	set(e.Provider.Valid, hasProvider)
+	if tr := e.Training; tr != nil {
+		bits |= hasTraining
+		set(tr.Epoch.Valid, hasEpoch)
+		set(tr.Batch.Valid, hasBatch)
+		set(tr.Loss.Valid, hasLoss)
+		set(tr.Accuracy.Valid, hasAccuracy)
+		set(tr.LearningRate.Valid, hasLR)
+		set(tr.GradientNorm.Valid, hasGradNorm)
+		set(tr.CheckpointPath.Valid, hasCheckpoint)
+	}
+	b = append(b, recordVersion)
+	b = binary.AppendUvarint(b, bits)
+	b = appendStr(b, e.EventID)
+	b = appendStr(b, e.EventName)
+	b = binary.AppendVarint(b, e.Timestamp)
+	b = appendF64(b, bits&hasLatency != 0, e.LatencyMs.V)
+	b = appendF64(b, bits&hasCost != 0, e.CostUSD.V)
+	if t := e.Tokens; t != nil {
+		b = appendI64(b, t.Prompt.Valid, t.Prompt.V)
+		b = appendI64(b, t.Completion.Valid, t.Completion.V)
+		b = appendI64(b, t.Total.Valid, t.Total.V)
+	}
+	for _, s := range [...]Null[string]{e.SessionID, e.UserID, e.SampleID, e.Cohort, e.Model, e.Provider} {
+		if s.Valid {
+			b = appendStr(b, s.V)
+		}
+	}
+	if tr := e.Training; tr != nil {
+		b = appendI64(b, tr.Epoch.Valid, tr.Epoch.V)
+		b = appendI64(b, tr.Batch.Valid, tr.Batch.V)
+		for _, f := range [...]Null[float64]{tr.Loss, tr.Accuracy, tr.LearningRate, tr.GradientNorm} {
+			b = appendF64(b, f.Valid, f.V)
+		}
+		if tr.CheckpointPath.Valid {
+			b = appendStr(b, tr.CheckpointPath.V)
+		}
+	}
+	b = appendF64(b, bits&hasWeight != 0, e.SampleWeight)
+	if raw != nil {
+		return append(b, raw...)
+	}
+	b = append(b, `{"metadata":`...)
+	b = appendRaw(b, e.Metadata)
+	b = append(b, `,"measurements":`...)
+	b = appendRaw(b, e.Measurements)
+	return append(b, '}')
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendF64(b []byte, ok bool, v float64) []byte {
+	if !ok {
+		return b
+	}
+	return binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+}
+
+func appendI64(b []byte, ok bool, v int64) []byte {
+	if !ok {
+		return b
+	}
+	return binary.AppendVarint(b, v)
+}
+
+// recordReader walks the stored form; the first error sticks.
+type recordReader struct {
+	b   []byte
+	err error
+}
+
+func (r *recordReader) fail() {
+	if r.err == nil {
+		r.err = ErrCorruptRecord
+	}
+	r.b = nil
+}
+
+func (r *recordReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recordReader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recordReader) str() string {
+	n := r.uvarint()
+	if uint64(len(r.b)) < n {
+		r.fail()
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *recordReader) f64() float64 {
+	if len(r.b) < 8 {
+		r.fail()
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+	r.b = r.b[8:]
+	return v
+}
+
+// DecodeRecord reads the stored form into e, all but the experiment's
+// fields, which the caller sets. With objects false, Metadata and
+// Measurements are left empty and no JSON is parsed.
+func (d *Decoder) DecodeRecord(data []byte, e *Event, objects bool) error {
+	*e = Event{SampleWeight: 1}
+	if len(data) == 0 || data[0] != recordVersion {
+		return fmt.Errorf("%w: unknown version", ErrCorruptRecord)
+	}
+	r := recordReader{b: data[1:]}
+	bits := r.uvarint()
+	e.EventID = r.str()
+	e.EventName = r.str()
+	e.Timestamp = r.varint()
+	e.ClientID = bits&isClientID != 0
+	e.Unpriced = bits&isUnpriced != 0
+	if bits&hasLatency != 0 {
+		e.LatencyMs = Some(r.f64())
+	}
+	if bits&hasCost != 0 {
+		e.CostUSD = Some(r.f64())
+	}
+	if bits&hasSuccess != 0 {
+		e.Success = Some(bits&successTrue != 0)
+	}
+	if bits&hasTokens != 0 {
+		t := &Tokens{}
+		for _, f := range [...]struct {
+			bit uint64
+			dst *Null[int64]
+		}{{hasPrompt, &t.Prompt}, {hasCompletion, &t.Completion}, {hasTotal, &t.Total}} {
+			if bits&f.bit != 0 {
+				*f.dst = Some(r.varint())
+			}
+		}
+		e.Tokens = t
+	}
+	for _, f := range [...]struct {
+		bit uint64
+		dst *Null[string]
+	}{{hasSession, &e.SessionID}, {hasUser, &e.UserID}, {hasSample, &e.SampleID}, {hasCohort, &e.Cohort}} {
+		if bits&f.bit != 0 {
+			*f.dst = Some(r.str())
+		}
+	}
+	if bits&hasModel != 0 {
+		e.Model = Some(d.internRecord(&r))
+	}
+	if bits&hasProvider != 0 {
+		e.Provider = Some(d.internRecord(&r))
+	}
+	if bits&hasTraining != 0 {
+		tr := &Training{}
+		if bits&hasEpoch != 0 {
+			tr.Epoch = Some(r.varint())
+		}
+		if bits&hasBatch != 0 {
+			tr.Batch = Some(r.varint())
+		}
+		for _, f := range [...]struct {
+			bit uint64
+			dst *Null[float64]
+		}{{hasLoss, &tr.Loss}, {hasAccuracy, &tr.Accuracy}, {hasLR, &tr.LearningRate}, {hasGradNorm, &tr.GradientNorm}} {
+			if bits&f.bit != 0 {
+				*f.dst = Some(r.f64())
+			}
+		}
+		if bits&hasCheckpoint != 0 {
+			tr.CheckpointPath = Some(r.str())
+		}
+		e.Training = tr
+	}
+	if bits&hasWeight != 0 {
+		e.SampleWeight = r.f64()
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: truncated", ErrCorruptRecord)
+	}
+	if !objects {
+		return nil
+	}
+	v, err := d.p.ParseBytes(r.b)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorruptRecord, err)
+	}
+	if m := v.Get("metadata"); m != nil && m.Type() == fastjson.TypeObject {
+		e.Metadata = d.raw(m)
+	}
+	if m := v.Get("measurements"); m != nil && m.Type() == fastjson.TypeObject {
+		e.Measurements = d.raw(m)
+	}
+	return nil
+}
+
+// internRecord reads a short, often repeated string (a model or provider
+// name) without allocating it again.
+func (d *Decoder) internRecord(r *recordReader) string {
+	n := r.uvarint()
+	if uint64(len(r.b)) < n {
+		r.fail()
+		return ""
+	}
+	s := d.str(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
