@@ -337,9 +337,9 @@ func (l *eventLog) write(buf []byte) (Position, error) {
 	return pos, nil
 }
 
-// rotate starts a new segment. The old one is fsynced and closed by the
-// next sync, outside the append path: fsyncing a full segment here would
-// stall every request behind it.
+// rotate starts a new segment. The old one is fsynced and closed in the
+// background (closeRetired), outside the append path: fsyncing a full
+// segment here would stall every request behind it.
 func (l *eventLog) rotate() error {
 	next, err := os.OpenFile(segmentName(l.dir, l.seg+1), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -390,26 +390,32 @@ func (l *eventLog) readRange(from, to Position, visit func(*Record) error) error
 // closes a file, and close runs only after the last sync.
 func (l *eventLog) sync() error {
 	l.mu.RLock()
-	cur, retired := l.current, l.retired
+	cur := l.current
 	l.mu.RUnlock()
 	var err error
 	if cur != nil {
 		err = cur.Sync()
 	}
+	return errors.Join(err, l.closeRetired())
+}
+
+// closeRetired fsyncs and closes full segments.
+func (l *eventLog) closeRetired() error {
+	l.mu.RLock()
+	retired := l.retired
+	l.mu.RUnlock()
 	if len(retired) == 0 {
-		return err
+		return nil
 	}
 	var errs []error
 	for _, f := range retired {
 		errs = append(errs, f.Sync(), f.Close())
 	}
-	if err := syncDir(l.dir); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, syncDir(l.dir))
 	l.mu.Lock()
 	l.retired = l.retired[len(retired):]
 	l.mu.Unlock()
-	return errors.Join(append(errs, err)...)
+	return errors.Join(errs...)
 }
 
 func (l *eventLog) close() error {

@@ -477,30 +477,36 @@ func (s *Store) Scan(visit func(*Record) error) error {
 	return s.log.readRange(Position{}, s.log.end(), visit)
 }
 
-// loop fsyncs the log, records the replay position and expires state.
+// housekeepingInterval paces the store's background work.
+const housekeepingInterval = time.Second
+
+// loop fsyncs the log every sync interval and, every second, closes full
+// log segments, moves full head chunks to disk, records the replay position
+// and expires state.
 func (s *Store) loop() {
 	defer close(s.done)
-	interval := s.opts.SyncInterval
-	if interval <= 0 {
-		interval = time.Second
-	}
-	t := time.NewTicker(interval)
+	t := time.NewTicker(housekeepingInterval)
 	defer t.Stop()
+	lastSync := time.Now()
 	for {
 		select {
 		case <-s.stop:
 			return
-		case <-t.C:
+		case now := <-t.C:
+			if s.opts.SyncInterval > 0 && now.Sub(lastSync) >= s.opts.SyncInterval {
+				if err := s.log.sync(); err != nil {
+					s.logger.Error("fsync event log", "err", err)
+				}
+				lastSync = now
+			}
 			s.tick()
 		}
 	}
 }
 
 func (s *Store) tick() {
-	if s.opts.SyncInterval > 0 {
-		if err := s.log.sync(); err != nil {
-			s.logger.Error("fsync event log", "err", err)
-		}
+	if err := s.log.closeRetired(); err != nil {
+		s.logger.Error("close full event log segments", "err", err)
 	}
 	// The head writes full chunks to disk once a minute; at a high event
 	// rate that minute is a lot of memory, so write them every tick.

@@ -360,7 +360,7 @@ func TestSegmentRotation(t *testing.T) {
 		mustAppend(t, s, batch)
 		evs = append(evs, batch...)
 		if b%5 == 0 {
-			s.tick() // fsyncs and closes retired segments meanwhile
+			s.tick() // closes full segments meanwhile
 		}
 	}
 	segs, _ := listSegments(filepath.Join(dir, "events"))
