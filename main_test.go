@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
 
@@ -371,5 +373,55 @@ func TestPricingFileAndReload(t *testing.T) {
 	s.get("/api/v1/experiments/p/events", &evs)
 	if len(evs) != 3 || evs[0].Cost != 3 || evs[1].Cost != 30 || evs[2].Cost != 30 {
 		t.Fatalf("costs %+v, want 3, 30, 30", evs)
+	}
+}
+
+// TestWebConfigBasicAuth serves behind exporter-toolkit's web config: every
+// endpoint needs the password.
+func TestWebConfigBasicAuth(t *testing.T) {
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "web.yml")
+	os.WriteFile(cfg, []byte("basic_auth_users:\n  alice: "+string(hash)+"\n"), 0o600)
+	addr := freePort(t)
+	cmd := exec.Command(binary, "--web.listen-address="+addr, "--storage.path="+filepath.Join(dir, "data"), "--web.config.file="+cfg)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	get := func(path, user, pass string) int {
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for get("/-/ready", "alice", "s3cret") != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready\n%s", logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, p := range []string{"/metrics", "/api/v1/experiments", "/-/healthy", "/"} {
+		if code := get(p, "", ""); code != http.StatusUnauthorized {
+			t.Errorf("%s without credentials: %d, want 401", p, code)
+		}
+		if code := get(p, "alice", "wrong"); code != http.StatusUnauthorized {
+			t.Errorf("%s with a wrong password: %d, want 401", p, code)
+		}
+		if code := get(p, "alice", "s3cret"); code != http.StatusOK {
+			t.Errorf("%s with the password: %d, want 200", p, code)
+		}
 	}
 }
