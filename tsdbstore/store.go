@@ -12,6 +12,7 @@
 package tsdbstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -311,7 +312,7 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 		batchMax = max(batchMax, e.TimestampMs())
 	}
 	// Time order, so no sample of the batch is out of order against another.
-	slices.SortStableFunc(order, func(a, b int) int { return cmpInt64(events[a].Timestamp, events[b].Timestamp) })
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(events[a].Timestamp, events[b].Timestamp) })
 
 	place := make([]placed, 0, len(events))
 	var reserved []string
@@ -362,7 +363,7 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 	bufs := bufferPool.Get().(*appendBuffers)
 	defer bufferPool.Put(bufs)
 	// Shifted events can break time order; sort by TSDB time.
-	slices.SortStableFunc(place, func(a, b placed) int { return cmpInt64(a.ms, b.ms) })
+	slices.SortStableFunc(place, func(a, b placed) int { return cmp.Compare(a.ms, b.ms) })
 	s.encodeFrame(bufs, events, place, hashes, arrivalUs)
 
 	s.tmu.Lock()
@@ -453,16 +454,6 @@ func (s *Store) appendAll(app storage.AppenderV2, events []*event.Event, place [
 		}
 	}
 	return refused
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Count is the number of events stored.
