@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/crucible-telemetry/crucible-telemetry/api"
+	"github.com/crucible-telemetry/crucible-telemetry/collector"
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
 	"github.com/crucible-telemetry/crucible-telemetry/loadgen"
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
@@ -52,6 +53,8 @@ type serveFlags struct {
 	syncInterval    model.Duration
 	dedupWindow     model.Duration
 	pricingFile     string
+	seriesTTL       model.Duration
+	maxLabelValues  int
 }
 
 type loadgenFlags struct {
@@ -78,6 +81,8 @@ func run(args []string) int {
 	serve.Flag("storage.tsdb.out-of-order-window", "How far behind an experiment's newest event an event may be and still be stored.").Default("10m").SetValue(&sf.oooWindow)
 	serve.Flag("storage.sync-interval", "How often the event log is fsynced; 0 fsyncs before every answer.").Default("1s").SetValue(&sf.syncInterval)
 	serve.Flag("ingest.dedup-window", "How long a client-chosen event_id is remembered to drop retried events.").Default("1h").SetValue(&sf.dedupWindow)
+	serve.Flag("metrics.stopped-series-ttl", "How long a stopped experiment's series stay on /metrics.").Default("15m").SetValue(&sf.seriesTTL)
+	serve.Flag("metrics.max-label-values", "Distinct values of model, provider and event per experiment on /metrics; the rest count as \"other\".").Default("50").IntVar(&sf.maxLabelValues)
 	serve.Flag("pricing.file", "YAML price table overriding the embedded one; re-read on SIGHUP and POST /-/reload.").StringVar(&sf.pricingFile)
 
 	app.Command("version", "Print the version.")
@@ -155,9 +160,13 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		versioncollector.NewCollector("crucible"),
 	)
 
+	metrics := collector.New(reg, collector.Options{
+		MaxLabelValues: sf.maxLabelValues, StoppedSeriesTTL: time.Duration(sf.seriesTTL),
+	})
 	manager := experiment.NewManager(experiment.Options{
-		Dir:    filepath.Clean(sf.storagePath),
-		Logger: logger,
+		Dir:     filepath.Clean(sf.storagePath),
+		Logger:  logger,
+		Metrics: metrics,
 		Store: tsdbstore.Options{
 			OutOfOrderWindow: time.Duration(sf.oooWindow),
 			Retention:        time.Duration(sf.retention),
@@ -214,6 +223,10 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 	openErr := make(chan error, 1)
 	go func() { openErr <- manager.Open() }()
 
+	// Stopped experiments' series go once their TTL has passed.
+	expire := time.NewTicker(min(time.Duration(sf.seriesTTL)/4+time.Second, 15*time.Second))
+	defer expire.Stop()
+
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 	hup := make(chan os.Signal, 1)
@@ -234,6 +247,10 @@ loop:
 			logger.Info("ready", "storage", sf.storagePath)
 		case <-hup:
 			_ = reload()
+		case <-expire.C:
+			for _, id := range metrics.Expire() {
+				logger.Info("removed the series of a stopped experiment", "id", id)
+			}
 		case sig := <-term:
 			logger.Info("received signal, shutting down", "signal", sig.String())
 			break loop

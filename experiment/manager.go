@@ -15,16 +15,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/crucible-telemetry/crucible-telemetry/collector"
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
 // Options configure a Manager.
 type Options struct {
-	Dir    string            // --storage.path
-	Store  tsdbstore.Options // template for every experiment's store
-	Logger *slog.Logger
-	Now    func() time.Time
+	Dir     string            // --storage.path
+	Store   tsdbstore.Options // template for every experiment's store
+	Metrics *collector.Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Manager owns every open experiment: their records, their stores, and the
@@ -93,10 +95,12 @@ func (m *Manager) Open() error {
 		if err := json.Unmarshal(b, &rec); err != nil {
 			return fmt.Errorf("experiment %s: read %s: %w", ent.Name(), recordFile, err)
 		}
-		store, err := m.openStore(dir, rec.Spec)
+		m.setMetrics(rec, 0)
+		store, err := m.openStore(dir, rec.Spec, m.rebuildMetrics(rec.ID))
 		if err != nil {
 			return fmt.Errorf("experiment %s: %w", rec.ID, err)
 		}
+		m.setMetrics(rec, store.Count())
 		m.mu.Lock()
 		m.exps[rec.ID] = &Experiment{dir: dir, store: store, rec: rec}
 		m.mu.Unlock()
@@ -109,8 +113,44 @@ func (m *Manager) Open() error {
 // Ready tells whether every stored experiment is open.
 func (m *Manager) Ready() bool { return m.ready.Load() }
 
-func (m *Manager) openStore(dir string, spec Spec) (*tsdbstore.Store, error) {
+// setMetrics shows an experiment's state on /metrics.
+func (m *Manager) setMetrics(r Record, stored int64) {
+	if m.opts.Metrics == nil {
+		return
+	}
+	var target int64
+	if r.SampleSize != nil {
+		target = *r.SampleSize
+	}
+	m.opts.Metrics.Set(collector.Experiment{
+		ID: r.ID, Name: r.Name, Condition: r.Condition, Status: string(r.Status), Target: target, Stored: stored,
+	})
+}
+
+// rebuildMetrics returns a visitor that counts every stored event into the
+// live metrics while the store opens, so counters never go backwards across
+// restarts.
+func (m *Manager) rebuildMetrics(id string) func(*tsdbstore.Record) error {
+	if m.opts.Metrics == nil {
+		return nil
+	}
+	dec := new(event.Decoder)
+	var e event.Event
+	one := []*event.Event{&e}
+	n := int64(0)
+	return func(r *tsdbstore.Record) error {
+		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
+			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
+		}
+		n++
+		m.opts.Metrics.Observe(id, one, n)
+		return nil
+	}
+}
+
+func (m *Manager) openStore(dir string, spec Spec, visit func(*tsdbstore.Record) error) (*tsdbstore.Store, error) {
 	o := m.opts.Store
+	o.Visit = visit
 	o.ExperimentID, o.Condition = spec.ID, spec.Condition
 	o.Metrics = tsdbstore.MetricsConfig{
 		Latency: spec.MetricsConfig.Latency, Cost: spec.MetricsConfig.Cost,
@@ -158,7 +198,7 @@ func (m *Manager) Create(req CreateRequest) (rec Record, created bool, err error
 		return Record{}, false, err
 	}
 	r := Record{Spec: spec, Status: Running, StartedAt: m.opts.Now().UTC()}
-	store, err := m.openStore(dir, spec)
+	store, err := m.openStore(dir, spec, nil)
 	if err == nil {
 		err = writeRecord(dir, r)
 		if err != nil {
@@ -171,6 +211,7 @@ func (m *Manager) Create(req CreateRequest) (rec Record, created bool, err error
 	}
 	x := &Experiment{dir: dir, store: store, rec: r}
 	m.exps[spec.ID] = x
+	m.setMetrics(r, 0)
 	m.logger.Info("created experiment", "id", spec.ID, "name", spec.Name, "condition", spec.Condition)
 	return x.record(m.opts.Now()), true, nil
 }
@@ -266,6 +307,7 @@ func (m *Manager) transition(id string, apply func(r *Record, now time.Time) (bo
 		return Record{}, err
 	}
 	if changed {
+		m.setMetrics(next, x.store.Count())
 		m.logger.Info("experiment changed state", "id", id, "status", next.Status)
 	}
 	return x.record(now), nil
@@ -488,9 +530,11 @@ func (x *Experiment) ingest(m *Manager, items []item, now time.Time, res *Ingest
 	if err != nil {
 		return err
 	}
+	stored := evs[:0:0]
 	for i, r := range results {
 		switch r.Status {
 		case tsdbstore.Stored:
+			stored = append(stored, evs[i])
 			res.Accepted++
 			if evs[i].Unpriced {
 				res.Unpriced++
@@ -501,6 +545,9 @@ func (x *Experiment) ingest(m *Manager, items []item, now time.Time, res *Ingest
 			res.reject(kept[i].index, r.Err.Error())
 		}
 	}
+	if m.opts.Metrics != nil && len(stored) > 0 {
+		m.opts.Metrics.Observe(spec.ID, stored, x.store.Count())
+	}
 	if spec.StopAtSampleSize && spec.SampleSize != nil && x.store.Count() >= *spec.SampleSize {
 		if _, err := m.Stop(spec.ID); err != nil {
 			return err
@@ -508,4 +555,30 @@ func (x *Experiment) ingest(m *Manager, items []item, now time.Time, res *Ingest
 		m.logger.Info("experiment reached its sample size", "id", spec.ID, "sample_size", *spec.SampleSize)
 	}
 	return nil
+}
+
+// Stream returns an experiment's streaming statistics.
+func (m *Manager) Stream(id string) (collector.Stream, error) {
+	if _, err := m.lookup(id); err != nil {
+		return collector.Stream{}, err
+	}
+	if m.opts.Metrics == nil {
+		return collector.Stream{}, fmt.Errorf("%w: live metrics are off", ErrNotFound)
+	}
+	s, ok := m.opts.Metrics.Stream(id)
+	if !ok {
+		return collector.Stream{}, fmt.Errorf("%w: %s has no live metrics (stopped longer than the series TTL)", ErrNotFound, id)
+	}
+	return s, nil
+}
+
+// ResetStream restarts an experiment's streaming statistics.
+func (m *Manager) ResetStream(id string) (collector.Stream, error) {
+	if _, err := m.lookup(id); err != nil {
+		return collector.Stream{}, err
+	}
+	if m.opts.Metrics == nil || !m.opts.Metrics.ResetStream(id, m.opts.Now()) {
+		return collector.Stream{}, fmt.Errorf("%w: %s has no live metrics", ErrNotFound, id)
+	}
+	return m.Stream(id)
 }

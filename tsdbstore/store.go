@@ -63,6 +63,9 @@ type Options struct {
 	Metrics          MetricsConfig
 	Registerer       prometheus.Registerer // wrapped with experiment_id here
 	Logger           *slog.Logger
+	// Visit, when set, sees every stored record while Open reads the log,
+	// so that callers can rebuild state from it without a second pass.
+	Visit func(*Record) error
 }
 
 // DefaultSegmentSize is the size at which the log starts a new segment file.
@@ -172,6 +175,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		recs = append(recs, slotMark{r.SeriesHash, r.Ms, r.Slot})
 		if len(recs) >= 1<<16 {
 			recs = s.markSlots(recs)
+		}
+		if opts.Visit != nil {
+			return opts.Visit(r)
 		}
 		return nil
 	})

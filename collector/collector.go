@@ -1,0 +1,338 @@
+// Package collector serves the live metrics of every experiment on /metrics:
+// event counters, latency histograms (native and classic buckets), cost and
+// token counters, streaming statistics, and the experiments' state. The
+// experiment's lifecycle owns its series: pause keeps them, stop keeps them
+// for a TTL, delete removes them.
+package collector
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+)
+
+// LatencyBuckets are the classic buckets of crucible_latency_seconds: the
+// OpenTelemetry GenAI advisory boundaries for LLM operation durations.
+var LatencyBuckets = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
+
+// Overflow is the label value that stands for every value past the cap.
+const Overflow = "other"
+
+// Statuses are the values of crucible_experiment_status{status}.
+var Statuses = []string{"running", "paused", "stopped", "archived"}
+
+// Options configure the Metrics.
+type Options struct {
+	// MaxLabelValues caps the distinct values of model, provider and event
+	// per experiment; later values are counted under "other".
+	MaxLabelValues int
+	// StoppedSeriesTTL is how long a stopped experiment's series stay.
+	StoppedSeriesTTL time.Duration
+	Now              func() time.Time
+}
+
+// Metrics holds every experiment's live series. Register it once; it
+// registers the vectors it owns as well.
+type Metrics struct {
+	opts Options
+
+	events   *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	cost     *prometheus.CounterVec
+	tokens   *prometheus.CounterVec
+	info     *prometheus.GaugeVec
+	status   *prometheus.GaugeVec
+	stored   *prometheus.GaugeVec
+	target   *prometheus.GaugeVec
+	overflow *prometheus.CounterVec
+
+	streamDescs streamDescs
+
+	mu   sync.Mutex
+	exps map[string]*experiment
+}
+
+// Experiment describes what the metrics need to know of an experiment.
+type Experiment struct {
+	ID, Name, Condition string
+	Status              string
+	Target              int64 // sample_size; 0 when none
+	Stored              int64
+}
+
+type childKey struct{ event, model, provider string }
+
+// children are the cached series of one (event, model, provider): looking a
+// child up costs more than observing it.
+type children struct {
+	outcome                   [3]prometheus.Counter // success, failure, unknown
+	latency                   prometheus.Observer
+	cost, prompt, completion  prometheus.Counter
+	hasCostTokens, hasLatency bool
+}
+
+type experiment struct {
+	Experiment
+	mu       sync.Mutex // guards the fields below
+	kids     map[childKey]*children
+	seen     [3]map[string]struct{} // event, model, provider values in use
+	stream   Stream
+	removeAt time.Time // set when stopped
+}
+
+// New builds the metrics and registers them with reg.
+func New(reg prometheus.Registerer, opts Options) *Metrics {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxLabelValues <= 0 {
+		opts.MaxLabelValues = 50
+	}
+	exp := []string{"experiment_id", "experiment", "condition"}
+	with := func(extra ...string) []string { return append(append([]string(nil), exp...), extra...) }
+	m := &Metrics{
+		opts: opts,
+		exps: make(map[string]*experiment),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crucible_events_total",
+			Help: "Events stored, by outcome: success, failure, or unknown when the event does not say.",
+		}, with("event", "outcome")),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:                            "crucible_latency_seconds",
+			Help:                            "Latency of events that carry one.",
+			Buckets:                         LatencyBuckets,
+			NativeHistogramBucketFactor:     1.1,
+			NativeHistogramMaxBucketNumber:  160,
+			NativeHistogramMinResetDuration: time.Hour,
+		}, with("event", "model", "provider")),
+		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crucible_cost_usd_total",
+			Help: "Cost of the events in USD.",
+		}, with("model", "provider")),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crucible_tokens_total",
+			Help: "Tokens of the events, by type: prompt or completion.",
+		}, with("model", "provider", "type")),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crucible_experiment_info",
+			Help: "Always 1: the name and condition of each experiment.",
+		}, exp),
+		status: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crucible_experiment_status",
+			Help: "1 for the experiment's current status, 0 for the others.",
+		}, []string{"experiment_id", "status"}),
+		stored: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crucible_experiment_events",
+			Help: "Events stored for the experiment.",
+		}, []string{"experiment_id"}),
+		target: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crucible_experiment_target_events",
+			Help: "The experiment's sample_size; absent when it has none.",
+		}, []string{"experiment_id"}),
+		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crucible_label_overflow_events_total",
+			Help: "Events whose model, provider or event name was counted as \"other\" because the experiment reached --metrics.max-label-values.",
+		}, []string{"experiment_id", "label"}),
+	}
+	m.streamDescs = newStreamDescs()
+	reg.MustRegister(m.events, m.latency, m.cost, m.tokens, m.info, m.status, m.stored, m.target, m.overflow, streamCollector{m})
+	return m
+}
+
+// Set creates or updates an experiment's state series. A stopped or
+// archived experiment's series are removed after the TTL.
+func (m *Metrics) Set(e Experiment) {
+	m.mu.Lock()
+	x := m.exps[e.ID]
+	if x == nil {
+		x = &experiment{Experiment: e, kids: make(map[childKey]*children), stream: Stream{Since: m.opts.Now()}}
+		for i := range x.seen {
+			x.seen[i] = make(map[string]struct{})
+		}
+		m.exps[e.ID] = x
+		m.info.WithLabelValues(e.ID, e.Name, e.Condition).Set(1)
+	}
+	m.mu.Unlock()
+
+	x.mu.Lock()
+	x.Status, x.Target = e.Status, e.Target
+	if e.Status == "stopped" || e.Status == "archived" {
+		if x.removeAt.IsZero() {
+			x.removeAt = m.opts.Now().Add(m.opts.StoppedSeriesTTL)
+		}
+	} else {
+		x.removeAt = time.Time{}
+	}
+	x.mu.Unlock()
+	for _, s := range Statuses {
+		v := 0.0
+		if s == e.Status {
+			v = 1
+		}
+		m.status.WithLabelValues(e.ID, s).Set(v)
+	}
+	if e.Target > 0 {
+		m.target.WithLabelValues(e.ID).Set(float64(e.Target))
+	} else {
+		m.target.DeleteLabelValues(e.ID)
+	}
+	m.stored.WithLabelValues(e.ID).Set(float64(e.Stored))
+}
+
+// Remove deletes every series of an experiment at once.
+func (m *Metrics) Remove(id string) {
+	m.mu.Lock()
+	delete(m.exps, id)
+	m.mu.Unlock()
+	match := prometheus.Labels{"experiment_id": id}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.events, m.latency, m.cost, m.tokens, m.info, m.status, m.stored, m.target, m.overflow,
+	} {
+		v.DeletePartialMatch(match)
+	}
+}
+
+// Expire removes the series of experiments stopped longer than the TTL ago.
+// It returns the ids removed.
+func (m *Metrics) Expire() []string {
+	now := m.opts.Now()
+	var gone []string
+	m.mu.Lock()
+	for id, x := range m.exps {
+		x.mu.Lock()
+		if !x.removeAt.IsZero() && !now.Before(x.removeAt) {
+			gone = append(gone, id)
+		}
+		x.mu.Unlock()
+	}
+	m.mu.Unlock()
+	for _, id := range gone {
+		m.Remove(id)
+	}
+	return gone
+}
+
+func (m *Metrics) lookup(id string) *experiment {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.exps[id]
+}
+
+// Observe counts stored events of experiment id; stored is the experiment's
+// count of stored events afterwards.
+func (m *Metrics) Observe(id string, events []*event.Event, stored int64) {
+	x := m.lookup(id)
+	if x == nil {
+		return
+	}
+	x.mu.Lock()
+	for _, e := range events {
+		m.observe(x, e)
+		x.stream.add(e)
+	}
+	x.mu.Unlock()
+	m.stored.WithLabelValues(id).Set(float64(stored))
+}
+
+const (
+	labelEvent = iota
+	labelModel
+	labelProvider
+)
+
+var labelNames = [3]string{"event", "model", "provider"}
+
+// capped returns v, or Overflow once the experiment has MaxLabelValues
+// other values of that label. Callers hold x.mu.
+func (m *Metrics) capped(x *experiment, label int, v string) string {
+	seen := x.seen[label]
+	if _, ok := seen[v]; ok {
+		return v
+	}
+	if len(seen) >= m.opts.MaxLabelValues {
+		m.overflow.WithLabelValues(x.ID, labelNames[label]).Inc()
+		return Overflow
+	}
+	seen[v] = struct{}{}
+	return v
+}
+
+func (m *Metrics) observe(x *experiment, e *event.Event) {
+	key := childKey{e.EventName, e.Model.V, e.Provider.V}
+	c := x.kids[key]
+	if c == nil {
+		ev := m.capped(x, labelEvent, key.event)
+		model := key.model
+		if model != "" {
+			model = m.capped(x, labelModel, model)
+		}
+		provider := key.provider
+		if provider != "" {
+			provider = m.capped(x, labelProvider, provider)
+		}
+		c = &children{
+			latency:    m.latency.WithLabelValues(x.ID, x.Name, x.Condition, ev, model, provider),
+			cost:       m.cost.WithLabelValues(x.ID, x.Name, x.Condition, model, provider),
+			prompt:     m.tokens.WithLabelValues(x.ID, x.Name, x.Condition, model, provider, "prompt"),
+			completion: m.tokens.WithLabelValues(x.ID, x.Name, x.Condition, model, provider, "completion"),
+		}
+		for i, o := range [...]string{"success", "failure", "unknown"} {
+			c.outcome[i] = m.events.WithLabelValues(x.ID, x.Name, x.Condition, ev, o)
+		}
+		// Values past the cap share "other" series: only the first key of
+		// a value is cached, the rest look the series up again, which is
+		// cheap enough for the overflow path.
+		if ev != Overflow && model != Overflow && provider != Overflow {
+			x.kids[key] = c
+		}
+	}
+	switch {
+	case !e.Success.Valid:
+		c.outcome[2].Inc()
+	case e.Success.V:
+		c.outcome[0].Inc()
+	default:
+		c.outcome[1].Inc()
+	}
+	if e.LatencyMs.Valid {
+		c.latency.Observe(e.LatencyMs.V / 1000)
+	}
+	if e.CostUSD.Valid {
+		c.cost.Add(e.CostUSD.V)
+	}
+	if t := e.Tokens; t != nil {
+		if t.Prompt.Valid {
+			c.prompt.Add(float64(t.Prompt.V))
+		}
+		if t.Completion.Valid {
+			c.completion.Add(float64(t.Completion.V))
+		}
+	}
+}
+
+// Stream returns an experiment's streaming statistics.
+func (m *Metrics) Stream(id string) (Stream, bool) {
+	x := m.lookup(id)
+	if x == nil {
+		return Stream{}, false
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.stream.clone(), true
+}
+
+// ResetStream restarts an experiment's streaming statistics from zero; the
+// counters and histograms are left alone.
+func (m *Metrics) ResetStream(id string, at time.Time) bool {
+	x := m.lookup(id)
+	if x == nil {
+		return false
+	}
+	x.mu.Lock()
+	x.stream = Stream{Since: at}
+	x.mu.Unlock()
+	return true
+}
