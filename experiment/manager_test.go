@@ -4,13 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	json "github.com/goccy/go-json"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 
+	"github.com/crucible-telemetry/crucible-telemetry/collector"
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
@@ -286,4 +289,64 @@ func TestEventsFilter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMetricsRebuiltAfterRestart: counters and histograms come back from
+// the event log, so no series goes backwards across a restart.
+func TestMetricsRebuiltAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{time.Now()}
+	open := func() (*Manager, *prometheus.Registry) {
+		reg := prometheus.NewRegistry()
+		m := NewManager(Options{
+			Dir: dir, Now: c.now, Logger: slog.New(slog.DiscardHandler),
+			Metrics: collector.New(reg, collector.Options{StoppedSeriesTTL: time.Hour}),
+			Store:   tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: reg},
+		})
+		if err := m.Open(); err != nil {
+			t.Fatal(err)
+		}
+		return m, reg
+	}
+	m, reg := open()
+	create(t, m, `{"id":"r","name":"R","sample_size":50}`)
+	if _, err := m.Ingest("r", events(t, 30, `,"metadata":{"model":"gpt-4","tokens":{"prompt":10,"completion":20}},"success":true`), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Ingest("r", events(t, 12, `,"success":false`), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"crucible_events_total", "crucible_latency_seconds", "crucible_cost_usd_total", "crucible_tokens_total",
+		"crucible_experiment_events", "crucible_experiment_target_events", "crucible_experiment_status", "crucible_stream_latency_mean_seconds"}
+	before := gatherText(t, reg, names)
+	if !strings.Contains(before, `crucible_experiment_events{experiment_id="r"} 42`) {
+		t.Fatalf("before restart:\n%s", before)
+	}
+	streamBefore, _ := m.Stream("r")
+	m.Close()
+
+	m2, reg2 := open()
+	defer m2.Close()
+	if after := gatherText(t, reg2, names); after != before {
+		t.Fatalf("metrics changed across a restart:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	streamAfter, _ := m2.Stream("r")
+	if streamAfter.Events != streamBefore.Events || streamAfter.Latency.Mean != streamBefore.Latency.Mean {
+		t.Fatalf("stream %+v, before %+v", streamAfter, streamBefore)
+	}
+}
+
+func gatherText(t *testing.T, g prometheus.Gatherer, names []string) string {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, mf := range mfs {
+		if slices.Contains(names, mf.GetName()) {
+			expfmt.MetricFamilyToText(&b, mf)
+		}
+	}
+	return b.String()
 }
