@@ -11,16 +11,21 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crucible-telemetry/crucible-telemetry/collector"
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
 	"github.com/crucible-telemetry/crucible-telemetry/loadgen"
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
-func benchAPI(b *testing.B) http.Handler {
+func benchAPI(b *testing.B, live bool) http.Handler {
 	reg := prometheus.NewRegistry()
+	var metrics *collector.Metrics
+	if live {
+		metrics = collector.New(reg, collector.Options{})
+	}
 	m := experiment.NewManager(experiment.Options{
-		Dir: b.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Dir: b.TempDir(), Logger: slog.New(slog.DiscardHandler), Metrics: metrics,
 		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: reg},
 	})
 	if err := m.Open(); err != nil {
@@ -37,9 +42,14 @@ func benchAPI(b *testing.B) http.Handler {
 }
 
 // BenchmarkIngestBatch measures the whole ingest path of one 1000-event
-// NDJSON batch: body, decode, enrich, log, TSDB.
+// NDJSON batch: body, decode, enrich, log, TSDB, and the live metrics.
 func BenchmarkIngestBatch(b *testing.B) {
-	h := benchAPI(b)
+	b.Run("live-metrics", func(b *testing.B) { benchIngest(b, true) })
+	b.Run("storage-only", func(b *testing.B) { benchIngest(b, false) })
+}
+
+func benchIngest(b *testing.B, live bool) {
+	h := benchAPI(b, live)
 	rng := rand.New(rand.NewPCG(1, 1))
 	const n = 1000
 	b.ReportAllocs()
