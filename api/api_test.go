@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/crucible-telemetry/crucible-telemetry/collector"
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
@@ -38,7 +39,7 @@ func newFixture(t *testing.T, open bool) *fixture {
 	t.Helper()
 	f := &fixture{reg: prometheus.NewRegistry()}
 	f.manager = experiment.NewManager(experiment.Options{
-		Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Metrics: collector.New(f.reg, collector.Options{}),
 		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: f.reg},
 	})
 	if open {
@@ -384,5 +385,41 @@ func TestHealthReadyReload(t *testing.T) {
 	f.reload = errors.New("bad file")
 	if r := f.do(t, "POST", "/-/reload", nil); r.code != 400 || !strings.Contains(r.env.Error, "bad file") {
 		t.Fatalf("failed reload: %d %s", r.code, r.env.Error)
+	}
+}
+
+func TestStreamEndpoints(t *testing.T) {
+	f := newFixture(t, true)
+	f.do(t, "POST", "/api/v1/experiments", []byte(`{"id":"s","name":"S"}`))
+	empty := f.do(t, "GET", "/api/v1/experiments/s/stream", nil)
+	if empty.code != 200 || !strings.Contains(string(empty.env.Data), `"latency":{"count":0,"mean":null,"std_dev":null,"min":null,"max":null}`) ||
+		!strings.Contains(string(empty.env.Data), `"success_rate":null`) {
+		t.Fatalf("empty stream: %d %s", empty.code, empty.env.Data)
+	}
+	f.do(t, "POST", "/api/v1/experiments/s/events", []byte(`[{"event_name":"a","latency_ms":10,"success":true},{"event_name":"a","latency_ms":30,"success":false}]`))
+	r := f.do(t, "GET", "/api/v1/experiments/s/stream", nil)
+	var v struct {
+		Count   int64 `json:"count"`
+		Latency struct {
+			Mean, StdDev, Min, Max float64
+		} `json:"latency"`
+		Reliability struct {
+			SuccessRate float64 `json:"success_rate"`
+		} `json:"reliability"`
+		Events map[string]int64 `json:"events"`
+	}
+	json.Unmarshal(r.env.Data, &v)
+	if v.Count != 2 || v.Latency.Mean != 20 || v.Latency.Min != 10 || v.Latency.Max != 30 || v.Reliability.SuccessRate != 0.5 || v.Events["a"] != 2 {
+		t.Fatalf("stream: %s", r.env.Data)
+	}
+	r = f.do(t, "POST", "/api/v1/experiments/s/stream/reset", nil)
+	if r.code != 200 || !strings.Contains(string(r.env.Data), `"count":0`) {
+		t.Fatalf("reset: %d %s", r.code, r.env.Data)
+	}
+	if r := f.do(t, "GET", "/api/v1/experiments/nope/stream", nil); r.code != 404 {
+		t.Fatalf("unknown experiment: %d", r.code)
+	}
+	if got := f.stored(t, "s"); got != 2 {
+		t.Fatalf("a reset must leave stored events: %d", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -349,4 +350,96 @@ func gatherText(t *testing.T, g prometheus.Gatherer, names []string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestStreamAgreesWithStoredEvents: the streaming statistics equal exact
+// ones computed from the stored events to 1e-9 relative.
+func TestStreamAgreesWithStoredEvents(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewManager(Options{
+		Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Metrics: collector.New(reg, collector.Options{}),
+		Store:   tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: reg},
+	})
+	if err := m.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	create(t, m, `{"id":"s","name":"S"}`)
+	var lines []*event.Event
+	for i := range 5000 {
+		raw := fmt.Sprintf(`{"event_name":"x","latency_ms":%g,"cost_usd":%g,"success":%v}`,
+			1e6+float64(i%97)*0.37, 1e-6*float64(i%13), i%7 != 0)
+		if i%11 == 0 {
+			raw = `{"event_name":"y"}` // no latency, cost or outcome
+		}
+		e, err := event.Parse([]byte(raw), time.Now(), pricing.Default())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, e)
+	}
+	if _, err := m.Ingest("s", lines, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := m.Events("s", Filter{})
+	var lat, cost []float64
+	judged, ok := 0, 0
+	for _, raw := range stored {
+		var e event.Event
+		json.Unmarshal(raw, &e)
+		if e.LatencyMs.Valid {
+			lat = append(lat, e.LatencyMs.V)
+		}
+		if e.CostUSD.Valid {
+			cost = append(cost, e.CostUSD.V)
+		}
+		if e.Success.Valid {
+			judged++
+			if e.Success.V {
+				ok++
+			}
+		}
+	}
+	s, err := m.Stream("s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		w    collector.Welford
+		xs   []float64
+	}{{"latency", s.Latency, lat}, {"cost", s.Cost, cost}} {
+		mean, sd, lo, hi := exactMoments(c.xs)
+		if c.w.N != int64(len(c.xs)) || relErr(c.w.Mean, mean) > 1e-9 || relErr(c.w.StdDev(), sd) > 1e-9 || c.w.Min != lo || c.w.Max != hi {
+			t.Errorf("%s: stream n=%d mean=%v sd=%v min=%v max=%v; exact n=%d mean=%v sd=%v min=%v max=%v",
+				c.name, c.w.N, c.w.Mean, c.w.StdDev(), c.w.Min, c.w.Max, len(c.xs), mean, sd, lo, hi)
+		}
+	}
+	if s.Judged != int64(judged) || s.Successful != int64(ok) || s.Events != int64(len(stored)) {
+		t.Errorf("reliability: %+v, exact judged %d successful %d of %d", s, judged, ok, len(stored))
+	}
+}
+
+// exactMoments computes mean, sample standard deviation, min and max in two
+// passes, as the analysis does.
+func exactMoments(xs []float64) (mean, sd, lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, x := range xs {
+		mean += x
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	mean /= float64(len(xs))
+	var ss float64
+	for _, x := range xs {
+		ss += (x - mean) * (x - mean)
+	}
+	return mean, math.Sqrt(ss / float64(len(xs)-1)), lo, hi
+}
+
+func relErr(a, b float64) float64 {
+	if a == b {
+		return 0
+	}
+	return math.Abs(a-b) / math.Max(math.Abs(a), math.Abs(b))
 }
