@@ -61,6 +61,7 @@ type Experiment struct {
 	Status              string
 	Target              int64 // sample_size; 0 when none
 	Stored              int64
+	StoppedAt           time.Time // when stopped or archived
 }
 
 type childKey struct{ event, model, provider string }
@@ -161,7 +162,11 @@ func (m *Metrics) Set(e Experiment) {
 	x.Status, x.Target = e.Status, e.Target
 	if e.Status == "stopped" || e.Status == "archived" {
 		if x.removeAt.IsZero() {
-			x.removeAt = m.opts.Now().Add(m.opts.StoppedSeriesTTL)
+			stopped := e.StoppedAt
+			if stopped.IsZero() {
+				stopped = m.opts.Now()
+			}
+			x.removeAt = stopped.Add(m.opts.StoppedSeriesTTL)
 		}
 	} else {
 		x.removeAt = time.Time{}
@@ -180,6 +185,12 @@ func (m *Metrics) Set(e Experiment) {
 		m.target.DeleteLabelValues(e.ID)
 	}
 	m.stored.WithLabelValues(e.ID).Set(float64(e.Stored))
+}
+
+// Gone tells whether an experiment stopped at stoppedAt is past the TTL, so
+// that its series need not be built at all.
+func (m *Metrics) Gone(stoppedAt time.Time) bool {
+	return !stoppedAt.IsZero() && !m.opts.Now().Before(stoppedAt.Add(m.opts.StoppedSeriesTTL))
 }
 
 // Remove deletes every series of an experiment at once.

@@ -95,12 +95,20 @@ func (m *Manager) Open() error {
 		if err := json.Unmarshal(b, &rec); err != nil {
 			return fmt.Errorf("experiment %s: read %s: %w", ent.Name(), recordFile, err)
 		}
-		m.setMetrics(rec, 0)
-		store, err := m.openStore(dir, rec.Spec, m.rebuildMetrics(rec.ID))
+		// A stopped experiment's series come back only within their TTL.
+		live := m.opts.Metrics != nil && (rec.StoppedAt == nil || !m.opts.Metrics.Gone(*rec.StoppedAt))
+		var visit func(*tsdbstore.Record) error
+		if live {
+			m.setMetrics(rec, 0)
+			visit = m.rebuildMetrics(rec.ID)
+		}
+		store, err := m.openStore(dir, rec.Spec, visit)
 		if err != nil {
 			return fmt.Errorf("experiment %s: %w", rec.ID, err)
 		}
-		m.setMetrics(rec, store.Count())
+		if live {
+			m.setMetrics(rec, store.Count())
+		}
 		m.mu.Lock()
 		m.exps[rec.ID] = &Experiment{dir: dir, store: store, rec: rec}
 		m.mu.Unlock()
@@ -122,8 +130,13 @@ func (m *Manager) setMetrics(r Record, stored int64) {
 	if r.SampleSize != nil {
 		target = *r.SampleSize
 	}
+	var stoppedAt time.Time
+	if r.StoppedAt != nil {
+		stoppedAt = *r.StoppedAt
+	}
 	m.opts.Metrics.Set(collector.Experiment{
 		ID: r.ID, Name: r.Name, Condition: r.Condition, Status: string(r.Status), Target: target, Stored: stored,
+		StoppedAt: stoppedAt,
 	})
 }
 

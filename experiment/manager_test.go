@@ -12,6 +12,7 @@ import (
 
 	json "github.com/goccy/go-json"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/crucible-telemetry/crucible-telemetry/collector"
@@ -442,4 +443,47 @@ func relErr(a, b float64) float64 {
 		return 0
 	}
 	return math.Abs(a-b) / math.Max(math.Abs(a), math.Abs(b))
+}
+
+// TestStoppedSeriesAfterRestart: a restart brings a stopped experiment's
+// series back only for what is left of their TTL.
+func TestStoppedSeriesAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{time.Now()}
+	open := func() (*Manager, *prometheus.Registry, *collector.Metrics) {
+		reg := prometheus.NewRegistry()
+		metrics := collector.New(reg, collector.Options{StoppedSeriesTTL: 15 * time.Minute, Now: c.now})
+		m := NewManager(Options{
+			Dir: dir, Now: c.now, Logger: slog.New(slog.DiscardHandler), Metrics: metrics,
+			Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: reg},
+		})
+		if err := m.Open(); err != nil {
+			t.Fatal(err)
+		}
+		return m, reg, metrics
+	}
+	m, _, _ := open()
+	create(t, m, `{"id":"old","name":"Old"}`)
+	m.Ingest("old", events(t, 3, ""), time.Now())
+	m.Stop("old")
+	m.Close()
+
+	c.t = c.t.Add(10 * time.Minute)
+	m, reg, metrics := open()
+	if n, _ := testutil.GatherAndCount(reg, "crucible_events_total"); n == 0 {
+		t.Fatal("within the TTL the series must be back")
+	}
+	c.t = c.t.Add(6 * time.Minute)
+	if gone := metrics.Expire(); len(gone) != 1 {
+		t.Fatalf("the TTL counts from when it stopped, not from the restart: expired %v", gone)
+	}
+	m.Close()
+	m, reg, _ = open()
+	defer m.Close()
+	if n, _ := testutil.GatherAndCount(reg, "crucible_events_total", "crucible_experiment_info"); n != 0 {
+		t.Fatalf("past the TTL a restart must not bring the series back: %d", n)
+	}
+	if r, err := m.Get("old"); err != nil || r.EventsStored != 3 {
+		t.Fatalf("the experiment itself stays: %+v %v", r, err)
+	}
 }
