@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/crucible-telemetry/crucible-telemetry/analysis"
 	"github.com/crucible-telemetry/crucible-telemetry/collector"
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
@@ -97,6 +98,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("POST /api/v1/events", a.ingest)
 	route("POST /api/v1/experiments/{id}/events", a.ingest)
 	route("GET /api/v1/experiments/{id}/events", a.events)
+	route("GET /api/v1/experiments/{id}/metrics", a.metrics)
+	route("GET /api/v1/experiments/{id}/windows", a.windows)
 	route("GET /api/v1/experiments/{id}/stream", a.stream(a.Manager.Stream))
 	route("POST /api/v1/experiments/{id}/stream/reset", a.stream(a.Manager.ResetStream))
 	route("GET /api/v1/event-types", a.eventTypes)
@@ -461,4 +464,62 @@ func (a *API) stream(get func(string) (collector.Stream, error)) http.HandlerFun
 		v.Reliability.SuccessRate = nullable(s.SuccessRate())
 		respond(w, http.StatusOK, v)
 	}
+}
+
+// points reads the events the request's filters select.
+func (a *API) points(r *http.Request) ([]analysis.Point, error) {
+	id, err := pathID(r)
+	if err != nil {
+		return nil, err
+	}
+	f, err := parseFilter(r, a.Now())
+	if err != nil {
+		return nil, err
+	}
+	f.Limit, f.LastN = 0, 0
+	return a.Manager.Points(id, f)
+}
+
+func (a *API) metrics(w http.ResponseWriter, r *http.Request) {
+	pts, err := a.points(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	respond(w, http.StatusOK, analysis.Analyze(pts))
+}
+
+func (a *API) windows(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	size, step := 5*time.Minute, time.Duration(0)
+	for _, p := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"size", &size}, {"step", &step}} {
+		if s := q.Get(p.name); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 {
+				a.fail(w, r, fmt.Errorf("%w: %s must be a positive duration like 5m", errBadRequest, p.name))
+				return
+			}
+			*p.dst = d
+		}
+	}
+	if step == 0 {
+		step = size
+	}
+	if step > size {
+		a.fail(w, r, fmt.Errorf("%w: step (%s) must not exceed size (%s), or events between windows would be left out", errBadRequest, step, size))
+		return
+	}
+	if size.Microseconds() < 1 || step.Microseconds() < 1 {
+		a.fail(w, r, fmt.Errorf("%w: size and step must be at least 1µs", errBadRequest))
+		return
+	}
+	pts, err := a.points(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	respond(w, http.StatusOK, analysis.Windows(pts, size.Microseconds(), step.Microseconds()))
 }

@@ -5,8 +5,10 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -421,5 +423,70 @@ func TestStreamEndpoints(t *testing.T) {
 	}
 	if got := f.stored(t, "s"); got != 2 {
 		t.Fatalf("a reset must leave stored events: %d", got)
+	}
+}
+
+func TestAnalysisEndpoints(t *testing.T) {
+	f := newFixture(t, true)
+	f.do(t, "POST", "/api/v1/experiments", []byte(`{"id":"a","name":"A"}`))
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	var lines []string
+	for i := 1; i <= 10; i++ {
+		lines = append(lines, fmt.Sprintf(`{"event_name":"req_llm.request.stop","timestamp":%d,"latency_ms":%d,"cost_usd":%g,"success":%v}`,
+			base+int64(i)*1_000_000, 100*i, 0.001*float64(i), i <= 8))
+	}
+	f.do(t, "POST", "/api/v1/experiments/a/events", []byte(strings.Join(lines, "\n")), "Content-Type", "application/x-ndjson")
+
+	var rep struct {
+		Summary struct {
+			TotalEvents     int     `json:"total_events"`
+			DurationSeconds float64 `json:"duration_seconds"`
+		} `json:"summary"`
+		Latency struct {
+			Mean, Median float64
+			P95          float64 `json:"p95"`
+		} `json:"latency"`
+		Cost struct {
+			Total float64 `json:"total"`
+		} `json:"cost"`
+		Reliability struct {
+			SuccessRate float64    `json:"success_rate"`
+			CI          [2]float64 `json:"success_rate_ci95"`
+			SLA99       bool       `json:"sla_99"`
+		} `json:"reliability"`
+	}
+	r := f.do(t, "GET", "/api/v1/experiments/a/metrics", nil)
+	json.Unmarshal(r.env.Data, &rep)
+	if r.code != 200 || rep.Summary.TotalEvents != 10 || rep.Summary.DurationSeconds != 9 || rep.Latency.Mean != 550 ||
+		rep.Latency.Median != 550 || math.Abs(rep.Cost.Total-0.055) > 1e-12 || rep.Reliability.SuccessRate != 0.8 ||
+		rep.Reliability.SLA99 || !(rep.Reliability.CI[0] < 0.8 && rep.Reliability.CI[1] > 0.8) {
+		t.Fatalf("metrics: %d %s", r.code, r.env.Data)
+	}
+	r = f.do(t, "GET", "/api/v1/experiments/a/metrics?success=false", nil)
+	json.Unmarshal(r.env.Data, &rep)
+	if rep.Summary.TotalEvents != 2 || rep.Latency.Mean != 950 {
+		t.Fatalf("filtered metrics: %s", r.env.Data)
+	}
+	var wins []struct {
+		EventCount int `json:"event_count"`
+	}
+	r = f.do(t, "GET", "/api/v1/experiments/a/windows?size=5s&step=5s", nil)
+	json.Unmarshal(r.env.Data, &wins)
+	if r.code != 200 || len(wins) != 2 || wins[0].EventCount+wins[1].EventCount != 10 {
+		t.Fatalf("windows: %d %s", r.code, r.env.Data)
+	}
+	for _, c := range []struct {
+		path string
+		code int
+	}{
+		{"/api/v1/experiments/a/windows?size=1m&step=2m", 400},
+		{"/api/v1/experiments/a/windows?size=-1m", 400},
+		{"/api/v1/experiments/nope/metrics", 404},
+		{"/api/v1/experiments/nope/windows", 404},
+		{"/api/v1/experiments/a/metrics?from=yesterday", 400},
+	} {
+		if r := f.do(t, "GET", c.path, nil); r.code != c.code {
+			t.Errorf("%s: %d, want %d", c.path, r.code, c.code)
+		}
 	}
 }

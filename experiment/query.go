@@ -3,10 +3,12 @@ package experiment
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 
 	json "github.com/goccy/go-json"
 
+	"github.com/crucible-telemetry/crucible-telemetry/analysis"
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
@@ -86,4 +88,48 @@ func (m *Manager) Events(id string, f Filter) ([]json.RawMessage, error) {
 		res[i] = mt.json
 	}
 	return res, nil
+}
+
+// Points returns what the analysis needs of every stored event that matches
+// f (LastN and Limit do not apply), read from the log without parsing JSON.
+func (m *Manager) Points(id string, f Filter) ([]analysis.Point, error) {
+	x, err := m.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	x.mu.Lock()
+	spec := x.rec.Spec
+	x.mu.Unlock()
+	out := make([]analysis.Point, 0, x.store.Count())
+	var e event.Event
+	dec := event.GetDecoder()
+	defer event.PutDecoder(dec)
+	err = x.store.Scan(func(r *tsdbstore.Record) error {
+		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
+			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
+		}
+		e.ExperimentID, e.Condition = spec.ID, spec.Condition
+		if !f.Match(&e) {
+			return nil
+		}
+		p := analysis.Point{TimestampUs: e.Timestamp, Event: e.EventName, LatencyMs: math.NaN(), CostUSD: math.NaN(), Success: -1}
+		if e.LatencyMs.Valid {
+			p.LatencyMs = e.LatencyMs.V
+		}
+		if e.CostUSD.Valid {
+			p.CostUSD = e.CostUSD.V
+		}
+		if e.Success.Valid {
+			p.Success = 0
+			if e.Success.V {
+				p.Success = 1
+			}
+		}
+		if t := e.Tokens; t != nil {
+			p.HasTokens, p.Prompt, p.Completion, p.Total = true, t.Prompt.V, t.Completion.V, t.Total.V
+		}
+		out = append(out, p)
+		return nil
+	})
+	return out, err
 }

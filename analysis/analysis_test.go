@@ -1,0 +1,238 @@
+package analysis
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"testing"
+)
+
+// The expected values come from numpy and scipy (testdata/reference.py),
+// an implementation independent of this one.
+
+type refPoint struct {
+	TS      int64    `json:"ts"`
+	Event   string   `json:"event"`
+	Latency *float64 `json:"latency"`
+	Cost    *float64 `json:"cost"`
+	Success *bool    `json:"success"`
+	Tokens  []int64  `json:"tokens"`
+}
+
+func loadDatasets(t *testing.T) map[string][]Point {
+	t.Helper()
+	b, err := os.ReadFile("testdata/datasets.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string][]refPoint
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]Point{}
+	for name, rps := range raw {
+		for _, r := range rps {
+			p := Point{TimestampUs: r.TS, Event: r.Event, LatencyMs: math.NaN(), CostUSD: math.NaN(), Success: -1}
+			if r.Latency != nil {
+				p.LatencyMs = *r.Latency
+			}
+			if r.Cost != nil {
+				p.CostUSD = *r.Cost
+			}
+			if r.Success != nil {
+				p.Success = 0
+				if *r.Success {
+					p.Success = 1
+				}
+			}
+			if r.Tokens != nil {
+				p.HasTokens, p.Prompt, p.Completion, p.Total = true, r.Tokens[0], r.Tokens[1], r.Tokens[2]
+			}
+			out[name] = append(out[name], p)
+		}
+	}
+	return out
+}
+
+func loadExpected(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	b, err := os.ReadFile("testdata/expected.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp map[string]map[string]any
+	if err := json.Unmarshal(b, &exp); err != nil {
+		t.Fatal(err)
+	}
+	return exp
+}
+
+// toGeneric round-trips v through JSON, as a client reads it.
+func toGeneric(t *testing.T, v any) any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g any
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// agree compares got with want: numbers to 1e-9 relative, the rest exactly.
+func agree(path string, got, want any) []string {
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			return []string{fmt.Sprintf("%s: got %v, want an object", path, got)}
+		}
+		var diffs []string
+		keys := make([]string, 0, len(w))
+		for k := range w {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			diffs = append(diffs, agree(path+"."+k, g[k], w[k])...)
+		}
+		for k := range g {
+			if _, ok := w[k]; !ok {
+				diffs = append(diffs, fmt.Sprintf("%s.%s: unexpected field", path, k))
+			}
+		}
+		return diffs
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return []string{fmt.Sprintf("%s: got %v, want %d items", path, got, len(w))}
+		}
+		var diffs []string
+		for i := range w {
+			diffs = append(diffs, agree(fmt.Sprintf("%s[%d]", path, i), g[i], w[i])...)
+		}
+		return diffs
+	case float64:
+		g, ok := got.(float64)
+		if !ok {
+			return []string{fmt.Sprintf("%s: got %v, want %v", path, got, w)}
+		}
+		if g != w && math.Abs(g-w) > 1e-9*math.Max(math.Abs(g), math.Abs(w)) {
+			return []string{fmt.Sprintf("%s: got %v, want %v", path, g, w)}
+		}
+		return nil
+	default:
+		if got != want {
+			return []string{fmt.Sprintf("%s: got %v, want %v", path, got, want)}
+		}
+		return nil
+	}
+}
+
+func TestAnalyzeAgreesWithNumpy(t *testing.T) {
+	data, exp := loadDatasets(t), loadExpected(t)
+	for name, pts := range data {
+		t.Run(name, func(t *testing.T) {
+			got := toGeneric(t, Analyze(append([]Point(nil), pts...)))
+			for _, d := range agree(name, got, exp[name]["report"]) {
+				t.Error(d)
+			}
+		})
+	}
+}
+
+func TestWindowsAgreeWithNumpy(t *testing.T) {
+	data, exp := loadDatasets(t), loadExpected(t)
+	for _, c := range []struct {
+		dataset, key string
+		size, step   int64
+	}{
+		{"random", "windows_5m_5m", 300_000_000, 300_000_000},
+		{"random", "windows_10m_150s", 600_000_000, 150_000_000},
+		{"seed_ten", "windows_1h_1h", 3_600_000_000, 3_600_000_000},
+	} {
+		t.Run(c.key, func(t *testing.T) {
+			got := toGeneric(t, Windows(append([]Point(nil), data[c.dataset]...), c.size, c.step))
+			for _, d := range agree(c.key, got, exp[c.dataset][c.key]) {
+				t.Error(d)
+			}
+		})
+	}
+}
+
+// TestSeedValues are the seed library's own test values.
+func TestSeedValues(t *testing.T) {
+	var lat []float64
+	for i := 1; i <= 100; i++ {
+		lat = append(lat, float64(i))
+	}
+	d := Describe(lat)
+	if d.P50 != 50.5 || math.Abs(float64(d.P95)-95.05) > 1e-12 || math.Abs(float64(d.P99)-99.01) > 1e-12 {
+		t.Fatalf("latencies 1..100: %+v", d)
+	}
+	var pts []Point
+	for i := 1; i <= 10; i++ {
+		s := int8(0)
+		if i <= 8 {
+			s = 1
+		}
+		pts = append(pts, Point{TimestampUs: int64(i), LatencyMs: 100 * float64(i), CostUSD: 0.001 * float64(i), Success: s})
+	}
+	r := Analyze(pts)
+	if r.Latency.Mean != 550 || r.Latency.Median != 550 || math.Abs(float64(r.Cost.Total)-0.055) > 1e-15 || r.Reliability.SuccessRate != 0.8 {
+		t.Fatalf("seed: latency %+v cost %+v reliability %+v", r.Latency, r.Cost, r.Reliability)
+	}
+}
+
+func TestEmptyIsCompleteAndNull(t *testing.T) {
+	b, _ := json.Marshal(Analyze(nil))
+	want := `{"summary":{"total_events":0,"time_range":{"start":null,"end":null},"duration_seconds":null,"event_types":{}},` +
+		`"latency":{"count":0,"mean":null,"median":null,"std_dev":null,"min":null,"max":null,"p50":null,"p90":null,"p95":null,"p99":null},` +
+		`"cost":{"count":0,"total":null,"mean_per_request":null,"median_per_request":null,"cost_per_1k_requests":null,"cost_per_1m_requests":null},` +
+		`"reliability":{"total_requests":0,"judged":0,"successful":0,"failed":0,"success_rate":null,"failure_rate":null,"success_rate_ci95":[null,null],"sla_99":null,"sla_999":null,"sla_9999":null},` +
+		`"tokens":{"count":0,"total_prompt":0,"total_completion":0,"total":0,"mean_prompt":null,"mean_completion":null,"mean_total":null},"events":{}}`
+	if string(b) != want {
+		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+}
+
+func TestWindowsCoverShortRuns(t *testing.T) {
+	// The seed returned nothing when the data spanned less than one window.
+	pts := []Point{{TimestampUs: 10, LatencyMs: 1, Success: 1}, {TimestampUs: 20, LatencyMs: 3, Success: 0}}
+	w := Windows(pts, 300_000_000, 300_000_000)
+	if len(w) != 1 || w[0].EventCount != 2 || w[0].WindowStart != 10 {
+		t.Fatalf("windows %+v", w)
+	}
+	// Far-apart events: empty windows are skipped, not walked one by one.
+	far := []Point{{TimestampUs: 0, LatencyMs: 1}, {TimestampUs: 365 * 24 * 3600 * 1e6, LatencyMs: 2}}
+	if w := Windows(far, 1e6, 1e6); len(w) != 2 || w[1].WindowStart != 365*24*3600*1e6 {
+		t.Fatalf("far windows %+v", w)
+	}
+}
+
+func TestPercentilesMatchSorting(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 65, 100, 1000, 4097} {
+		for _, ties := range []bool{false, true} {
+			xs := make([]float64, n)
+			for i := range xs {
+				xs[i] = float64((i * 7919) % (n + 3))
+				if ties {
+					xs[i] = float64(i % 4)
+				}
+			}
+			sorted := append([]float64(nil), xs...)
+			sort.Float64s(sorted)
+			ps := []float64{0, 1, 50, 90, 95, 99, 99.9, 100}
+			got := Percentiles(append([]float64(nil), xs...), ps...)
+			for i, p := range ps {
+				if want := Percentile(sorted, p); got[i] != want {
+					t.Errorf("n=%d ties=%v p%v: got %v, want %v", n, ties, p, got[i], want)
+				}
+			}
+		}
+	}
+}
