@@ -1,0 +1,68 @@
+package experiment
+
+import (
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crucible-telemetry/crucible-telemetry/analysis"
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+	"github.com/crucible-telemetry/crucible-telemetry/loadgen"
+	"github.com/crucible-telemetry/crucible-telemetry/pricing"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
+)
+
+// benchManager returns a manager with experiment id holding n realistic
+// events, stored through the ingest path.
+func benchManager(b *testing.B, ids []string, n int) *Manager {
+	b.Helper()
+	m := NewManager(Options{
+		Dir: b.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: prometheus.NewRegistry()},
+	})
+	if err := m.Open(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	prices := pricing.Default()
+	for k, id := range ids {
+		if _, _, err := m.Create(CreateRequest{ID: id, Name: id}); err != nil {
+			b.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(uint64(k), 7))
+		start := time.Now().Add(-5 * time.Minute)
+		for done := 0; done < n; done += 1000 {
+			body := loadgen.Batch(nil, rng, 1000, start.Add(time.Duration(done)*250*time.Microsecond).UnixMicro())
+			parts, _ := event.Split(body, true)
+			evs := make([]*event.Event, len(parts))
+			for i, p := range parts {
+				e, err := event.Parse(p, time.Now(), prices)
+				if err != nil {
+					b.Fatal(err)
+				}
+				evs[i] = e
+			}
+			if _, err := m.Ingest(id, evs, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	return m
+}
+
+// BenchmarkMetrics1M is GET .../metrics of a one-million-event experiment:
+// read every stored event, then the exact analysis.
+func BenchmarkMetrics1M(b *testing.B) {
+	m := benchManager(b, []string{"big"}, 1_000_000)
+	b.ResetTimer()
+	for b.Loop() {
+		pts, err := m.Points("big", Filter{})
+		if err != nil || len(pts) != 1_000_000 {
+			b.Fatal(len(pts), err)
+		}
+		analysis.Analyze(pts)
+	}
+}
