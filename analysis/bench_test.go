@@ -35,3 +35,15 @@ func BenchmarkWindows1M(b *testing.B) {
 		Windows(pts, 300_000_000, 300_000_000)
 	}
 }
+
+// BenchmarkCompare1M compares two one-million-event experiments with the
+// default 2000 bootstrap resamples.
+func BenchmarkCompare1M(b *testing.B) {
+	base, treat := benchPoints(1_000_000), benchPoints(1_000_000)
+	for i := range treat {
+		treat[i].LatencyMs *= 0.97
+	}
+	for b.Loop() {
+		Compare(base, [][]Point{treat}, CompareOptions{})
+	}
+}

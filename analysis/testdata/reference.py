@@ -43,6 +43,21 @@ for i in range(5000):
                       latency=None if i % 11 == 0 else lat, cost=cost, success=succ, tokens=toks))
 datasets["random"] = rand
 
+
+def randomset(n, mu, p_ok, cost_hi, seed_shift):
+    out = []
+    for i in range(n):
+        lat = float(np.round(rng.lognormal(mean=mu, sigma=0.7), 6))
+        cost = None if i % 19 == 0 else float(np.round(rng.uniform(0, cost_hi), 9))
+        succ = None if i % 29 == 0 else bool(rng.uniform() < p_ok)
+        out.append(point(base + seed_shift + i * 1000, latency=None if i % 13 == 0 else lat, cost=cost, success=succ))
+    return out
+
+
+datasets["control"] = randomset(2000, 6.0, 0.95, 0.02, 0)
+datasets["treatment_a"] = randomset(1800, 5.9, 0.97, 0.025, 7)
+datasets["treatment_b"] = randomset(2200, 6.0, 0.94, 0.02, 11)
+
 Z = stats.norm.ppf(0.975)
 
 
@@ -133,6 +148,118 @@ def windows(points, size, step):
     return out
 
 
+def welch(b, t):
+    if not b or not t:
+        return dict(diff=None, ci=[None, None], t=None, df=None, p=None)
+    diff = float(np.mean(t) - np.mean(b))
+    if len(b) < 2 or len(t) < 2:
+        return dict(diff=diff, ci=[None, None], t=None, df=None, p=None)
+    vb, vt = np.var(b, ddof=1) / len(b), np.var(t, ddof=1) / len(t)
+    se = math.sqrt(vb + vt)
+    if se == 0:
+        return dict(diff=diff, ci=[None, None], t=None, df=None, p=None)
+    df = (vb + vt) ** 2 / (vb ** 2 / (len(b) - 1) + vt ** 2 / (len(t) - 1))
+    res = stats.ttest_ind(t, b, equal_var=False)
+    q = stats.t.ppf(0.975, df)
+    return dict(diff=diff, ci=[diff - q * se, diff + q * se], t=float(res.statistic), df=float(df), p=float(res.pvalue))
+
+
+def hedges(b, t):
+    if len(b) < 2 or len(t) < 2:
+        return None
+    nb, nt = len(b), len(t)
+    pooled = math.sqrt(((nb - 1) * np.var(b, ddof=1) + (nt - 1) * np.var(t, ddof=1)) / (nb + nt - 2))
+    if pooled == 0:
+        return None
+    return float((1 - 3 / (4 * (nb + nt) - 9)) * (np.mean(t) - np.mean(b)) / pooled)
+
+
+def mwu(b, t):
+    if not b or not t:
+        return None, None
+    if len(set(b) | set(t)) == 1:
+        return float(len(t) * len(b) / 2), None
+    r = stats.mannwhitneyu(t, b, use_continuity=True, alternative="two-sided", method="asymptotic")
+    return float(r.statistic), float(r.pvalue)
+
+
+def proportions(kb, nb, kt, nt):
+    out = dict(baseline=kb / nb if nb else None, treatment=kt / nt if nt else None, diff=None, diff_ci95=[None, None], z=None, p=None)
+    if not nb or not nt:
+        return out
+    pb, pt = kb / nb, kt / nt
+    d = pt - pb
+    lb, ub = wilson(kb, nb)
+    lt, ut = wilson(kt, nt)
+    out["diff"] = d
+    out["diff_ci95"] = [d - math.sqrt((pt - lt) ** 2 + (ub - pb) ** 2), d + math.sqrt((ut - pt) ** 2 + (pb - lb) ** 2)]
+    pool = (kb + kt) / (nb + nt)
+    se = math.sqrt(pool * (1 - pool) * (1 / nb + 1 / nt))
+    if se > 0:
+        out["z"] = d / se
+        out["p"] = float(2 * stats.norm.sf(abs(d / se)))
+    return out
+
+
+def holm(ps):
+    idx = sorted([i for i, p in enumerate(ps) if p is not None], key=lambda i: ps[i])
+    out = [None] * len(ps)
+    running, m = 0.0, len(idx)
+    for j, i in enumerate(idx):
+        running = max(running, min(1.0, (m - j) * ps[i]))
+        out[i] = running
+    return out
+
+
+def compare(bpts, tpts_list):
+    def parts(pts):
+        lat = [p["latency"] for p in pts if p["latency"] is not None]
+        cost = [p["cost"] for p in pts if p["cost"] is not None]
+        judged = [p["success"] for p in pts if p["success"] is not None]
+        return lat, cost, sum(1 for s in judged if s), len(judged), len(pts)
+    bl, bc, bk, bn, be = parts(bpts)
+    out = []
+    for tpts in tpts_list:
+        tl, tc, tk, tn, te = parts(tpts)
+        lw, cw = welch(bl, tl), welch(bc, tc)
+        u, up = mwu(bl, tl)
+        bm = float(np.mean(bl)) if bl else None
+        tm = float(np.mean(tl)) if tl else None
+        pct = lambda xs, q: float(np.percentile(xs, q))
+        diffq = lambda q: pct(tl, q) - pct(bl, q) if bl and tl else None
+        out.append({
+            "latency": {"baseline_mean": bm, "treatment_mean": tm, "diff_mean": lw["diff"], "diff_mean_ci95": lw["ci"],
+                        "welch_t": lw["t"], "welch_df": lw["df"], "welch_p": lw["p"],
+                        "relative_change_pct": (tm - bm) / bm * 100 if bm and tm is not None else None,
+                        "hedges_g": hedges(bl, tl), "mann_whitney_u": u, "mann_whitney_p": up,
+                        "diff_median": diffq(50), "diff_p95": diffq(95), "diff_p99": diffq(99)},
+            "success_rate": proportions(bk, bn, tk, tn),
+            "cost": {"baseline_mean_per_request": float(np.mean(bc)) if bc else None,
+                     "treatment_mean_per_request": float(np.mean(tc)) if tc else None,
+                     "diff_mean_per_request": cw["diff"], "diff_mean_per_request_ci95": cw["ci"],
+                     "welch_t": cw["t"], "welch_df": cw["df"], "p": cw["p"],
+                     "diff_total": float(np.sum(tc) - np.sum(bc)) if (bc or tc) else None,
+                     "baseline_cost_per_success": float(np.sum(bc)) / bk if bk and bc else None,
+                     "treatment_cost_per_success": float(np.sum(tc)) / tk if tk and tc else None},
+            "event_count_difference": te - be,
+        })
+    if len(out) > 1:
+        for section, key, holm_key in [("latency", "welch_p", "welch_p_holm"), ("latency", "mann_whitney_p", "mann_whitney_p_holm"),
+                                       ("success_rate", "p", "p_holm"), ("cost", "p", "p_holm")]:
+            for c, h in zip(out, holm([c[section][key] for c in out])):
+                c[section][holm_key] = h
+    return out
+
+
+comparisons = {
+    "control_vs_a_b": compare(datasets["control"], [datasets["treatment_a"], datasets["treatment_b"]]),
+    "control_vs_a": compare(datasets["control"], [datasets["treatment_a"]]),
+    "ties": compare(datasets["ties"], [datasets["all_failures"]]),
+    "n1_vs_n2": compare(datasets["n1"], [datasets["n2"]]),
+    "no_latency_side": compare(datasets["all_null_latency"], [datasets["seed_ten"]]),
+    "seed_vs_random": compare(datasets["seed_ten"], [datasets["random"]]),
+}
+
 expected = {}
 for name, pts in datasets.items():
     expected[name] = {"report": analyze(pts)}
@@ -141,6 +268,8 @@ for name, pts in datasets.items():
 expected["random"]["windows_5m_5m"] = windows(datasets["random"], 300_000_000, 300_000_000)
 expected["random"]["windows_10m_150s"] = windows(datasets["random"], 600_000_000, 150_000_000)
 expected["seed_ten"]["windows_1h_1h"] = windows(datasets["seed_ten"], 3_600_000_000, 3_600_000_000)
+
+expected["_comparisons"] = comparisons
 
 with open("datasets.json", "w") as f:
     json.dump(datasets, f, separators=(",", ":"))

@@ -1,0 +1,182 @@
+package analysis
+
+import (
+	"math"
+	"slices"
+)
+
+// LatencyComparison compares latency (ms) of a treatment with the baseline.
+type LatencyComparison struct {
+	BaselineMean       Null    `json:"baseline_mean"`
+	TreatmentMean      Null    `json:"treatment_mean"`
+	DiffMean           Null    `json:"diff_mean"`
+	DiffMeanCI95       [2]Null `json:"diff_mean_ci95"`
+	WelchT             Null    `json:"welch_t"`
+	WelchDF            Null    `json:"welch_df"`
+	WelchP             Null    `json:"welch_p"`
+	WelchPHolm         *Null   `json:"welch_p_holm,omitempty"`
+	RelativeChangePct  Null    `json:"relative_change_pct"`
+	HedgesG            Null    `json:"hedges_g"`
+	MannWhitneyU       Null    `json:"mann_whitney_u"`
+	MannWhitneyP       Null    `json:"mann_whitney_p"`
+	MannWhitneyPHolm   *Null   `json:"mann_whitney_p_holm,omitempty"`
+	DiffMedian         Null    `json:"diff_median"`
+	DiffMedianCI95     [2]Null `json:"diff_median_ci95"`
+	DiffP95            Null    `json:"diff_p95"`
+	DiffP95CI95        [2]Null `json:"diff_p95_ci95"`
+	DiffP99            Null    `json:"diff_p99"`
+	DiffP99CI95        [2]Null `json:"diff_p99_ci95"`
+	BootstrapResamples int     `json:"bootstrap_resamples"`
+	Seed               uint64  `json:"seed"`
+}
+
+// SuccessComparison compares success rates.
+type SuccessComparison struct {
+	Proportions
+	PHolm *Null `json:"p_holm,omitempty"`
+}
+
+// CostComparison compares cost per request (USD).
+type CostComparison struct {
+	BaselineMeanPerRequest  Null    `json:"baseline_mean_per_request"`
+	TreatmentMeanPerRequest Null    `json:"treatment_mean_per_request"`
+	DiffMeanPerRequest      Null    `json:"diff_mean_per_request"`
+	DiffMeanPerRequestCI95  [2]Null `json:"diff_mean_per_request_ci95"`
+	WelchT                  Null    `json:"welch_t"`
+	WelchDF                 Null    `json:"welch_df"`
+	P                       Null    `json:"p"`
+	PHolm                   *Null   `json:"p_holm,omitempty"`
+	DiffTotal               Null    `json:"diff_total"`
+	BaselineCostPerSuccess  Null    `json:"baseline_cost_per_success"`
+	TreatmentCostPerSuccess Null    `json:"treatment_cost_per_success"`
+}
+
+// Comparison is one treatment against the baseline (SPEC §8).
+type Comparison struct {
+	Latency              LatencyComparison `json:"latency"`
+	SuccessRate          SuccessComparison `json:"success_rate"`
+	Cost                 CostComparison    `json:"cost"`
+	EventCountDifference int               `json:"event_count_difference"`
+}
+
+// CompareOptions set the bootstrap.
+type CompareOptions struct {
+	Resamples int    // default 2000
+	Seed      uint64 // default 1
+}
+
+// DefaultResamples is the bootstrap's default number of resamples.
+const DefaultResamples = 2000
+
+type sample struct {
+	latency, cost      []float64
+	judged, successful int64
+	events             int
+}
+
+func sampleOf(points []Point) sample {
+	var s sample
+	s.events = len(points)
+	for _, p := range points {
+		if !math.IsNaN(p.LatencyMs) {
+			s.latency = append(s.latency, p.LatencyMs)
+		}
+		if !math.IsNaN(p.CostUSD) {
+			s.cost = append(s.cost, p.CostUSD)
+		}
+		if p.Success >= 0 {
+			s.judged++
+			if p.Success == 1 {
+				s.successful++
+			}
+		}
+	}
+	return s
+}
+
+// Compare compares each of treatments with baseline. With more than one
+// treatment every p-value is also given Holm-adjusted across treatments.
+// Nothing fails for want of data: what cannot be computed is null.
+func Compare(baseline []Point, treatments [][]Point, opts CompareOptions) []Comparison {
+	if opts.Resamples == 0 {
+		opts.Resamples = DefaultResamples
+	}
+	if opts.Seed == 0 {
+		opts.Seed = 1
+	}
+	b := sampleOf(baseline)
+	out := make([]Comparison, len(treatments))
+	for i, tp := range treatments {
+		t := sampleOf(tp)
+		out[i] = compareOne(b, t, opts)
+	}
+	if len(treatments) > 1 {
+		holm := func(get func(*Comparison) *Null, set func(*Comparison, *Null)) {
+			ps := make([]Null, len(out))
+			for i := range out {
+				ps[i] = *get(&out[i])
+			}
+			for i, p := range Holm(ps) {
+				set(&out[i], &p)
+			}
+		}
+		holm(func(c *Comparison) *Null { return &c.Latency.WelchP }, func(c *Comparison, p *Null) { c.Latency.WelchPHolm = p })
+		holm(func(c *Comparison) *Null { return &c.Latency.MannWhitneyP }, func(c *Comparison, p *Null) { c.Latency.MannWhitneyPHolm = p })
+		holm(func(c *Comparison) *Null { return &c.SuccessRate.P }, func(c *Comparison, p *Null) { c.SuccessRate.PHolm = p })
+		holm(func(c *Comparison) *Null { return &c.Cost.P }, func(c *Comparison, p *Null) { c.Cost.PHolm = p })
+	}
+	return out
+}
+
+func meanOrNull(xs []float64) Null {
+	if len(xs) == 0 {
+		return NaN
+	}
+	return Null(Mean(xs))
+}
+
+func compareOne(b, t sample, opts CompareOptions) Comparison {
+	var c Comparison
+	lw := WelchTest(b.latency, t.latency)
+	// Sort once for the rank test and the bootstrap.
+	bs, ts := slices.Clone(b.latency), slices.Clone(t.latency)
+	slices.Sort(bs)
+	slices.Sort(ts)
+	mw := mannWhitneySorted(bs, ts)
+	boot := bootstrapSorted(bs, ts, []float64{50, 95, 99}, opts.Resamples, opts.Seed)
+	bm, tm := meanOrNull(b.latency), meanOrNull(t.latency)
+	rel := NaN
+	if bm.Valid() && tm.Valid() && bm != 0 {
+		rel = Null((float64(tm) - float64(bm)) / float64(bm) * 100)
+	}
+	c.Latency = LatencyComparison{
+		BaselineMean: bm, TreatmentMean: tm,
+		DiffMean: lw.Diff, DiffMeanCI95: lw.CI95, WelchT: lw.T, WelchDF: lw.DF, WelchP: lw.P,
+		RelativeChangePct: rel, HedgesG: HedgesG(b.latency, t.latency),
+		MannWhitneyU: mw.U, MannWhitneyP: mw.P,
+		DiffMedian: boot[0].Diff, DiffMedianCI95: boot[0].CI95,
+		DiffP95: boot[1].Diff, DiffP95CI95: boot[1].CI95,
+		DiffP99: boot[2].Diff, DiffP99CI95: boot[2].CI95,
+		BootstrapResamples: opts.Resamples, Seed: opts.Seed,
+	}
+	c.SuccessRate = SuccessComparison{Proportions: CompareProportions(b.successful, b.judged, t.successful, t.judged)}
+	cw := WelchTest(b.cost, t.cost)
+	c.Cost = CostComparison{
+		BaselineMeanPerRequest: meanOrNull(b.cost), TreatmentMeanPerRequest: meanOrNull(t.cost),
+		DiffMeanPerRequest: cw.Diff, DiffMeanPerRequestCI95: cw.CI95, WelchT: cw.T, WelchDF: cw.DF, P: cw.P,
+		DiffTotal: NaN, BaselineCostPerSuccess: perSuccess(b), TreatmentCostPerSuccess: perSuccess(t),
+	}
+	if len(b.cost) > 0 || len(t.cost) > 0 {
+		c.Cost.DiffTotal = Null(Sum(t.cost) - Sum(b.cost))
+	}
+	c.EventCountDifference = t.events - b.events
+	return c
+}
+
+// perSuccess is total cost over successful events.
+func perSuccess(s sample) Null {
+	if s.successful == 0 || len(s.cost) == 0 {
+		return NaN
+	}
+	return Null(Sum(s.cost) / float64(s.successful))
+}
