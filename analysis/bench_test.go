@@ -44,6 +44,6 @@ func BenchmarkCompare1M(b *testing.B) {
 		treat[i].LatencyMs *= 0.97
 	}
 	for b.Loop() {
-		Compare(base, [][]Point{treat}, CompareOptions{})
+		Compare(base, [][]Point{treat}, CompareOptions{Resamples: DefaultResamples})
 	}
 }

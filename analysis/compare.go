@@ -241,7 +241,7 @@ func bootstrapSorted(bs, ts []float64, ps []float64, resamples int, seed uint64)
 		return out
 	}
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	diffs := make([]float64, resamples)
+	diffs := make([]float64, max(resamples, 0))
 	for i, p := range ps {
 		out[i].Diff = Null(Percentile(ts, p) - Percentile(bs, p))
 		if resamples <= 0 {

@@ -61,8 +61,8 @@ type Comparison struct {
 
 // CompareOptions set the bootstrap.
 type CompareOptions struct {
-	Resamples int    // default 2000
-	Seed      uint64 // default 1
+	Resamples int    // 0: no bootstrap intervals (DefaultResamples is the API's default)
+	Seed      uint64 // 0 means 1
 }
 
 // DefaultResamples is the bootstrap's default number of resamples.
@@ -98,9 +98,6 @@ func sampleOf(points []Point) sample {
 // treatment every p-value is also given Holm-adjusted across treatments.
 // Nothing fails for want of data: what cannot be computed is null.
 func Compare(baseline []Point, treatments [][]Point, opts CompareOptions) []Comparison {
-	if opts.Resamples == 0 {
-		opts.Resamples = DefaultResamples
-	}
 	if opts.Seed == 0 {
 		opts.Seed = 1
 	}

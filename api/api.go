@@ -102,6 +102,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("GET /api/v1/experiments/{id}/windows", a.windows)
 	route("GET /api/v1/experiments/{id}/stream", a.stream(a.Manager.Stream))
 	route("POST /api/v1/experiments/{id}/stream/reset", a.stream(a.Manager.ResetStream))
+	route("GET /api/v1/compare", a.compare)
 	route("GET /api/v1/event-types", a.eventTypes)
 	route("GET /api/v1/pricing", a.pricing)
 }
@@ -522,4 +523,76 @@ func (a *API) windows(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	respond(w, http.StatusOK, analysis.Windows(pts, size.Microseconds(), step.Microseconds()))
+}
+
+// comparison is the answer of GET /api/v1/compare (SPEC §8).
+type comparison struct {
+	Experiments []string                       `json:"experiments"`
+	Individual  []analysis.Report              `json:"individual"`
+	Comparison  map[string]analysis.Comparison `json:"comparison"`
+}
+
+func (a *API) compare(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var ids []string
+	seen := map[string]bool{}
+	for _, part := range strings.Split(q.Get("experiments"), ",") {
+		id := strings.TrimSpace(part)
+		if id == "" {
+			continue
+		}
+		if !experiment.IDPattern.MatchString(id) {
+			a.fail(w, r, fmt.Errorf("%w: invalid experiment id %q", errBadRequest, id))
+			return
+		}
+		if seen[id] {
+			a.fail(w, r, fmt.Errorf("%w: experiment %s named twice", errBadRequest, id))
+			return
+		}
+		seen[id] = true
+		ids = append(ids, id)
+	}
+	if len(ids) < 2 {
+		a.fail(w, r, fmt.Errorf("%w: experiments=A,B[,C...] needs at least two ids; the first is the baseline", errBadRequest))
+		return
+	}
+	opts := analysis.CompareOptions{Resamples: analysis.DefaultResamples, Seed: 1}
+	if s := q.Get("bootstrap_resamples"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > 100000 {
+			a.fail(w, r, fmt.Errorf("%w: bootstrap_resamples must be 0 to 100000", errBadRequest))
+			return
+		}
+		opts.Resamples = n
+	}
+	if s := q.Get("seed"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || n == 0 {
+			a.fail(w, r, fmt.Errorf("%w: seed must be a positive integer", errBadRequest))
+			return
+		}
+		opts.Seed = n
+	}
+	f, err := parseFilter(r, a.Now())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	f.Limit, f.LastN = 0, 0
+	groups := make([][]analysis.Point, len(ids))
+	for i, id := range ids {
+		if groups[i], err = a.Manager.Points(id, f); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	cmp := analysis.Compare(groups[0], groups[1:], opts)
+	out := comparison{Experiments: ids, Comparison: map[string]analysis.Comparison{}}
+	for i, g := range groups {
+		out.Individual = append(out.Individual, analysis.Analyze(g))
+		if i > 0 {
+			out.Comparison[ids[i]] = cmp[i-1]
+		}
+	}
+	respond(w, http.StatusOK, out)
 }

@@ -490,3 +490,68 @@ func TestAnalysisEndpoints(t *testing.T) {
 		}
 	}
 }
+
+func TestCompareEndpoint(t *testing.T) {
+	f := newFixture(t, true)
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	for k, id := range []string{"ctl", "trt", "empty"} {
+		f.do(t, "POST", "/api/v1/experiments", []byte(`{"id":"`+id+`","name":"`+id+`"}`))
+		if id == "empty" {
+			continue
+		}
+		var lines []string
+		for i := range 200 {
+			lines = append(lines, fmt.Sprintf(`{"event_name":"x","timestamp":%d,"latency_ms":%d,"cost_usd":0.01,"success":%v}`,
+				base+int64(i)*1000, 100+i+k*30, i%10 != 0))
+		}
+		f.do(t, "POST", "/api/v1/experiments/"+id+"/events", []byte(strings.Join(lines, "\n")), "Content-Type", "application/x-ndjson")
+	}
+	var out struct {
+		Experiments []string `json:"experiments"`
+		Individual  []struct {
+			Summary struct {
+				TotalEvents int `json:"total_events"`
+			} `json:"summary"`
+		} `json:"individual"`
+		Comparison map[string]struct {
+			Latency struct {
+				DiffMean     float64    `json:"diff_mean"`
+				WelchP       float64    `json:"welch_p"`
+				WelchPHolm   *float64   `json:"welch_p_holm"`
+				DiffMedianCI [2]float64 `json:"diff_median_ci95"`
+				Resamples    int        `json:"bootstrap_resamples"`
+			} `json:"latency"`
+			EventCountDifference int `json:"event_count_difference"`
+		} `json:"comparison"`
+	}
+	r := f.do(t, "GET", "/api/v1/compare?experiments=ctl,trt,empty&bootstrap_resamples=300&seed=9", nil)
+	json.Unmarshal(r.env.Data, &out)
+	c := out.Comparison["trt"]
+	if r.code != 200 || len(out.Individual) != 3 || out.Individual[1].Summary.TotalEvents != 200 || c.Latency.DiffMean != 30 ||
+		c.Latency.WelchPHolm == nil || c.Latency.Resamples != 300 || !(c.Latency.DiffMedianCI[0] <= 30 && 30 <= c.Latency.DiffMedianCI[1]) {
+		t.Fatalf("compare: %d %s", r.code, r.env.Data)
+	}
+	// An experiment without events compares to nulls, not to an error.
+	if e := out.Comparison["empty"]; e.EventCountDifference != -200 || !strings.Contains(string(r.env.Data), `"diff_mean":null`) {
+		t.Fatalf("empty side: %s", r.env.Data)
+	}
+	again := f.do(t, "GET", "/api/v1/compare?experiments=ctl,trt,empty&bootstrap_resamples=300&seed=9", nil)
+	if string(again.env.Data) != string(r.env.Data) {
+		t.Fatal("the same seed must give the same answer")
+	}
+	for _, c := range []struct {
+		q    string
+		code int
+	}{
+		{"experiments=ctl", 400},
+		{"experiments=ctl,ctl", 400},
+		{"experiments=ctl,nope", 404},
+		{"experiments=ctl,bad$id", 400},
+		{"experiments=ctl,trt&bootstrap_resamples=-1", 400},
+		{"experiments=ctl,trt&seed=0", 400},
+	} {
+		if r := f.do(t, "GET", "/api/v1/compare?"+c.q, nil); r.code != c.code {
+			t.Errorf("%s: %d, want %d", c.q, r.code, c.code)
+		}
+	}
+}
