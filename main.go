@@ -87,6 +87,20 @@ func run(args []string) int {
 
 	app.Command("version", "Print the version.")
 
+	var af analyzeFlags
+	an := app.Command("analyze", "Print the exact analysis of an experiment from a data directory (of a stopped sidecar, or an unpacked archive).")
+	an.Flag("storage.path", "Data directory.").Default("data/").StringVar(&af.storagePath)
+	an.Flag("experiment", "Experiment id.").Required().StringVar(&af.experiment)
+	an.Flag("format", "Output: table or json.").Default("table").EnumVar(&af.format, "table", "json")
+
+	var cf compareFlags
+	cmpCmd := app.Command("compare", "Compare experiments from a data directory: the first is the baseline.")
+	cmpCmd.Flag("storage.path", "Data directory.").Default("data/").StringVar(&cf.storagePath)
+	cmpCmd.Flag("format", "Output: table or json.").Default("table").EnumVar(&cf.format, "table", "json")
+	cmpCmd.Flag("bootstrap-resamples", "Bootstrap resamples for the percentile intervals.").Default("2000").IntVar(&cf.resamples)
+	cmpCmd.Flag("seed", "Seed of the bootstrap.").Default("1").Uint64Var(&cf.seed)
+	cmpCmd.Arg("experiments", "Baseline, then one or more treatments.").Required().StringsVar(&cf.experiments)
+
 	lg := app.Command("loadgen", "Send realistic LLM events to a running sidecar and report throughput.")
 	var lf loadgenFlags
 	lg.Flag("target", "Base URL of the sidecar.").Default("http://localhost:9477").StringVar(&lf.cfg.Target)
@@ -110,6 +124,10 @@ func run(args []string) int {
 	case "loadgen":
 		lf.cfg.Duration = time.Duration(lf.duration)
 		return runLoadgen(lf.cfg)
+	case "analyze":
+		return runAnalyze(af, os.Stdout)
+	case "compare":
+		return runCompare(cf, os.Stdout)
 	}
 	return runServe(sf, logger)
 }

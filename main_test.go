@@ -425,3 +425,68 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		}
 	}
 }
+
+// TestOfflineAnalyzeAndCompare: the offline commands print the numbers the
+// API gives, from the data directory of a stopped sidecar.
+func TestOfflineAnalyzeAndCompare(t *testing.T) {
+	dir := t.TempDir()
+	s := startSidecar(t, dir)
+	for k, id := range []string{"ctl", "trt"} {
+		s.post("/api/v1/experiments", `{"id":"`+id+`","name":"`+id+`"}`)
+		var sb strings.Builder
+		for i := range 300 {
+			fmt.Fprintf(&sb, `{"event_name":"x","latency_ms":%d,"cost_usd":0.002,"success":%v}`+"\n", 100+(i*37)%200+k*15, i%9 != 0)
+		}
+		s.post("/api/v1/experiments/"+id+"/events", sb.String())
+	}
+	apiJSON := func(path string) string {
+		resp, err := http.Get(s.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var env struct {
+			Data json.RawMessage `json:"data"`
+		}
+		json.NewDecoder(resp.Body).Decode(&env)
+		return canonical(t, env.Data)
+	}
+	wantMetrics := apiJSON("/api/v1/experiments/ctl/metrics")
+	wantCompare := apiJSON("/api/v1/compare?experiments=ctl,trt&bootstrap_resamples=500&seed=3")
+	if code := s.stop(syscall.SIGTERM); code != 0 {
+		t.Fatal(code)
+	}
+	run := func(args ...string) string {
+		out, err := exec.Command(binary, args...).Output()
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return string(out)
+	}
+	if got := canonical(t, []byte(run("analyze", "--storage.path="+dir, "--experiment=ctl", "--format=json"))); got != wantMetrics {
+		t.Errorf("analyze --format=json differs from the API:\n%s\n%s", got, wantMetrics)
+	}
+	if got := canonical(t, []byte(run("compare", "--storage.path="+dir, "--format=json", "--bootstrap-resamples=500", "--seed=3", "ctl", "trt"))); got != wantCompare {
+		t.Errorf("compare --format=json differs from the API:\n%s\n%s", got, wantCompare)
+	}
+	table := run("compare", "--storage.path="+dir, "ctl", "trt")
+	for _, want := range []string{"latency mean (ms)", "success rate", "95% CI", "Welch"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("compare table lacks %q:\n%s", want, table)
+		}
+	}
+	if out, err := exec.Command(binary, "analyze", "--storage.path="+dir, "--experiment=nope").CombinedOutput(); err == nil || !strings.Contains(string(out), "not found") {
+		t.Errorf("analyze of a missing experiment: %v %s", err, out)
+	}
+}
+
+// canonical re-encodes JSON with sorted keys.
+func canonical(t *testing.T, b []byte) string {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	out, _ := json.Marshal(v)
+	return string(out)
+}

@@ -2,8 +2,11 @@ package experiment
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 
 	json "github.com/goccy/go-json"
@@ -100,11 +103,45 @@ func (m *Manager) Points(id string, f Filter) ([]analysis.Point, error) {
 	x.mu.Lock()
 	spec := x.rec.Spec
 	x.mu.Unlock()
-	out := make([]analysis.Point, 0, x.store.Count())
+	return points(x.store.Scan, spec, f, int(x.store.Count()))
+}
+
+// LoadPoints reads an experiment's record and points straight from a data
+// directory, without a running sidecar (the offline analyze and compare
+// commands).
+func LoadPoints(storagePath, id string, f Filter) (Record, []analysis.Point, error) {
+	if !IDPattern.MatchString(id) {
+		return Record{}, nil, fmt.Errorf("%w: invalid experiment id %q", ErrInvalid, id)
+	}
+	dir := filepath.Join(storagePath, "experiments", id)
+	b, err := os.ReadFile(filepath.Join(dir, recordFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return Record{}, nil, fmt.Errorf("%w: %s (no %s)", ErrNotFound, id, filepath.Join(dir, recordFile))
+	}
+	if err != nil {
+		return Record{}, nil, err
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return Record{}, nil, fmt.Errorf("read %s: %w", recordFile, err)
+	}
+	scan := func(visit func(*tsdbstore.Record) error) error {
+		return tsdbstore.ReadLog(filepath.Join(dir, "events"), visit)
+	}
+	pts, err := points(scan, rec.Spec, f, 0)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	rec.EventsStored = int64(len(pts))
+	return rec, pts, nil
+}
+
+func points(scan func(func(*tsdbstore.Record) error) error, spec Spec, f Filter, size int) ([]analysis.Point, error) {
+	out := make([]analysis.Point, 0, size)
 	var e event.Event
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
-	err = x.store.Scan(func(r *tsdbstore.Record) error {
+	err := scan(func(r *tsdbstore.Record) error {
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}

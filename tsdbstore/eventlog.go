@@ -441,3 +441,24 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// ReadLog calls visit for every record of the event log in dir without
+// opening it for writing: for offline tools on the data directory of a
+// stopped sidecar or an unpacked archive. A torn tail ends the read (the
+// next start of the sidecar cuts it); damage before it is an error.
+func ReadLog(dir string, visit func(*Record) error) error {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return err
+	}
+	for i, n := range segs {
+		_, err := scanSegment(segmentName(dir, n), 0, -1, visit)
+		if errors.Is(err, ErrCorrupt) && i == len(segs)-1 {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("segment %d: %w", n, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+package analysis
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+// Alpha is the significance level the tables mark with "*".
+const Alpha = 0.05
+
+func f(n Null, prec int) string {
+	if !n.Valid() {
+		return "—"
+	}
+	return strconv.FormatFloat(float64(n), 'f', prec, 64)
+}
+
+func signed(n Null, prec int) string {
+	if !n.Valid() {
+		return "—"
+	}
+	s := strconv.FormatFloat(float64(n), 'f', prec, 64)
+	if n > 0 {
+		s = "+" + s
+	}
+	return s
+}
+
+func ci(c [2]Null, prec int) string {
+	if !c[0].Valid() || !c[1].Valid() {
+		return "—"
+	}
+	return "[" + strconv.FormatFloat(float64(c[0]), 'f', prec, 64) + ", " + strconv.FormatFloat(float64(c[1]), 'f', prec, 64) + "]"
+}
+
+// pval shows a p-value, starred when below Alpha.
+func pval(p Null) string {
+	if !p.Valid() {
+		return "—"
+	}
+	s := strconv.FormatFloat(float64(p), 'g', 3, 64)
+	if p < Alpha {
+		s += " *"
+	}
+	return s
+}
+
+func flag(b *bool) string {
+	switch {
+	case b == nil:
+		return "—"
+	case *b:
+		return "met"
+	}
+	return "missed"
+}
+
+// WriteReport prints a report as aligned tables a person can read.
+func WriteReport(w io.Writer, title string, r Report) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
+	p("%s\n", title)
+	if s := r.Summary; s.TimeRange.Start != nil {
+		p("events\t%d, from %s to %s (%s)\n", s.TotalEvents, time.UnixMicro(*s.TimeRange.Start).UTC().Format(time.RFC3339),
+			time.UnixMicro(*s.TimeRange.End).UTC().Format(time.RFC3339), time.Duration(float64(s.DurationSeconds)*1e9).Round(time.Millisecond))
+	} else {
+		p("events\t0\n")
+	}
+	l := r.Latency
+	p("\nlatency (ms)\tcount\tmean\tmedian\tstd dev\tmin\tmax\tp90\tp95\tp99\n")
+	p("\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Count, f(l.Mean, 2), f(l.Median, 2), f(l.StdDev, 2), f(l.Min, 2), f(l.Max, 2), f(l.P90, 2), f(l.P95, 2), f(l.P99, 2))
+	c := r.Cost
+	p("\ncost (USD)\tcount\ttotal\tmean/request\tmedian/request\tper 1k requests\tper 1M requests\n")
+	p("\t%d\t%s\t%s\t%s\t%s\t%s\n", c.Count, f(c.Total, 6), f(c.MeanPerRequest, 6), f(c.MedianPerRequest, 6), f(c.CostPer1kRequests, 4), f(c.CostPer1mRequests, 2))
+	rel := r.Reliability
+	p("\nreliability\tjudged\tsuccessful\tfailed\tsuccess rate\t95%% CI (Wilson)\tSLA 99%%\tSLA 99.9%%\tSLA 99.99%%\n")
+	p("\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", rel.Judged, rel.Successful, rel.Failed, f(rel.SuccessRate, 4), ci(rel.SuccessRateCI95, 4), flag(rel.SLA99), flag(rel.SLA999), flag(rel.SLA9999))
+	t := r.Tokens
+	p("\ntokens\tcount\tprompt\tcompletion\ttotal\tmean prompt\tmean completion\tmean total\n")
+	p("\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", t.Count, t.TotalPrompt, t.TotalCompletion, t.Total, f(t.MeanPrompt, 1), f(t.MeanCompletion, 1), f(t.MeanTotal, 1))
+	p("\nevents by name\tcount\n")
+	for _, name := range sortedKeys(r.Summary.EventTypes) {
+		p("%s\t%d\n", name, r.Summary.EventTypes[name])
+	}
+	return tw.Flush()
+}
+
+func sortedKeys(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// WriteComparison prints each treatment against the baseline; p-values
+// below Alpha are starred (Holm-adjusted ones when there are several
+// treatments).
+func WriteComparison(w io.Writer, ids []string, reports []Report, comps []Comparison) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
+	p("baseline %s (%d events); differences are treatment − baseline; * p < %g\n", ids[0], reports[0].Summary.TotalEvents, Alpha)
+	for i, c := range comps {
+		id := ids[i+1]
+		holm := c.Latency.WelchPHolm != nil
+		pick := func(p Null, adj *Null) Null {
+			if holm && adj != nil {
+				return *adj
+			}
+			return p
+		}
+		note := ""
+		if holm {
+			note = " (Holm-adjusted)"
+		}
+		l := c.Latency
+		p("\n%s (%d events, %+d)\t%s\t%s\tdiff\t95%% CI\tp%s\n", id, reports[i+1].Summary.TotalEvents, c.EventCountDifference, ids[0], id, note)
+		p("latency mean (ms)\t%s\t%s\t%s\t%s\t%s (Welch t=%s, df=%s)\n", f(l.BaselineMean, 2), f(l.TreatmentMean, 2), signed(l.DiffMean, 2),
+			ci(l.DiffMeanCI95, 2), pval(pick(l.WelchP, l.WelchPHolm)), f(l.WelchT, 3), f(l.WelchDF, 1))
+		p("latency change\t\t\t%s %%\t\tHedges' g %s\n", signed(l.RelativeChangePct, 2), f(l.HedgesG, 3))
+		p("latency distribution\t\t\t\t\t%s (Mann–Whitney U=%s)\n", pval(pick(l.MannWhitneyP, l.MannWhitneyPHolm)), f(l.MannWhitneyU, 0))
+		p("latency median (ms)\t%s\t%s\t%s\t%s\tbootstrap, %d resamples, seed %d\n", f(reports[0].Latency.Median, 2), f(reports[i+1].Latency.Median, 2),
+			signed(l.DiffMedian, 2), ci(l.DiffMedianCI95, 2), l.BootstrapResamples, l.Seed)
+		p("latency p95 (ms)\t%s\t%s\t%s\t%s\t\n", f(reports[0].Latency.P95, 2), f(reports[i+1].Latency.P95, 2), signed(l.DiffP95, 2), ci(l.DiffP95CI95, 2))
+		p("latency p99 (ms)\t%s\t%s\t%s\t%s\t\n", f(reports[0].Latency.P99, 2), f(reports[i+1].Latency.P99, 2), signed(l.DiffP99, 2), ci(l.DiffP99CI95, 2))
+		s := c.SuccessRate
+		p("success rate\t%s\t%s\t%s\t%s\t%s (two-proportion z)\n", f(s.Baseline, 4), f(s.Treatment, 4), signed(s.Diff, 4), ci(s.DiffCI95, 4), pval(pick(s.P, s.PHolm)))
+		co := c.Cost
+		p("cost/request (USD)\t%s\t%s\t%s\t%s\t%s (Welch)\n", f(co.BaselineMeanPerRequest, 6), f(co.TreatmentMeanPerRequest, 6), signed(co.DiffMeanPerRequest, 6),
+			ci(co.DiffMeanPerRequestCI95, 6), pval(pick(co.P, co.PHolm)))
+		p("cost/success (USD)\t%s\t%s\t\t\t\n", f(co.BaselineCostPerSuccess, 6), f(co.TreatmentCostPerSuccess, 6))
+		p("cost total (USD)\t%s\t%s\t%s\t\t\n", f(reports[0].Cost.Total, 4), f(reports[i+1].Cost.Total, 4), signed(co.DiffTotal, 4))
+	}
+	return tw.Flush()
+}
