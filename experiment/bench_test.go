@@ -66,3 +66,31 @@ func BenchmarkMetrics1M(b *testing.B) {
 		analysis.Analyze(pts)
 	}
 }
+
+// BenchmarkWindows1M is GET .../windows?size=5m of a one-million-event
+// experiment.
+func BenchmarkWindows1M(b *testing.B) {
+	m := benchManager(b, []string{"big"}, 1_000_000)
+	b.ResetTimer()
+	for b.Loop() {
+		pts, err := m.Points("big", Filter{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		analysis.Windows(pts, 300_000_000, 300_000_000)
+	}
+}
+
+// BenchmarkCompare1M is GET /api/v1/compare of two one-million-event
+// experiments with the default bootstrap.
+func BenchmarkCompare1M(b *testing.B) {
+	m := benchManager(b, []string{"a", "b"}, 1_000_000)
+	b.ResetTimer()
+	for b.Loop() {
+		pa, _ := m.Points("a", Filter{})
+		pb, _ := m.Points("b", Filter{})
+		analysis.Analyze(pa)
+		analysis.Analyze(pb)
+		analysis.Compare(pa, [][]analysis.Point{pb}, analysis.CompareOptions{Resamples: analysis.DefaultResamples, Seed: 1})
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -103,7 +102,38 @@ func (m *Manager) Points(id string, f Filter) ([]analysis.Point, error) {
 	x.mu.Lock()
 	spec := x.rec.Spec
 	x.mu.Unlock()
-	return points(x.store.Scan, spec, f, int(x.store.Count()))
+	if f.Condition != "" && f.Condition != spec.Condition {
+		return []analysis.Point{}, nil
+	}
+	out := make([]analysis.Point, 0, x.store.Count())
+	err = x.store.Points(func(p *tsdbstore.Point) error {
+		if matchPoint(&f, p) {
+			out = append(out, toAnalysis(p))
+		}
+		return nil
+	})
+	return out, err
+}
+
+func matchPoint(f *Filter, p *tsdbstore.Point) bool {
+	return (f.Event == "" || p.Event == f.Event) &&
+		(f.Model == "" || p.Model == f.Model) &&
+		(f.Provider == "" || p.Provider == f.Provider) &&
+		(f.Success == nil || (p.Judged && p.Success == *f.Success)) &&
+		(f.From == nil || p.TimestampUs >= *f.From) &&
+		(f.To == nil || p.TimestampUs <= *f.To)
+}
+
+func toAnalysis(p *tsdbstore.Point) analysis.Point {
+	a := analysis.Point{TimestampUs: p.TimestampUs, Event: p.Event, LatencyMs: p.LatencyMs, CostUSD: p.CostUSD, Success: -1,
+		HasTokens: p.HasTokens, Prompt: p.Prompt, Completion: p.Completion, Total: p.Total}
+	if p.Judged {
+		a.Success = 0
+		if p.Success {
+			a.Success = 1
+		}
+	}
+	return a
 }
 
 // LoadPoints reads an experiment's record and points straight from a data
@@ -137,6 +167,9 @@ func LoadPoints(storagePath, id string, f Filter) (Record, []analysis.Point, err
 }
 
 func points(scan func(func(*tsdbstore.Record) error) error, spec Spec, f Filter, size int) ([]analysis.Point, error) {
+	if f.Condition != "" && f.Condition != spec.Condition {
+		return []analysis.Point{}, nil
+	}
 	out := make([]analysis.Point, 0, size)
 	var e event.Event
 	dec := event.GetDecoder()
@@ -145,27 +178,10 @@ func points(scan func(func(*tsdbstore.Record) error) error, spec Spec, f Filter,
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}
-		e.ExperimentID, e.Condition = spec.ID, spec.Condition
-		if !f.Match(&e) {
-			return nil
+		p := tsdbstore.PointOf(&e)
+		if matchPoint(&f, &p) {
+			out = append(out, toAnalysis(&p))
 		}
-		p := analysis.Point{TimestampUs: e.Timestamp, Event: e.EventName, LatencyMs: math.NaN(), CostUSD: math.NaN(), Success: -1}
-		if e.LatencyMs.Valid {
-			p.LatencyMs = e.LatencyMs.V
-		}
-		if e.CostUSD.Valid {
-			p.CostUSD = e.CostUSD.V
-		}
-		if e.Success.Valid {
-			p.Success = 0
-			if e.Success.V {
-				p.Success = 1
-			}
-		}
-		if t := e.Tokens; t != nil {
-			p.HasTokens, p.Prompt, p.Completion, p.Total = true, t.Prompt.V, t.Completion.V, t.Total.V
-		}
-		out = append(out, p)
 		return nil
 	})
 	return out, err

@@ -103,7 +103,10 @@ type Store struct {
 	closed bool
 	active sync.WaitGroup // appends past their first step
 
-	tmu        sync.Mutex               // serialises TSDB appends and log writes
+	points   *pointIndex
+	pointsOK atomic.Bool // the index holds exactly the log's events
+
+	tmu        sync.Mutex               // serialises TSDB appends and log and index writes
 	applied    atomic.Pointer[Position] // every frame before it is committed to the TSDB
 	tsdbBehind atomic.Bool              // a commit failed: stop advancing applied
 
@@ -187,6 +190,20 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s.markSlots(recs)
 
+	if s.points, err = openPointIndex(dir); err != nil {
+		s.log.close()
+		s.closeTSDB()
+		return nil, fmt.Errorf("open points index: %w", err)
+	}
+	if s.points.count != s.count.Load() {
+		if err := s.rebuildPoints(); err != nil {
+			s.points.close()
+			s.log.close()
+			s.closeTSDB()
+			return nil, fmt.Errorf("rebuild points index: %w", err)
+		}
+	}
+	s.pointsOK.Store(true)
 	if err := s.replay(s.readApplied()); err != nil {
 		s.log.close()
 		s.closeTSDB()
@@ -234,6 +251,86 @@ func (s *Store) writeApplied(p Position) error {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(s.dir, appliedFile))
+}
+
+// rebuildPoints writes the points index anew from the log.
+func (s *Store) rebuildPoints() error {
+	start := time.Now()
+	had := s.points.count
+	if err := s.points.reset(); err != nil {
+		return err
+	}
+	dec := event.GetDecoder()
+	defer event.PutDecoder(dec)
+	batch := make([]event.Event, 0, 4096)
+	ptrs := make([]*event.Event, 0, 4096)
+	flush := func() error {
+		ptrs = ptrs[:0]
+		for i := range batch {
+			ptrs = append(ptrs, &batch[i])
+		}
+		err := s.points.add(ptrs)
+		batch = batch[:0]
+		return err
+	}
+	err := s.log.readRange(Position{}, s.log.end(), func(r *Record) error {
+		batch = batch[:len(batch)+1]
+		if err := dec.DecodeRecord(r.Data, &batch[len(batch)-1], false); err != nil {
+			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
+		}
+		if len(batch) == cap(batch) {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err == nil {
+		err = s.points.sync()
+	}
+	if err == nil {
+		s.logger.Info("rebuilt the points index from the event log", "events", s.points.count, "had", had, "duration", time.Since(start))
+	}
+	return err
+}
+
+// Points calls visit for what the analysis needs of every stored event, in
+// log order, from the points index (or, should it have failed, the log).
+func (s *Store) Points(visit func(*Point) error) error {
+	s.tmu.Lock()
+	n, names, ok := s.points.count, s.points.list, s.pointsOK.Load()
+	s.tmu.Unlock()
+	if ok {
+		return s.points.read(n, names, visit)
+	}
+	dec := event.GetDecoder()
+	defer event.PutDecoder(dec)
+	var e event.Event
+	var p Point
+	return s.Scan(func(r *Record) error {
+		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
+			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
+		}
+		p = PointOf(&e)
+		return visit(&p)
+	})
+}
+
+// PointOf is what the points index keeps of e.
+func PointOf(e *event.Event) Point {
+	p := Point{TimestampUs: e.Timestamp, LatencyMs: math.NaN(), CostUSD: math.NaN(),
+		Judged: e.Success.Valid, Success: e.Success.V, Event: e.EventName, Model: e.Model.V, Provider: e.Provider.V}
+	if e.LatencyMs.Valid {
+		p.LatencyMs = e.LatencyMs.V
+	}
+	if e.CostUSD.Valid {
+		p.CostUSD = e.CostUSD.V
+	}
+	if t := e.Tokens; t != nil {
+		p.HasTokens, p.Prompt, p.Completion, p.Total = true, t.Prompt.V, t.Completion.V, t.Total.V
+	}
+	return p
 }
 
 // replay appends the samples of every log record after from to the TSDB.
@@ -410,6 +507,17 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	s.count.Add(int64(len(place)))
+	if s.pointsOK.Load() {
+		ordered := make([]*event.Event, len(place))
+		for i, p := range place {
+			ordered[i] = events[p.i]
+		}
+		if err := s.points.add(ordered); err != nil {
+			// Reads fall back to the log; the next start rebuilds the index.
+			s.pointsOK.Store(false)
+			s.logger.Error("points index write failed; reading the log instead", "err", err)
+		}
+	}
 	if s.opts.SyncInterval == 0 {
 		if err := s.log.sync(); err != nil {
 			_ = app.Rollback() // the next start replays the frame
@@ -494,6 +602,9 @@ func (s *Store) loop() {
 				if err := s.log.sync(); err != nil {
 					s.logger.Error("fsync event log", "err", err)
 				}
+				if err := s.points.sync(); err != nil {
+					s.logger.Error("fsync points index", "err", err)
+				}
 				lastSync = now
 			}
 			s.tick()
@@ -531,7 +642,7 @@ func (s *Store) Close() error {
 	close(s.stop)
 	<-s.done
 	applied := *s.applied.Load()
-	err := s.log.close()
+	err := errors.Join(s.log.close(), s.points.close())
 	if cerr := s.closeTSDB(); err == nil {
 		err = cerr
 	}
