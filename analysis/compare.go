@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -183,15 +184,7 @@ func Holm(ps []Null) []Null {
 			items = append(items, item{i, float64(p)})
 		}
 	}
-	slices.SortStableFunc(items, func(a, b item) int {
-		switch {
-		case a.p < b.p:
-			return -1
-		case a.p > b.p:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(items, func(a, b item) int { return cmp.Compare(a.p, b.p) })
 	out := make([]Null, len(ps))
 	for i := range out {
 		out[i] = NaN

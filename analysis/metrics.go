@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"cmp"
 	"math"
 	"slices"
 )
@@ -253,12 +254,4 @@ func Windows(points []Point, sizeUs, stepUs int64) []Window {
 	return out
 }
 
-func byTime(a, b Point) int {
-	switch {
-	case a.TimestampUs < b.TimestampUs:
-		return -1
-	case a.TimestampUs > b.TimestampUs:
-		return 1
-	}
-	return 0
-}
+func byTime(a, b Point) int { return cmp.Compare(a.TimestampUs, b.TimestampUs) }

@@ -93,7 +93,7 @@ func (m *Manager) Events(id string, f Filter) ([]json.RawMessage, error) {
 }
 
 // Points returns what the analysis needs of every stored event that matches
-// f (LastN and Limit do not apply), read from the log without parsing JSON.
+// f (LastN and Limit do not apply), read from the store's points index.
 func (m *Manager) Points(id string, f Filter) ([]analysis.Point, error) {
 	x, err := m.lookup(id)
 	if err != nil {
