@@ -61,3 +61,27 @@ func BenchmarkCompressZstdFastest(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(recs))/float64(len(dst)), "ratio")
 }
+
+// BenchmarkPointsIndexAdd measures indexing events for the analysis.
+func BenchmarkPointsIndexAdd(b *testing.B) {
+	x, err := openPointIndex(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer x.close()
+	now := time.Now()
+	body := loadgen.Batch(nil, rand.New(rand.NewPCG(1, 2)), 1000, now.UnixMicro())
+	parts, _ := event.Split(body, true)
+	evs := make([]*event.Event, len(parts))
+	for i, p := range parts {
+		if evs[i], err = event.Parse(p, now, pricing.Default()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		if err := x.add(evs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
+}
