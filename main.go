@@ -93,6 +93,22 @@ func run(args []string) int {
 	an.Flag("experiment", "Experiment id.").Required().StringVar(&af.experiment)
 	an.Flag("format", "Output: table or json.").Default("table").EnumVar(&af.format, "table", "json")
 
+	var ef exportFlags
+	ex := app.Command("export", "Write an experiment's events as CSV, JSONL or JSON from a data directory, in (timestamp, event_id) order.")
+	ex.Flag("storage.path", "Data directory.").Default("data/").StringVar(&ef.storagePath)
+	ex.Flag("experiment", "Experiment id.").Required().StringVar(&ef.experiment)
+	ex.Flag("format", "csv, jsonl or json.").Default("jsonl").EnumVar(&ef.format, "csv", "jsonl", "json")
+	ex.Flag("output", "File to write; - for standard output.").Default("-").StringVar(&ef.output)
+	ex.Flag("flatten", "CSV: metadata_* and measurement_* columns.").Default("true").BoolVar(&ef.flatten)
+	ex.Flag("anonymize", "Replace user and session ids with a keyed hash (key in the data directory).").Default("false").BoolVar(&ef.anonymize)
+
+	var imf importFlags
+	im := app.Command("import", "Store the events of a JSONL file (an export, say) in an experiment of a data directory; the sidecar must not be running on it.")
+	im.Flag("storage.path", "Data directory.").Default("data/").StringVar(&imf.storagePath)
+	im.Flag("experiment", "Experiment to import into; created when missing.").Required().StringVar(&imf.experiment)
+	im.Flag("name", "Name of a created experiment (default: the experiment id).").StringVar(&imf.name)
+	im.Arg("file", "JSONL file; - for standard input.").Required().StringVar(&imf.file)
+
 	var cf compareFlags
 	cmpCmd := app.Command("compare", "Compare experiments from a data directory: the first is the baseline.")
 	cmpCmd.Flag("storage.path", "Data directory.").Default("data/").StringVar(&cf.storagePath)
@@ -128,6 +144,10 @@ func run(args []string) int {
 		return runAnalyze(af, os.Stdout)
 	case "compare":
 		return runCompare(cf, os.Stdout)
+	case "export":
+		return runExport(ef)
+	case "import":
+		return runImport(imf, logger)
 	}
 	return runServe(sf, logger)
 }

@@ -1,13 +1,23 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crucible-telemetry/crucible-telemetry/analysis"
+	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
+	"github.com/crucible-telemetry/crucible-telemetry/pricing"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
 // The offline commands read a data directory without a server.
@@ -80,6 +90,139 @@ func runCompare(cf compareFlags, w io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s compare: %v\n", appName, err)
+		return 1
+	}
+	return 0
+}
+
+type exportFlags struct {
+	storagePath, experiment, format, output string
+	flatten, anonymize                      bool
+}
+
+func runExport(ef exportFlags) int {
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "%s export: %v\n", appName, err)
+		return 1
+	}
+	ordered, _, err := experiment.OpenOrdered(ef.storagePath, ef.experiment)
+	if err != nil {
+		return fail(err)
+	}
+	opts := experiment.ExportOptions{Format: ef.format, Flatten: ef.flatten}
+	if ef.anonymize {
+		if opts.Anonymize, err = experiment.AnonymizeKey(ef.storagePath); err != nil {
+			return fail(err)
+		}
+	}
+	out := os.Stdout
+	if ef.output != "-" {
+		if out, err = os.Create(ef.output); err != nil {
+			return fail(err)
+		}
+		// A progress line on a terminal for large exports.
+		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			opts.Progress = func(n int64) { fmt.Fprintf(os.Stderr, "\r%d events written", n) }
+		}
+	}
+	w := bufio.NewWriterSize(out, 1<<20)
+	n, err := ordered.Export(w, opts)
+	if err == nil {
+		err = w.Flush()
+	}
+	if out != os.Stdout {
+		err = errors.Join(err, out.Close())
+		if opts.Progress != nil {
+			fmt.Fprintf(os.Stderr, "\r%d events written\n", n)
+		}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+type importFlags struct {
+	storagePath, experiment, name, file string
+}
+
+// runImport stores a JSONL file through the same path as the HTTP API.
+func runImport(imf importFlags, logger *slog.Logger) int {
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "%s import: %v\n", appName, err)
+		return 1
+	}
+	in := os.Stdin
+	if imf.file != "-" {
+		f, err := os.Open(imf.file)
+		if err != nil {
+			return fail(err)
+		}
+		defer f.Close()
+		in = f
+	}
+	m := experiment.NewManager(experiment.Options{
+		Dir: imf.storagePath, Logger: logger,
+		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: prometheus.NewRegistry()},
+	})
+	if err := m.Open(); err != nil {
+		return fail(err)
+	}
+	defer m.Close()
+	name := imf.name
+	if name == "" {
+		name = imf.experiment
+	}
+	if _, err := m.Get(imf.experiment); errors.Is(err, experiment.ErrNotFound) {
+		if _, _, err := m.Create(experiment.CreateRequest{ID: imf.experiment, Name: name}); err != nil {
+			return fail(err)
+		}
+	}
+	prices := pricing.Default()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	var total experiment.IngestResult
+	var batch []*event.Event
+	line := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		res, err := m.Ingest(imf.experiment, batch, time.Now())
+		total.Accepted += res.Accepted
+		total.Duplicates += res.Duplicates
+		total.Rejected = append(total.Rejected, res.Rejected...)
+		batch = batch[:0]
+		return err
+	}
+	for sc.Scan() {
+		line++
+		if len(strings.TrimSpace(sc.Text())) == 0 {
+			continue
+		}
+		e, err := event.Parse(sc.Bytes(), time.Now(), prices)
+		if err != nil {
+			total.Rejected = append(total.Rejected, experiment.Rejection{Index: line, Error: err.Error()})
+			continue
+		}
+		batch = append(batch, e)
+		if len(batch) == 1000 {
+			if err := flush(); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fail(err)
+	}
+	if err := flush(); err != nil {
+		return fail(err)
+	}
+	fmt.Printf("accepted=%d duplicates=%d rejected=%d\n", total.Accepted, total.Duplicates, len(total.Rejected))
+	for _, r := range total.Rejected[:min(len(total.Rejected), 10)] {
+		fmt.Fprintf(os.Stderr, "line %d: %s\n", r.Index, r.Error)
+	}
+	if len(total.Rejected) > 0 {
 		return 1
 	}
 	return 0

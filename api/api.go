@@ -7,6 +7,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/crucible-telemetry/crucible-telemetry/collector"
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
+	"github.com/crucible-telemetry/crucible-telemetry/export"
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
 )
 
@@ -102,6 +104,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("GET /api/v1/experiments/{id}/windows", a.windows)
 	route("GET /api/v1/experiments/{id}/stream", a.stream(a.Manager.Stream))
 	route("POST /api/v1/experiments/{id}/stream/reset", a.stream(a.Manager.ResetStream))
+	route("GET /api/v1/experiments/{id}/export", a.export)
 	route("GET /api/v1/compare", a.compare)
 	route("GET /api/v1/event-types", a.eventTypes)
 	route("GET /api/v1/pricing", a.pricing)
@@ -595,4 +598,64 @@ func (a *API) compare(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	respond(w, http.StatusOK, out)
+}
+
+func (a *API) export(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	opts := experiment.ExportOptions{Format: q.Get("format"), Flatten: true}
+	if opts.Format == "" {
+		opts.Format = "jsonl"
+	}
+	if !slices.Contains(export.Formats, opts.Format) {
+		a.fail(w, r, fmt.Errorf("%w: format must be csv, jsonl or json", errBadRequest))
+		return
+	}
+	for _, p := range []struct {
+		name string
+		dst  *bool
+	}{{"flatten", &opts.Flatten}} {
+		if s := q.Get(p.name); s != "" {
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				a.fail(w, r, fmt.Errorf("%w: %s must be true or false", errBadRequest, p.name))
+				return
+			}
+			*p.dst = b
+		}
+	}
+	if s := q.Get("anonymize"); s != "" {
+		on, err := strconv.ParseBool(s)
+		if err != nil {
+			a.fail(w, r, fmt.Errorf("%w: anonymize must be true or false", errBadRequest))
+			return
+		}
+		if on {
+			if opts.Anonymize, err = a.Manager.AnonymizeKey(); err != nil {
+				a.fail(w, r, err)
+				return
+			}
+		}
+	}
+	if opts.Filter, err = parseFilter(r, a.Now()); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	opts.Filter.Limit, opts.Filter.LastN = 0, 0
+	ordered, rec, err := a.Manager.Ordered(id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", export.ContentType(opts.Format))
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s.%s"`, rec.ID, a.Now().UTC().Format("20060102T150405Z"), opts.Format))
+	// Streamed: once the first byte is out, a failure can only be logged
+	// and the body cut short.
+	if n, err := ordered.Export(w, opts); err != nil {
+		a.logger.Error("export failed part way", "experiment_id", id, "written", n, "err", err)
+	}
 }

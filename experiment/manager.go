@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"cmp"
+	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -594,4 +595,37 @@ func (m *Manager) ResetStream(id string) (collector.Stream, error) {
 		return collector.Stream{}, fmt.Errorf("%w: %s has no live metrics", ErrNotFound, id)
 	}
 	return m.Stream(id)
+}
+
+// AnonymizeKey returns the data directory's key for anonymized exports,
+// creating it on first use: exports of one data directory hash an id the
+// same way every time.
+func (m *Manager) AnonymizeKey() ([]byte, error) { return AnonymizeKey(m.opts.Dir) }
+
+// AnonymizeKey reads (or creates) the key of a data directory.
+func AnonymizeKey(storagePath string) ([]byte, error) {
+	path := filepath.Join(storagePath, "anonymize.key")
+	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	key := make([]byte, 32)
+	if _, err := crand.Read(key); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		b, err := os.ReadFile(path) // created meanwhile
+		if err == nil && len(b) != 32 {
+			err = fmt.Errorf("%s: not a 32-byte key", path)
+		}
+		return b, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.Write(key)
+	if err == nil {
+		err = f.Sync()
+	}
+	return key, errors.Join(err, f.Close())
 }

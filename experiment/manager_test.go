@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -485,5 +486,52 @@ func TestStoppedSeriesAfterRestart(t *testing.T) {
 	}
 	if r, err := m.Get("old"); err != nil || r.EventsStored != 3 {
 		t.Fatalf("the experiment itself stays: %+v %v", r, err)
+	}
+}
+
+// TestOrderedReadMergesRuns: events stored out of order come back in
+// (timestamp, event_id) order, each once, also when sorted in many runs.
+func TestOrderedReadMergesRuns(t *testing.T) {
+	m := newManager(t, t.TempDir(), &clock{time.Now()})
+	create(t, m, `{"id":"o","name":"O"}`)
+	base := time.Now().Add(-2 * time.Minute).UnixMicro()
+	var evs []*event.Event
+	for i := range 2500 {
+		ts := base + int64((i*7919)%1000)*1000 // many share a timestamp
+		e, err := event.Parse([]byte(fmt.Sprintf(`{"event_name":"x","event_id":"id-%05d","timestamp":%d,"latency_ms":%d}`, (i*31)%2500, ts, i)), time.Now(), pricing.Default())
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, e)
+	}
+	for i := 0; i < len(evs); i += 100 {
+		if _, err := m.Ingest("o", evs[i:i+100], time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, runSize := range []int{RunSize, 300, 1} {
+		o, _, err := m.Ordered("o")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.runSize = runSize
+		var got []string
+		var prevTS int64
+		prevID := ""
+		firsts := 0
+		err = o.Read(Filter{}, func(*event.Event) error { firsts++; return nil }, func(e *event.Event) error {
+			if e.Timestamp < prevTS || (e.Timestamp == prevTS && e.EventID <= prevID) {
+				return fmt.Errorf("out of order at %s", e.EventID)
+			}
+			prevTS, prevID = e.Timestamp, e.EventID
+			got = append(got, e.EventID)
+			return nil
+		})
+		if err != nil || len(got) != 2500 || firsts != 2500 {
+			t.Fatalf("run size %d: %d events, %d first calls, %v", runSize, len(got), firsts, err)
+		}
+	}
+	if tmp, _ := os.ReadDir(m.opts.Dir); len(tmp) != 1 { // only "experiments" remains
+		t.Fatalf("sort runs left behind: %v", tmp)
 	}
 }

@@ -140,21 +140,11 @@ func toAnalysis(p *tsdbstore.Point) analysis.Point {
 // directory, without a running sidecar (the offline analyze and compare
 // commands).
 func LoadPoints(storagePath, id string, f Filter) (Record, []analysis.Point, error) {
-	if !IDPattern.MatchString(id) {
-		return Record{}, nil, fmt.Errorf("%w: invalid experiment id %q", ErrInvalid, id)
-	}
-	dir := filepath.Join(storagePath, "experiments", id)
-	b, err := os.ReadFile(filepath.Join(dir, recordFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return Record{}, nil, fmt.Errorf("%w: %s (no %s)", ErrNotFound, id, filepath.Join(dir, recordFile))
-	}
+	rec, err := readRecord(storagePath, id)
 	if err != nil {
 		return Record{}, nil, err
 	}
-	var rec Record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return Record{}, nil, fmt.Errorf("read %s: %w", recordFile, err)
-	}
+	dir := experimentDir(storagePath, id)
 	scan := func(visit func(*tsdbstore.Record) error) error {
 		return tsdbstore.ReadLog(filepath.Join(dir, "events"), visit)
 	}
@@ -185,4 +175,28 @@ func points(scan func(func(*tsdbstore.Record) error) error, spec Spec, f Filter,
 		return nil
 	})
 	return out, err
+}
+
+func experimentDir(storagePath, id string) string {
+	return filepath.Join(storagePath, "experiments", id)
+}
+
+// readRecord reads an experiment's record from a data directory.
+func readRecord(storagePath, id string) (Record, error) {
+	if !IDPattern.MatchString(id) {
+		return Record{}, fmt.Errorf("%w: invalid experiment id %q", ErrInvalid, id)
+	}
+	path := filepath.Join(experimentDir(storagePath, id), recordFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Record{}, fmt.Errorf("%w: %s (no %s)", ErrNotFound, id, path)
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return Record{}, fmt.Errorf("read %s: %w", recordFile, err)
+	}
+	return rec, nil
 }
