@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/url"
@@ -16,6 +18,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb"
 )
 
 // needTool finds an installed tool. In CI (CI set) a missing tool fails the
@@ -146,4 +151,65 @@ func TestPrometheusScrapesSidecar(t *testing.T) {
 		t.Fatalf("failures %v, want %d", v, n/10)
 	}
 	t.Logf("p95: native histogram %.4f s, exact %.4f s", p95, exactP95)
+}
+
+// TestArchiveIsStandard: an archive unpacks into a data directory whose
+// TSDB blocks promtool reads and hold one sample per event per number, and
+// that the offline commands read.
+func TestArchiveIsStandard(t *testing.T) {
+	promtool := needTool(t, "promtool", installPrometheus)
+	dir := t.TempDir()
+	s := startSidecar(t, dir)
+	s.post("/api/v1/experiments", `{"id":"arc","name":"Arc"}`)
+	var sb strings.Builder
+	base := time.Now().Add(-3 * time.Minute).UnixMicro()
+	const n = 2000
+	for i := range n {
+		// Out of order, and bursts in one millisecond.
+		fmt.Fprintf(&sb, `{"event_name":"req_llm.request.stop","timestamp":%d,"latency_ms":%d,"cost_usd":0.001,"success":%v,"metadata":{"model":"gpt-4o","tokens":{"prompt":3,"completion":4}}}`+"\n",
+			base+int64((i*7919)%n/4)*1000, i%300+1, i%5 != 0)
+	}
+	if code, body := s.post("/api/v1/experiments/arc/events", sb.String()); code != 200 || !strings.Contains(body, fmt.Sprintf(`"accepted":%d`, n)) {
+		t.Fatalf("ingest: %d %s", code, body)
+	}
+	if code, body := s.post("/api/v1/experiments/arc/archive", ""); code != 200 || !strings.Contains(body, `"status":"archived"`) {
+		t.Fatalf("archive: %d %s", code, body)
+	}
+	s.stop(syscall.SIGTERM)
+
+	unpacked := t.TempDir()
+	if out, err := exec.Command("tar", "-xzf", filepath.Join(dir, "archives", "arc.tar.gz"), "-C", unpacked).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	tsdbDir := filepath.Join(unpacked, "experiments", "arc", "tsdb")
+	if out, err := exec.Command(promtool, "tsdb", "analyze", tsdbDir).CombinedOutput(); err != nil {
+		t.Fatalf("promtool tsdb analyze: %v\n%s", err, out)
+	}
+	db, err := tsdb.OpenDBReadOnly(tsdbDir, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q, err := db.Querier(math.MinInt64, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	counts := map[string]int{}
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, "crucible_event_.*"))
+	for set.Next() {
+		it := set.At().Iterator(nil)
+		for it.Next() != 0 {
+			counts[set.At().Labels().Get(labels.MetricName)]++
+		}
+	}
+	for _, m := range []string{"crucible_event_latency_seconds", "crucible_event_cost_usd", "crucible_event_success", "crucible_event_prompt_tokens"} {
+		if counts[m] != n {
+			t.Errorf("%s: %d samples in the archive, want %d", m, counts[m], n)
+		}
+	}
+	out, err := exec.Command(binary, "analyze", "--storage.path="+unpacked, "--experiment=arc", "--format=json").Output()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf(`"total_events": %d`, n)) {
+		t.Fatalf("analyze of the unpacked archive: %v\n%s", err, out)
+	}
 }

@@ -97,6 +97,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("POST /api/v1/experiments/{id}/pause", a.transition(a.Manager.Pause))
 	route("POST /api/v1/experiments/{id}/resume", a.transition(a.Manager.Resume))
 	route("POST /api/v1/experiments/{id}/stop", a.transition(a.Manager.Stop))
+	route("POST /api/v1/experiments/{id}/archive", a.transition(a.Manager.Archive))
+	route("DELETE /api/v1/experiments/{id}", a.deleteExperiment)
 	route("POST /api/v1/events", a.ingest)
 	route("POST /api/v1/experiments/{id}/events", a.ingest)
 	route("GET /api/v1/experiments/{id}/events", a.events)
@@ -658,4 +660,20 @@ func (a *API) export(w http.ResponseWriter, r *http.Request) {
 	if n, err := ordered.Export(w, opts); err != nil {
 		a.logger.Error("export failed part way", "experiment_id", id, "written", n, "err", err)
 	}
+}
+
+func (a *API) deleteExperiment(w http.ResponseWriter, r *http.Request) {
+	if !a.EnableAdminAPI {
+		a.fail(w, r, errAdminAPI)
+		return
+	}
+	id, err := pathID(r)
+	if err == nil {
+		err = a.Manager.Delete(id)
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	respond(w, http.StatusOK, nil)
 }

@@ -29,6 +29,7 @@ import (
 const maxBody = 64 << 10
 
 type fixture struct {
+	dir     string
 	srv     *httptest.Server
 	api     *API
 	manager *experiment.Manager
@@ -39,9 +40,9 @@ type fixture struct {
 
 func newFixture(t *testing.T, open bool) *fixture {
 	t.Helper()
-	f := &fixture{reg: prometheus.NewRegistry()}
+	f := &fixture{reg: prometheus.NewRegistry(), dir: t.TempDir()}
 	f.manager = experiment.NewManager(experiment.Options{
-		Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Metrics: collector.New(f.reg, collector.Options{}),
+		Dir: f.dir, Logger: slog.New(slog.DiscardHandler), Metrics: collector.New(f.reg, collector.Options{}),
 		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: f.reg},
 	})
 	if open {

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"encoding/csv"
 	"encoding/json"
 	"flag"
@@ -208,4 +210,77 @@ func TestReimportReproducesAnalysis(t *testing.T) {
 	if string(a.env.Data) != string(b.env.Data) {
 		t.Fatalf("the copy's analysis differs:\n%s\n%s", a.env.Data, b.env.Data)
 	}
+}
+
+func TestArchiveAndDelete(t *testing.T) {
+	f := newFixture(t, true)
+	fixedExperiment(t, f)
+	r := f.do(t, "POST", "/api/v1/experiments/gold/archive", nil)
+	var rec struct {
+		Status       string `json:"status"`
+		EventsStored int    `json:"events_stored"`
+	}
+	json.Unmarshal(r.env.Data, &rec)
+	if r.code != 200 || rec.Status != "archived" || rec.EventsStored != 4 {
+		t.Fatalf("archive: %d %s", r.code, r.env.Data)
+	}
+	// Still readable; takes no events.
+	if r := f.do(t, "GET", "/api/v1/experiments/gold/metrics", nil); r.code != 200 {
+		t.Fatalf("metrics of an archived experiment: %d", r.code)
+	}
+	if r := f.do(t, "POST", "/api/v1/experiments/gold/events", []byte(`{"event_name":"x"}`)); r.code != 409 {
+		t.Fatalf("ingest into an archived experiment: %d", r.code)
+	}
+	names := archiveNames(t, filepath.Join(f.dir, "archives", "gold.tar.gz"))
+	for _, want := range []string{"experiments/gold/experiment.json", "experiments/gold/events/00000001.seg", "/meta.json", "/index", "/chunks/000001"} {
+		found := false
+		for _, n := range names {
+			if strings.HasSuffix(n, want) || n == want {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("archive lacks %s: %v", want, names)
+		}
+	}
+
+	if r := f.do(t, "DELETE", "/api/v1/experiments/gold", nil); r.code != 403 {
+		t.Fatalf("delete without --web.enable-admin-api: %d", r.code)
+	}
+	f.api.EnableAdminAPI = true
+	if r := f.do(t, "DELETE", "/api/v1/experiments/gold", nil); r.code != 200 {
+		t.Fatalf("delete: %d %s", r.code, r.env.Error)
+	}
+	if r := f.do(t, "GET", "/api/v1/experiments/gold", nil); r.code != 404 {
+		t.Fatalf("after delete: %d", r.code)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "experiments", "gold")); !os.IsNotExist(err) {
+		t.Fatalf("data left behind: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "archives", "gold.tar.gz")); !os.IsNotExist(err) {
+		t.Fatalf("archive left behind: %v", err)
+	}
+}
+
+func archiveNames(t *testing.T, path string) []string {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	gz, err := gzip.NewReader(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names = append(names, h.Name)
+	}
+	return names
 }

@@ -27,6 +27,7 @@ const (
 var (
 	errBodyTooLarge = errors.New("request body too large")
 	errBadRequest   = errors.New("bad request")
+	errAdminAPI     = errors.New("admin APIs are disabled; start the sidecar with --web.enable-admin-api")
 )
 
 type envelope struct {
@@ -53,6 +54,8 @@ func classify(err error) (int, string) {
 	switch {
 	case errors.Is(err, errBodyTooLarge):
 		return http.StatusRequestEntityTooLarge, errTooLarge
+	case errors.Is(err, errAdminAPI):
+		return http.StatusForbidden, errUnavailable
 	case errors.Is(err, errBadRequest), errors.Is(err, experiment.ErrInvalid),
 		errors.Is(err, event.ErrInvalid), errors.Is(err, event.ErrBody):
 		return http.StatusBadRequest, errBadData

@@ -52,6 +52,8 @@ type Experiment struct {
 	// capMu serialises ingest while stop_at_sample_size is in force, so the
 	// target is never overshot.
 	capMu sync.Mutex
+	// archiveMu serialises archiving and deleting.
+	archiveMu sync.Mutex
 }
 
 const recordFile = "experiment.json"

@@ -671,3 +671,21 @@ func seriesHash(e *event.Event) uint64 {
 
 // Compile-time check that the TSDB implements the appender we use.
 var _ storage.AppendableV2 = (*tsdb.DB)(nil)
+
+// Snapshot writes the TSDB's data as standard blocks into dir: the
+// out-of-order head is compacted into blocks first, so that the snapshot
+// holds every sample.
+func (s *Store) Snapshot(dir string) error {
+	s.tmu.Lock() // no append may slip in between the two steps
+	defer s.tmu.Unlock()
+	if err := s.db.CompactOOOHead(context.Background()); err != nil {
+		return fmt.Errorf("compact the out-of-order head: %w", err)
+	}
+	return s.db.Snapshot(dir, true)
+}
+
+// Sync fsyncs the event log and the points index.
+func (s *Store) Sync() error { return errors.Join(s.log.sync(), s.points.sync()) }
+
+// LogDir is the directory of the event log.
+func (s *Store) LogDir() string { return filepath.Join(s.dir, "events") }

@@ -1,0 +1,187 @@
+package experiment
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// ArchivePath is where an experiment's archive goes.
+func ArchivePath(storagePath, id string) string {
+	return filepath.Join(storagePath, "archives", id+".tar.gz")
+}
+
+// Archive stops the experiment if needed, writes a self-contained archive
+// (its record, its event log and its TSDB as standard blocks, laid out as a
+// data directory: unpack it and point --storage.path at it) and marks it
+// archived. The experiment stays readable.
+func (m *Manager) Archive(id string) (Record, error) {
+	x, err := m.lookup(id)
+	if err != nil {
+		return Record{}, err
+	}
+	if _, err := m.Stop(id); err != nil {
+		return Record{}, err
+	}
+	x.archiveMu.Lock()
+	defer x.archiveMu.Unlock()
+	if err := x.store.Sync(); err != nil {
+		return Record{}, err
+	}
+	tmp, err := os.MkdirTemp(m.opts.Dir, "archive-"+id+"-")
+	if err != nil {
+		return Record{}, err
+	}
+	defer os.RemoveAll(tmp)
+	blocks := filepath.Join(tmp, "blocks")
+	if err := x.store.Snapshot(blocks); err != nil {
+		return Record{}, fmt.Errorf("snapshot TSDB: %w", err)
+	}
+	now := m.opts.Now().UTC()
+	x.mu.Lock()
+	archived := x.rec
+	x.mu.Unlock()
+	archived.Status = Archived
+	rec := archived.view(now, x.store.Count())
+
+	dest := ArchivePath(m.opts.Dir, id)
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return Record{}, err
+	}
+	if err := writeArchive(dest, id, rec, x.store.LogDir(), blocks); err != nil {
+		return Record{}, fmt.Errorf("write archive: %w", err)
+	}
+	// The archive is in place: now the record says so.
+	if _, err := m.transition(id, func(r *Record, _ time.Time) (bool, error) {
+		if r.Status == Archived {
+			return false, nil
+		}
+		r.Status = Archived
+		return true, nil
+	}); err != nil {
+		return Record{}, err
+	}
+	m.logger.Info("archived experiment", "id", id, "archive", dest, "events", rec.EventsStored)
+	return m.Get(id)
+}
+
+func writeArchive(dest, id string, rec Record, logDir, blocks string) (err error) {
+	tmp := dest + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	gz := gzip.NewWriter(f)
+	tw := tar.NewWriter(gz)
+	root := filepath.Join("experiments", id)
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := addBytes(tw, filepath.Join(root, recordFile), append(b, '\n')); err != nil {
+		return err
+	}
+	if err := addTree(tw, logDir, filepath.Join(root, "events")); err != nil {
+		return err
+	}
+	if _, statErr := os.Stat(blocks); statErr == nil {
+		if err := addTree(tw, blocks, filepath.Join(root, "tsdb")); err != nil {
+			return err
+		}
+	}
+	// An empty WAL, so that Prometheus and TSDB tools open the directory as
+	// it is.
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: filepath.ToSlash(filepath.Join(root, "tsdb", "wal")) + "/", Mode: 0o755, ModTime: time.Now()}); err != nil {
+		return err
+	}
+	if err := errors.Join(tw.Close(), gz.Close()); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dest)
+}
+
+func addBytes(tw *tar.Writer, name string, b []byte) error {
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), ModTime: time.Now()}); err != nil {
+		return err
+	}
+	_, err := tw.Write(b)
+	return err
+}
+
+// addTree adds the files below dir under the name prefix.
+func addTree(tw *tar.Writer, dir, prefix string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		name := filepath.ToSlash(filepath.Join(prefix, rel))
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o755, ModTime: info.ModTime()})
+		}
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		// Copy what is there now: an append-only file only grows.
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: info.Size(), ModTime: info.ModTime()}); err != nil {
+			return err
+		}
+		_, err = io.CopyN(tw, f, info.Size())
+		return err
+	})
+}
+
+// Delete closes an experiment and removes all its data: storage, archive
+// and live series.
+func (m *Manager) Delete(id string) error {
+	x, err := m.lookup(id)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	delete(m.exps, id)
+	m.mu.Unlock()
+	x.archiveMu.Lock()
+	defer x.archiveMu.Unlock()
+	err = x.store.Close()
+	if m.opts.Metrics != nil {
+		m.opts.Metrics.Remove(id)
+	}
+	err = errors.Join(err, os.RemoveAll(x.dir))
+	if rerr := os.Remove(ArchivePath(m.opts.Dir, id)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = errors.Join(err, rerr)
+	}
+	m.logger.Info("deleted experiment", "id", id)
+	return err
+}
