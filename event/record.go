@@ -203,8 +203,9 @@ func (r *recordReader) f64() float64 {
 }
 
 // DecodeRecord reads the stored form into e, all but the experiment's
-// fields, which the caller sets. With objects false, Metadata and
-// Measurements are left empty and no JSON is parsed.
+// fields, which the caller sets. e.Raw is the client's JSON (aliasing
+// data). With objects false, Metadata and Measurements are left empty and
+// no JSON is parsed.
 func (d *Decoder) DecodeRecord(data []byte, e *Event, objects bool) error {
 	*e = Event{SampleWeight: 1}
 	if len(data) == 0 || data[0] != recordVersion {
@@ -279,6 +280,7 @@ func (d *Decoder) DecodeRecord(data []byte, e *Event, objects bool) error {
 	if r.err != nil {
 		return fmt.Errorf("%w: truncated", ErrCorruptRecord)
 	}
+	e.Raw = r.b
 	if !objects {
 		return nil
 	}

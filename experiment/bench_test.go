@@ -1,8 +1,10 @@
 package experiment
 
 import (
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
 
@@ -92,5 +94,51 @@ func BenchmarkCompare1M(b *testing.B) {
 		analysis.Analyze(pa)
 		analysis.Analyze(pb)
 		analysis.Compare(pa, [][]analysis.Point{pb}, analysis.CompareOptions{Resamples: analysis.DefaultResamples, Seed: 1})
+	}
+}
+
+// BenchmarkExport1M exports a one-million-event experiment, stored out of
+// time order across requests, and reports the heap it needed.
+func BenchmarkExport1M(b *testing.B) {
+	m := benchManager(b, []string{"big"}, 1_000_000)
+	for _, format := range []string{"jsonl", "csv"} {
+		b.Run(format, func(b *testing.B) {
+			var peak uint64
+			for b.Loop() {
+				o, _, err := m.Ordered("big")
+				if err != nil {
+					b.Fatal(err)
+				}
+				runtime.GC()
+				var before runtime.MemStats
+				runtime.ReadMemStats(&before)
+				stop := make(chan struct{})
+				done := make(chan uint64)
+				go func() { // sample the heap while exporting
+					var max uint64
+					var ms runtime.MemStats
+					for {
+						select {
+						case <-stop:
+							done <- max
+							return
+						case <-time.After(20 * time.Millisecond):
+							runtime.ReadMemStats(&ms)
+							if ms.HeapInuse > before.HeapInuse && ms.HeapInuse-before.HeapInuse > max {
+								max = ms.HeapInuse - before.HeapInuse
+							}
+						}
+					}
+				}()
+				n, err := o.Export(io.Discard, ExportOptions{Format: format, Flatten: true})
+				close(stop)
+				peak = max(peak, <-done)
+				if err != nil || n != 1_000_000 {
+					b.Fatal(n, err)
+				}
+			}
+			b.ReportMetric(float64(b.N)*1e6/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(peak)/(1<<20), "MiB-heap-growth")
+		})
 	}
 }

@@ -26,15 +26,15 @@ func (o *Ordered) Export(w io.Writer, opts ExportOptions) (int64, error) {
 	if opts.Anonymize != nil {
 		anon = export.NewAnonymizer(opts.Anonymize)
 	}
-	cols := map[string]struct{}{}
+	cols := export.NewColumnSet(opts.Flatten)
 	var first func(*event.Event) error
 	if opts.Format == "csv" {
-		first = func(e *event.Event) error { return export.Columns(e, opts.Flatten, cols) }
+		first = cols.Add
 	}
 	var out export.Writer
 	start := func() error {
 		var err error
-		out, err = export.New(w, opts.Format, export.Header(cols), opts.Flatten)
+		out, err = export.New(w, opts.Format, cols.Header(), opts.Flatten)
 		return err
 	}
 	if opts.Format != "csv" {
@@ -43,7 +43,10 @@ func (o *Ordered) Export(w io.Writer, opts ExportOptions) (int64, error) {
 		}
 	}
 	var n int64
-	err := o.Read(opts.Filter, first, func(e *event.Event) error {
+	// CSV reads metadata and measurements from the client's JSON directly,
+	// unless ids must be anonymized in them.
+	objects := opts.Format != "csv" || anon != nil
+	err := o.Read(opts.Filter, objects, first, func(e *event.Event) error {
 		if out == nil {
 			if err := start(); err != nil {
 				return err
@@ -64,9 +67,6 @@ func (o *Ordered) Export(w io.Writer, opts ExportOptions) (int64, error) {
 		return n, err
 	}
 	if out == nil { // no events: a CSV is its header
-		for _, c := range export.BaseColumns {
-			cols[c] = struct{}{}
-		}
 		if err := start(); err != nil {
 			return 0, err
 		}

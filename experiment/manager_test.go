@@ -519,7 +519,7 @@ func TestOrderedReadMergesRuns(t *testing.T) {
 		var prevTS int64
 		prevID := ""
 		firsts := 0
-		err = o.Read(Filter{}, func(*event.Event) error { firsts++; return nil }, func(e *event.Event) error {
+		err = o.Read(Filter{}, true, func(*event.Event) error { firsts++; return nil }, func(e *event.Event) error {
 			if e.Timestamp < prevTS || (e.Timestamp == prevTS && e.EventID <= prevID) {
 				return fmt.Errorf("out of order at %s", e.EventID)
 			}

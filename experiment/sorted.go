@@ -17,7 +17,7 @@ import (
 
 // RunSize is how many events an ordered read sorts in memory at a time;
 // larger experiments are sorted in runs on disk and merged.
-const RunSize = 50_000
+const RunSize = 20_000
 
 // Ordered reads stored events in (timestamp, event_id) order with memory
 // bounded by RunSize, whatever the experiment's size: an external merge sort.
@@ -62,8 +62,9 @@ func compareItems(a, b sortItem) int { return cmp.Or(cmp.Compare(a.ts, b.ts), cm
 
 // Read calls first for every matching event in log order (for example to
 // collect CSV columns), then visit for each in (timestamp, event_id) order.
-// Events passed to either are valid only during the call.
-func (o *Ordered) Read(f Filter, first, visit func(*event.Event) error) error {
+// Events passed to either are valid only during the call. With objects
+// false their Metadata and Measurements are not decoded (Raw holds them).
+func (o *Ordered) Read(f Filter, objects bool, first, visit func(*event.Event) error) error {
 	if f.Condition != "" && f.Condition != o.spec.Condition {
 		return nil
 	}
@@ -89,7 +90,7 @@ func (o *Ordered) Read(f Filter, first, visit func(*event.Event) error) error {
 	}
 	err := o.scan(func(r *tsdbstore.Record) error {
 		dec.Reset()
-		if err := dec.DecodeRecord(r.Data, &e, first != nil); err != nil {
+		if err := dec.DecodeRecord(r.Data, &e, objects && first != nil); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}
 		o.fill(&e)
@@ -112,7 +113,7 @@ func (o *Ordered) Read(f Filter, first, visit func(*event.Event) error) error {
 	}
 	emit := func(data []byte) error {
 		dec.Reset()
-		if err := dec.DecodeRecord(data, &e, true); err != nil {
+		if err := dec.DecodeRecord(data, &e, objects); err != nil {
 			return err
 		}
 		o.fill(&e)

@@ -114,30 +114,60 @@ var BaseColumns = []string{
 	"latency_ms", "cost_usd", "success", "model", "provider", "sample_id", "session_id", "user_id", "cohort", "tags",
 }
 
-// Columns adds the flattened column names of e to set.
-func Columns(e *event.Event, flatten bool, set map[string]struct{}) error {
-	for _, c := range BaseColumns {
-		set[c] = struct{}{}
+// ColumnSet collects the union of the rows' CSV columns.
+type ColumnSet struct {
+	flatten bool
+	set     map[string]struct{}
+	p       fastjson.Parser
+}
+
+// NewColumnSet returns a set holding the base columns.
+func NewColumnSet(flatten bool) *ColumnSet {
+	c := &ColumnSet{flatten: flatten, set: map[string]struct{}{}}
+	for _, b := range BaseColumns {
+		c.set[b] = struct{}{}
 	}
-	if !flatten {
+	return c
+}
+
+// Add adds the columns of e's row.
+func (c *ColumnSet) Add(e *event.Event) error {
+	if !c.flatten {
 		return nil
 	}
-	return flattenObjects(e, func(key string, _ *fastjson.Value) { set[key] = struct{}{} })
+	return flattenObjects(&c.p, e, func(key string, _ *fastjson.Value) {
+		if _, ok := c.set[key]; !ok {
+			c.set[key] = struct{}{}
+		}
+	})
 }
 
 // Header is the CSV header: the sorted union of every row's columns.
-func Header(set map[string]struct{}) []string {
-	cols := make([]string, 0, len(set))
-	for c := range set {
-		cols = append(cols, c)
+func (c *ColumnSet) Header() []string {
+	cols := make([]string, 0, len(c.set))
+	for col := range c.set {
+		cols = append(cols, col)
 	}
 	slices.Sort(cols)
 	return cols
 }
 
 // flattenObjects calls f for each leaf of e's metadata and measurements:
-// nested keys joined with "_", lists of scalars as one leaf.
-func flattenObjects(e *event.Event, f func(key string, v *fastjson.Value)) error {
+// nested keys joined with "_", lists of scalars as one leaf. Without the
+// objects decoded, it reads them from the client's JSON in one parse.
+func flattenObjects(p *fastjson.Parser, e *event.Event, f func(key string, v *fastjson.Value)) error {
+	if e.Metadata == nil && e.Measurements == nil && len(e.Raw) > 0 {
+		v, err := p.ParseBytes(e.Raw)
+		if err != nil {
+			return err
+		}
+		for _, obj := range [...]struct{ prefix, key string }{{"metadata", "metadata"}, {"measurement", "measurements"}} {
+			if x := v.Get(obj.key); x != nil && x.Type() == fastjson.TypeObject {
+				walk(obj.prefix, x, f)
+			}
+		}
+		return nil
+	}
 	for _, obj := range []struct {
 		prefix string
 		raw    []byte
@@ -145,7 +175,6 @@ func flattenObjects(e *event.Event, f func(key string, v *fastjson.Value)) error
 		if len(obj.raw) == 0 {
 			continue
 		}
-		var p fastjson.Parser
 		v, err := p.ParseBytes(obj.raw)
 		if err != nil {
 			return err
@@ -165,6 +194,7 @@ func walk(key string, v *fastjson.Value, f func(string, *fastjson.Value)) {
 }
 
 type csvWriter struct {
+	p       fastjson.Parser
 	w       *csv.Writer
 	columns []string
 	index   map[string]int
@@ -207,7 +237,7 @@ func (c *csvWriter) Write(e *event.Event) error {
 	}
 	c.set("tags", strings.Join(e.Tags, ";"))
 	if c.flatten {
-		if err := flattenObjects(e, func(key string, v *fastjson.Value) { c.set(key, cell(v)) }); err != nil {
+		if err := flattenObjects(&c.p, e, func(key string, v *fastjson.Value) { c.set(key, cell(v)) }); err != nil {
 			return err
 		}
 	}
