@@ -133,24 +133,28 @@ func (o *Ordered) Read(f Filter, objects bool, first, visit func(*event.Event) e
 			return err
 		}
 	}
-	return mergeRuns(runs, dec, emit)
+	return mergeRuns(runs, emit)
 }
 
 func (o *Ordered) fill(e *event.Event) {
 	e.ExperimentID, e.ExperimentName, e.Condition, e.Tags = o.spec.ID, o.spec.Name, o.spec.Condition, o.spec.Tags
 }
 
-// writeRun writes sorted items as length-prefixed stored events.
+// writeRun writes sorted items: u32 data length | i64 timestamp |
+// u8 id length | id | stored event, so merging needs no decoding.
 func writeRun(dir string, items []sortItem) (string, error) {
 	f, err := os.CreateTemp(dir, "sort-run-*")
 	if err != nil {
 		return "", err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	var hdr [4]byte
+	var hdr [13]byte
 	for _, it := range items {
-		binary.LittleEndian.PutUint32(hdr[:], uint32(len(it.data)))
+		binary.LittleEndian.PutUint32(hdr[0:], uint32(len(it.data)))
+		binary.LittleEndian.PutUint64(hdr[4:], uint64(it.ts))
+		hdr[12] = byte(len(it.id))
 		w.Write(hdr[:])
+		w.WriteString(it.id)
 		w.Write(it.data)
 	}
 	err = errors.Join(w.Flush(), f.Close())
@@ -167,23 +171,20 @@ type runReader struct {
 	head sortItem
 }
 
-func (rr *runReader) next(dec *event.Decoder) (bool, error) {
-	var hdr [4]byte
+func (rr *runReader) next() (bool, error) {
+	var hdr [13]byte
 	if _, err := io.ReadFull(rr.r, hdr[:]); err != nil {
 		if errors.Is(err, io.EOF) {
 			return false, nil
 		}
 		return false, err
 	}
-	data := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
-	if _, err := io.ReadFull(rr.r, data); err != nil {
+	buf := make([]byte, int(hdr[12])+int(binary.LittleEndian.Uint32(hdr[0:])))
+	if _, err := io.ReadFull(rr.r, buf); err != nil {
 		return false, err
 	}
-	var e event.Event
-	if err := dec.DecodeRecord(data, &e, false); err != nil {
-		return false, err
-	}
-	rr.head = sortItem{e.Timestamp, e.EventID, data}
+	idLen := int(hdr[12])
+	rr.head = sortItem{int64(binary.LittleEndian.Uint64(hdr[4:])), string(buf[:idLen]), buf[idLen:]}
 	return true, nil
 }
 
@@ -201,7 +202,7 @@ func (h *runHeap) Pop() any {
 }
 
 // mergeRuns emits the runs' events in order: a k-way merge.
-func mergeRuns(names []string, dec *event.Decoder, emit func([]byte) error) error {
+func mergeRuns(names []string, emit func([]byte) error) error {
 	h := runHeap{}
 	defer func() {
 		for _, rr := range h {
@@ -214,7 +215,7 @@ func mergeRuns(names []string, dec *event.Decoder, emit func([]byte) error) erro
 			return err
 		}
 		rr := &runReader{r: bufio.NewReaderSize(f, 64<<10), f: f}
-		ok, err := rr.next(dec)
+		ok, err := rr.next()
 		if err != nil {
 			f.Close()
 			return err
@@ -231,7 +232,7 @@ func mergeRuns(names []string, dec *event.Decoder, emit func([]byte) error) erro
 		if err := emit(rr.head.data); err != nil {
 			return err
 		}
-		ok, err := rr.next(dec)
+		ok, err := rr.next()
 		if err != nil {
 			return err
 		}

@@ -114,11 +114,40 @@ var BaseColumns = []string{
 	"latency_ms", "cost_usd", "success", "model", "provider", "sample_id", "session_id", "user_id", "cohort", "tags",
 }
 
+// flattener walks metadata and measurements into flattened columns. It
+// keeps its parser and the names it built: the same few keys recur in every
+// event, and building each name anew was much of a CSV export's garbage.
+type flattener struct {
+	p     fastjson.Parser
+	names map[string]map[string]string // parent → key → parent_key
+}
+
+const maxFlattenedNames = 1 << 14
+
+func (fl *flattener) name(parent string, k []byte) string {
+	children := fl.names[parent]
+	if n, ok := children[string(k)]; ok {
+		return n
+	}
+	n := parent + "_" + string(k)
+	if len(fl.names) < maxFlattenedNames {
+		if fl.names == nil {
+			fl.names = map[string]map[string]string{}
+		}
+		if children == nil {
+			children = map[string]string{}
+			fl.names[parent] = children
+		}
+		children[string(k)] = n
+	}
+	return n
+}
+
 // ColumnSet collects the union of the rows' CSV columns.
 type ColumnSet struct {
 	flatten bool
 	set     map[string]struct{}
-	p       fastjson.Parser
+	fl      flattener
 }
 
 // NewColumnSet returns a set holding the base columns.
@@ -135,7 +164,7 @@ func (c *ColumnSet) Add(e *event.Event) error {
 	if !c.flatten {
 		return nil
 	}
-	return flattenObjects(&c.p, e, func(key string, _ *fastjson.Value) {
+	return c.fl.flatten(e, func(key string, _ *fastjson.Value) {
 		if _, ok := c.set[key]; !ok {
 			c.set[key] = struct{}{}
 		}
@@ -155,15 +184,15 @@ func (c *ColumnSet) Header() []string {
 // flattenObjects calls f for each leaf of e's metadata and measurements:
 // nested keys joined with "_", lists of scalars as one leaf. Without the
 // objects decoded, it reads them from the client's JSON in one parse.
-func flattenObjects(p *fastjson.Parser, e *event.Event, f func(key string, v *fastjson.Value)) error {
+func (fl *flattener) flatten(e *event.Event, f func(key string, v *fastjson.Value)) error {
 	if e.Metadata == nil && e.Measurements == nil && len(e.Raw) > 0 {
-		v, err := p.ParseBytes(e.Raw)
+		v, err := fl.p.ParseBytes(e.Raw)
 		if err != nil {
 			return err
 		}
 		for _, obj := range [...]struct{ prefix, key string }{{"metadata", "metadata"}, {"measurement", "measurements"}} {
 			if x := v.Get(obj.key); x != nil && x.Type() == fastjson.TypeObject {
-				walk(obj.prefix, x, f)
+				fl.walk(obj.prefix, x, f)
 			}
 		}
 		return nil
@@ -175,26 +204,26 @@ func flattenObjects(p *fastjson.Parser, e *event.Event, f func(key string, v *fa
 		if len(obj.raw) == 0 {
 			continue
 		}
-		v, err := p.ParseBytes(obj.raw)
+		v, err := fl.p.ParseBytes(obj.raw)
 		if err != nil {
 			return err
 		}
-		walk(obj.prefix, v, f)
+		fl.walk(obj.prefix, v, f)
 	}
 	return nil
 }
 
-func walk(key string, v *fastjson.Value, f func(string, *fastjson.Value)) {
+func (fl *flattener) walk(key string, v *fastjson.Value, f func(string, *fastjson.Value)) {
 	if v.Type() == fastjson.TypeObject {
 		o, _ := v.Object()
-		o.Visit(func(k []byte, child *fastjson.Value) { walk(key+"_"+string(k), child, f) })
+		o.Visit(func(k []byte, child *fastjson.Value) { fl.walk(fl.name(key, k), child, f) })
 		return
 	}
 	f(key, v)
 }
 
 type csvWriter struct {
-	p       fastjson.Parser
+	fl      flattener
 	w       *csv.Writer
 	columns []string
 	index   map[string]int
@@ -237,7 +266,7 @@ func (c *csvWriter) Write(e *event.Event) error {
 	}
 	c.set("tags", strings.Join(e.Tags, ";"))
 	if c.flatten {
-		if err := flattenObjects(&c.p, e, func(key string, v *fastjson.Value) { c.set(key, cell(v)) }); err != nil {
+		if err := c.fl.flatten(e, func(key string, v *fastjson.Value) { c.set(key, cell(v)) }); err != nil {
 			return err
 		}
 	}
