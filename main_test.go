@@ -289,26 +289,9 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 	}
 
 	// Read the TSDB as the sidecar left it.
-	db, err := tsdb.OpenDBReadOnly(filepath.Join(dir, "experiments", "crash", "tsdb"), "", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	q, err := db.Querier(math.MinInt64, math.MaxInt64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	counts := map[string]int64{}
-	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, "crucible_event_.*"))
-	for set.Next() {
-		it := set.At().Iterator(nil)
-		for it.Next() != 0 {
-			counts[set.At().Labels().Get(labels.MetricName)]++
-		}
-	}
+	counts := countSamples(t, filepath.Join(dir, "experiments", "crash", "tsdb"))
 	for _, m := range []string{tsdbstore.MetricLatency, tsdbstore.MetricCost, tsdbstore.MetricSuccess, tsdbstore.MetricPromptTokens, tsdbstore.MetricCompletionTokens} {
-		if counts[m] != rec.EventsStored {
+		if counts[m] != int(rec.EventsStored) {
 			t.Errorf("%s: %d samples, want %d (one per stored event)", m, counts[m], rec.EventsStored)
 		}
 	}
@@ -527,4 +510,32 @@ func TestOfflineExportImport(t *testing.T) {
 	if n := strings.Count(csvOut, "\n"); n != 401 {
 		t.Fatalf("CSV has %d lines, want a header and 400 rows", n)
 	}
+}
+
+// countSamples counts the raw samples of each crucible_event_* metric in a
+// TSDB directory, opened read-only.
+func countSamples(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	db, err := tsdb.OpenDBReadOnly(dir, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q, err := db.Querier(math.MinInt64, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	counts := map[string]int{}
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, "crucible_event_.*"))
+	for set.Next() {
+		it := set.At().Iterator(nil)
+		for it.Next() != 0 {
+			counts[set.At().Labels().Get(labels.MetricName)]++
+		}
+	}
+	if err := set.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return counts
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"net/url"
@@ -18,9 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/tsdb"
 )
 
 // needTool finds an installed tool. In CI (CI set) a missing tool fails the
@@ -185,24 +180,7 @@ func TestArchiveIsStandard(t *testing.T) {
 	if out, err := exec.Command(promtool, "tsdb", "analyze", tsdbDir).CombinedOutput(); err != nil {
 		t.Fatalf("promtool tsdb analyze: %v\n%s", err, out)
 	}
-	db, err := tsdb.OpenDBReadOnly(tsdbDir, "", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	q, err := db.Querier(math.MinInt64, math.MaxInt64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	counts := map[string]int{}
-	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, "crucible_event_.*"))
-	for set.Next() {
-		it := set.At().Iterator(nil)
-		for it.Next() != 0 {
-			counts[set.At().Labels().Get(labels.MetricName)]++
-		}
-	}
+	counts := countSamples(t, tsdbDir)
 	for _, m := range []string{"crucible_event_latency_seconds", "crucible_event_cost_usd", "crucible_event_success", "crucible_event_prompt_tokens"} {
 		if counts[m] != n {
 			t.Errorf("%s: %d samples in the archive, want %d", m, counts[m], n)

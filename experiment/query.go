@@ -45,13 +45,10 @@ type match struct {
 // Events returns the stored events that match f, encoded as the API shows
 // them (SPEC §4.3), ascending by (timestamp, event_id).
 func (m *Manager) Events(id string, f Filter) ([]json.RawMessage, error) {
-	x, err := m.lookup(id)
+	x, spec, err := m.lookupSpec(id)
 	if err != nil {
 		return nil, err
 	}
-	x.mu.Lock()
-	spec := x.rec.Spec
-	x.mu.Unlock()
 	var out []match
 	var e event.Event
 	dec := event.GetDecoder()
@@ -95,13 +92,10 @@ func (m *Manager) Events(id string, f Filter) ([]json.RawMessage, error) {
 // Points returns what the analysis needs of every stored event that matches
 // f (LastN and Limit do not apply), read from the store's points index.
 func (m *Manager) Points(id string, f Filter) ([]analysis.Point, error) {
-	x, err := m.lookup(id)
+	x, spec, err := m.lookupSpec(id)
 	if err != nil {
 		return nil, err
 	}
-	x.mu.Lock()
-	spec := x.rec.Spec
-	x.mu.Unlock()
 	if f.Condition != "" && f.Condition != spec.Condition {
 		return []analysis.Point{}, nil
 	}
@@ -199,4 +193,15 @@ func readRecord(storagePath, id string) (Record, error) {
 		return Record{}, fmt.Errorf("read %s: %w", recordFile, err)
 	}
 	return rec, nil
+}
+
+// lookupSpec returns an open experiment and its spec.
+func (m *Manager) lookupSpec(id string) (*Experiment, Spec, error) {
+	x, err := m.lookup(id)
+	if err != nil {
+		return nil, Spec{}, err
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x, x.rec.Spec, nil
 }
