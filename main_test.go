@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
 
@@ -527,11 +528,11 @@ func countSamples(t *testing.T, dir string) map[string]int {
 	}
 	defer q.Close()
 	counts := map[string]int{}
-	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, "crucible_event_.*"))
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, "crucible_event_.*"))
 	for set.Next() {
 		it := set.At().Iterator(nil)
 		for it.Next() != 0 {
-			counts[set.At().Labels().Get(labels.MetricName)]++
+			counts[set.At().Labels().Get(model.MetricNameLabel)]++
 		}
 	}
 	if err := set.Err(); err != nil {

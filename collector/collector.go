@@ -69,10 +69,9 @@ type childKey struct{ event, model, provider string }
 // children are the cached series of one (event, model, provider): looking a
 // child up costs more than observing it.
 type children struct {
-	outcome                   [3]prometheus.Counter // success, failure, unknown
-	latency                   prometheus.Observer
-	cost, prompt, completion  prometheus.Counter
-	hasCostTokens, hasLatency bool
+	outcome                  [3]prometheus.Counter // success, failure, unknown
+	latency                  prometheus.Observer
+	cost, prompt, completion prometheus.Counter
 }
 
 type experiment struct {

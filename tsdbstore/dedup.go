@@ -78,11 +78,3 @@ func (d *dedupSet) remove(id string) {
 		delete(g, k)
 	}
 }
-
-func (d *dedupSet) len() int {
-	n := 0
-	for _, g := range d.gens {
-		n += len(g)
-	}
-	return n
-}

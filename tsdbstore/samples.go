@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 
@@ -78,7 +79,7 @@ func (s *Store) refsFor(e *event.Event, slot uint8) *seriesRefs {
 		b.Set(SlotLabel, strconv.Itoa(int(slot)))
 	}
 	for m, name := range MetricNames {
-		b.Set(labels.MetricName, name)
+		b.Set(model.MetricNameLabel, name)
 		r.lbls[m] = b.Labels()
 	}
 	s.series[k] = r

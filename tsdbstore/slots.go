@@ -114,15 +114,6 @@ func (t *slotTracker) prune() {
 	}
 }
 
-// bytes estimates the tracker's memory.
-func (t *slotTracker) bytes() int {
-	n := 0
-	for _, s := range t.series {
-		n += len(s.chunks) * (len(secondCounts{}) + 16)
-	}
-	return n
-}
-
 func floorDivMod(a, b int64) (q, r int64) {
 	q, r = a/b, a%b
 	if r < 0 {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
 
@@ -63,10 +64,10 @@ func sampleCounts(t testing.TB, db *tsdb.DB) (map[string]int, map[string]float64
 	}
 	defer q.Close()
 	counts, sums := map[string]int{}, map[string]float64{}
-	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, "crucible_.*"))
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, "crucible_.*"))
 	for set.Next() {
 		series := set.At()
-		name := series.Labels().Get(labels.MetricName)
+		name := series.Labels().Get(model.MetricNameLabel)
 		it := series.Iterator(nil)
 		for it.Next() != 0 {
 			_, v := it.At()
