@@ -7,6 +7,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -353,10 +354,10 @@ func parseFilter(r *http.Request, now time.Time) (experiment.Filter, error) {
 		Event: q.Get("event"), Condition: q.Get("condition"), Model: q.Get("model"), Provider: q.Get("provider"),
 		Limit: DefaultEventsLimit,
 	}
-	if s := q.Get("success"); s != "" {
-		b, err := strconv.ParseBool(s)
+	if q.Get("success") != "" {
+		b, err := queryBool(q, "success", false)
 		if err != nil {
-			return f, fmt.Errorf("%w: success must be true or false", errBadRequest)
+			return f, err
 		}
 		f.Success = &b
 	}
@@ -617,31 +618,16 @@ func (a *API) export(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, fmt.Errorf("%w: format must be csv, jsonl or json", errBadRequest))
 		return
 	}
-	for _, p := range []struct {
-		name string
-		dst  *bool
-	}{{"flatten", &opts.Flatten}} {
-		if s := q.Get(p.name); s != "" {
-			b, err := strconv.ParseBool(s)
-			if err != nil {
-				a.fail(w, r, fmt.Errorf("%w: %s must be true or false", errBadRequest, p.name))
-				return
-			}
-			*p.dst = b
-		}
+	var anonymize bool
+	if opts.Flatten, err = queryBool(q, "flatten", true); err == nil {
+		anonymize, err = queryBool(q, "anonymize", false)
 	}
-	if s := q.Get("anonymize"); s != "" {
-		on, err := strconv.ParseBool(s)
-		if err != nil {
-			a.fail(w, r, fmt.Errorf("%w: anonymize must be true or false", errBadRequest))
-			return
-		}
-		if on {
-			if opts.Anonymize, err = a.Manager.AnonymizeKey(); err != nil {
-				a.fail(w, r, err)
-				return
-			}
-		}
+	if err == nil && anonymize {
+		opts.Anonymize, err = a.Manager.AnonymizeKey()
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
 	}
 	if opts.Filter, err = parseFilter(r, a.Now()); err != nil {
 		a.fail(w, r, err)
@@ -676,4 +662,17 @@ func (a *API) deleteExperiment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	respond(w, http.StatusOK, nil)
+}
+
+// queryBool reads a true/false query parameter, def when absent.
+func queryBool(q url.Values, name string, def bool) (bool, error) {
+	s := q.Get(name)
+	if s == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("%w: %s must be true or false", errBadRequest, name)
+	}
+	return b, nil
 }

@@ -130,8 +130,10 @@ func TestExportGolden(t *testing.T) {
 		t.Fatal("anonymized ids must be stable")
 	}
 
-	if r := f.do(t, "GET", "/api/v1/experiments/gold/export?format=xml", nil); r.code != 400 {
-		t.Fatalf("unknown format: %d", r.code)
+	for _, q := range []string{"format=xml", "format=csv&flatten=maybe", "anonymize=perhaps"} {
+		if r := f.do(t, "GET", "/api/v1/experiments/gold/export?"+q, nil); r.code != 400 {
+			t.Fatalf("%s: %d, want 400", q, r.code)
+		}
 	}
 	if r := f.do(t, "GET", "/api/v1/experiments/nope/export", nil); r.code != 404 {
 		t.Fatalf("unknown experiment: %d", r.code)
