@@ -155,16 +155,9 @@ func points(scan func(func(*tsdbstore.Record) error) error, spec Spec, f Filter,
 		return []analysis.Point{}, nil
 	}
 	out := make([]analysis.Point, 0, size)
-	var e event.Event
-	dec := event.GetDecoder()
-	defer event.PutDecoder(dec)
-	err := scan(func(r *tsdbstore.Record) error {
-		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
-			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
-		}
-		p := tsdbstore.PointOf(&e)
-		if matchPoint(&f, &p) {
-			out = append(out, toAnalysis(&p))
+	err := tsdbstore.PointsFromLog(scan, func(p *tsdbstore.Point) error {
+		if matchPoint(&f, p) {
+			out = append(out, toAnalysis(p))
 		}
 		return nil
 	})

@@ -304,11 +304,17 @@ func (s *Store) Points(visit func(*Point) error) error {
 	if ok {
 		return s.points.read(n, names, visit)
 	}
+	return PointsFromLog(s.Scan, visit)
+}
+
+// PointsFromLog calls visit with the point of every record that scan (a
+// Store's Scan, or ReadLog on a directory) yields.
+func PointsFromLog(scan func(func(*Record) error) error, visit func(*Point) error) error {
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
 	var e event.Event
 	var p Point
-	return s.Scan(func(r *Record) error {
+	return scan(func(r *Record) error {
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
 		}
