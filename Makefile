@@ -10,7 +10,7 @@ LDFLAGS     := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$
                -X $(VERSION_PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 ARGS        ?=
 
-.PHONY: all build run test vet fuzz bench bench-go bench-load clean
+.PHONY: all build run demo test vet fuzz bench bench-go bench-load clean
 
 all: build
 
@@ -20,6 +20,11 @@ build:
 ## run: build and start the sidecar on :9477 with storage in ./data (extra flags: make run ARGS='...')
 run: build
 	./$(BINARY) serve --storage.path=data $(ARGS)
+
+## demo: stream a control and a treatment experiment into the sidecar that make run started (DEMO_ARGS='--rate=50 ...')
+DEMO_ARGS ?=
+demo: build
+	./$(BINARY) demo $(DEMO_ARGS)
 
 ## test: every test, with the race detector
 test: vet

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 
 	"github.com/crucible-telemetry/crucible-telemetry/api"
 	"github.com/crucible-telemetry/crucible-telemetry/collector"
+	"github.com/crucible-telemetry/crucible-telemetry/demo"
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
 	"github.com/crucible-telemetry/crucible-telemetry/loadgen"
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
@@ -55,6 +57,11 @@ type serveFlags struct {
 	pricingFile     string
 	seriesTTL       model.Duration
 	maxLabelValues  int
+}
+
+type demoFlags struct {
+	cfg      demo.Config
+	duration model.Duration
 }
 
 type loadgenFlags struct {
@@ -127,6 +134,13 @@ func run(args []string) int {
 	lg.Flag("batch", "Events per NDJSON request.").Default("1000").IntVar(&lf.cfg.BatchSize)
 	lg.Flag("rate", "Target events/s over all connections (0: as fast as the sidecar answers).").Default("0").Float64Var(&lf.cfg.Rate)
 
+	var df demoFlags
+	dm := app.Command("demo", "Create a control and a treatment experiment in a running sidecar and stream LLM-like events into both.")
+	dm.Flag("target", "Base URL of the sidecar.").Default("http://localhost:9477").StringVar(&df.cfg.Target)
+	dm.Flag("rate", "Events/s sent into each experiment.").Default("20").Float64Var(&df.cfg.Rate)
+	dm.Flag("duration", "Stop after this long (0: until interrupted).").Default("0s").SetValue(&df.duration)
+	dm.Flag("sample-size", "The experiments' sample_size, shown as progress on the dashboards.").Default("10000").IntVar(&df.cfg.SampleSize)
+
 	cmd, err := app.Parse(args)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v; try --help\n", appName, err)
@@ -140,6 +154,9 @@ func run(args []string) int {
 	case "loadgen":
 		lf.cfg.Duration = time.Duration(lf.duration)
 		return runLoadgen(lf.cfg)
+	case "demo":
+		df.cfg.Duration = time.Duration(df.duration)
+		return runDemo(df.cfg)
 	case "analyze":
 		return runAnalyze(af, os.Stdout)
 	case "compare":
@@ -196,6 +213,7 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("crucible"),
+		collector.NewStorage(filepath.Clean(sf.storagePath)),
 	)
 
 	metrics := collector.New(reg, collector.Options{
@@ -316,6 +334,23 @@ func runLoadgen(cfg loadgen.Config) int {
 	fmt.Println(rep)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		return 1
+	}
+	return 0
+}
+
+func runDemo(cfg demo.Config) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	cfg.Log, cfg.Seed = os.Stdout, uint64(time.Now().UnixNano())
+	target := strings.TrimRight(cfg.Target, "/")
+	fmt.Printf("while it runs, try:\n  curl -s '%s/api/v1/compare?experiments=demo-control,demo-treatment'\n  curl -s %s/metrics | grep crucible_events_total\n", target, target)
+	accepted, err := demo.Run(ctx, cfg)
+	for _, a := range demo.Arms {
+		fmt.Printf("%s: %d events accepted\n", a.ID, accepted[a.ID])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 1
 	}
 	return 0

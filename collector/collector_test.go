@@ -3,6 +3,8 @@ package collector
 import (
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +191,45 @@ func TestStreamResetLeavesCounters(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.events.WithLabelValues("e", "E", "c", "x", "success")); got != 1 {
 		t.Fatalf("reset must leave counters: %v", got)
+	}
+}
+
+func TestStorage(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "experiments", "a"), 0o755)
+	os.WriteFile(filepath.Join(dir, "experiments", "a", "events"), make([]byte, 1000), 0o644)
+	os.WriteFile(filepath.Join(dir, "experiment.json"), make([]byte, 24), 0o644)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewStorage(dir))
+	want := `# HELP crucible_storage_used_bytes Bytes of the files under --storage.path.
+# TYPE crucible_storage_used_bytes gauge
+crucible_storage_used_bytes 1024
+# HELP crucible_storage_scrape_errors_total Scrapes that could not read the size or free space of --storage.path.
+# TYPE crucible_storage_scrape_errors_total counter
+crucible_storage_scrape_errors_total 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "crucible_storage_used_bytes", "crucible_storage_scrape_errors_total"); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+	}
+	if avail, size := got["crucible_storage_filesystem_avail_bytes"], got["crucible_storage_filesystem_size_bytes"]; !(avail > 0 && size >= avail) {
+		t.Fatalf("filesystem: avail %v, size %v", avail, size)
+	}
+
+	gone := NewStorage(filepath.Join(dir, "missing"))
+	reg = prometheus.NewPedanticRegistry()
+	reg.MustRegister(gone)
+	if n, err := testutil.GatherAndCount(reg, "crucible_storage_filesystem_avail_bytes"); err != nil || n != 0 {
+		t.Fatalf("missing directory: %d series, %v", n, err)
+	}
+	if v := testutil.ToFloat64(gone.errors); v != 1 {
+		t.Fatalf("errors counted: %v, want 1", v)
 	}
 }

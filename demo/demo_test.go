@@ -1,0 +1,115 @@
+package demo_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crucible-telemetry/crucible-telemetry/api"
+	"github.com/crucible-telemetry/crucible-telemetry/collector"
+	"github.com/crucible-telemetry/crucible-telemetry/demo"
+	"github.com/crucible-telemetry/crucible-telemetry/experiment"
+	"github.com/crucible-telemetry/crucible-telemetry/pricing"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
+)
+
+func sidecar(t *testing.T) *httptest.Server {
+	reg := prometheus.NewRegistry()
+	m := experiment.NewManager(experiment.Options{
+		Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Metrics: collector.New(reg, collector.Options{}),
+		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: reg},
+	})
+	if err := m.Open(); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	api.New(api.Options{Manager: m, Prices: pricing.NewHolder(pricing.Default()), MaxRequestBytes: 1 << 20, Registerer: reg}).Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() { srv.Close(); m.Close() })
+	return srv
+}
+
+// TestDemoShowsADifference: the demo's events are stored and accepted, and
+// the comparison finds what the arms were built to differ in.
+func TestDemoShowsADifference(t *testing.T) {
+	srv := sidecar(t)
+	cfg := demo.Config{Target: srv.URL, Rate: 2000, Duration: 1500 * time.Millisecond, SampleSize: 100_000, Seed: 7}
+	sent, err := demo.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second run finds the experiments from the first.
+	cfg.Duration = 500 * time.Millisecond
+	more, err := demo.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range demo.Arms {
+		if sent[a.ID] < 1000 || more[a.ID] == 0 {
+			t.Fatalf("%s: accepted %d then %d events", a.ID, sent[a.ID], more[a.ID])
+		}
+	}
+
+	resp, err := http.Get(srv.URL + "/api/v1/compare?experiments=demo-control,demo-treatment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data struct {
+			Individual []struct {
+				Summary struct {
+					TotalEvents int64 `json:"total_events"`
+				} `json:"summary"`
+				Latency struct {
+					P50 float64 `json:"p50"`
+				} `json:"latency"`
+				Cost struct {
+					Total float64 `json:"total"`
+				} `json:"cost"`
+				Reliability struct {
+					SuccessRate float64 `json:"success_rate"`
+				} `json:"reliability"`
+			} `json:"individual"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body.Data.Individual) != 2 {
+		t.Fatalf("compare: %+v", body)
+	}
+	control, treatment := body.Data.Individual[0], body.Data.Individual[1]
+	for i, r := range body.Data.Individual {
+		id := demo.Arms[i].ID
+		if r.Summary.TotalEvents != sent[id]+more[id] {
+			t.Errorf("%s: %d events stored, %d accepted", id, r.Summary.TotalEvents, sent[id]+more[id])
+		}
+	}
+	if !(treatment.Latency.P50 < control.Latency.P50) {
+		t.Errorf("median latency: treatment %v, control %v; the treatment is the faster arm", treatment.Latency.P50, control.Latency.P50)
+	}
+	if !(treatment.Cost.Total > 0 && treatment.Cost.Total < control.Cost.Total/5) {
+		t.Errorf("cost: treatment %v, control %v; gpt-4o-mini costs a fraction of gpt-4o", treatment.Cost.Total, control.Cost.Total)
+	}
+	if !(control.Reliability.SuccessRate > 0.9 && control.Reliability.SuccessRate < 1) {
+		t.Errorf("control success rate %v", control.Reliability.SuccessRate)
+	}
+}
+
+func TestDemoReportsABadTarget(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	if _, err := demo.Run(context.Background(), demo.Config{Target: srv.URL, Rate: 10, Duration: time.Second}); err == nil {
+		t.Fatal("no error from a target that is not a sidecar")
+	}
+	if _, err := demo.Run(context.Background(), demo.Config{Target: srv.URL}); err == nil {
+		t.Fatal("no error for a zero rate")
+	}
+}
