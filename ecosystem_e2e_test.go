@@ -168,7 +168,7 @@ scrape_configs:
 	// until each query has data.
 	type outcome struct {
 		status, err string
-		series     int
+		series      int
 	}
 	run := func(expr string) outcome {
 		resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(expr))

@@ -32,6 +32,7 @@ type objects struct {
 	svcMonitors []monitoringv1.ServiceMonitor
 	rules       []monitoringv1.PrometheusRule
 	namespaces  []corev1.Namespace
+	claims      []corev1.PersistentVolumeClaim
 }
 
 // decode strictly decodes YAML documents into the API types: an unknown or
@@ -61,6 +62,9 @@ func decode(t *testing.T, name string, data []byte) objects {
 		case "Namespace":
 			o.namespaces = append(o.namespaces, corev1.Namespace{})
 			err = yaml.UnmarshalStrict(doc, &o.namespaces[len(o.namespaces)-1])
+		case "PersistentVolumeClaim":
+			o.claims = append(o.claims, corev1.PersistentVolumeClaim{})
+			err = yaml.UnmarshalStrict(doc, &o.claims[len(o.claims)-1])
 		case "PodMonitor":
 			o.podMonitors = append(o.podMonitors, monitoringv1.PodMonitor{})
 			err = yaml.UnmarshalStrict(doc, &o.podMonitors[len(o.podMonitors)-1])
@@ -264,6 +268,27 @@ func TestServiceMonitorVariant(t *testing.T) {
 		if ns != "llm-experiments" {
 			t.Errorf("an object in namespace %q", ns)
 		}
+	}
+}
+
+// TestPersistentStorage: the persistent-storage component puts the
+// Deployment's data on the claim, writable by the sidecar's group; the Job
+// keeps its emptyDir.
+func TestPersistentStorage(t *testing.T) {
+	o := build(t, "kubernetes/example/persistent")
+	if len(o.claims) != 1 || len(o.deployments) != 1 || len(o.jobs) != 1 {
+		t.Fatalf("built %d claims, %d deployments, %d jobs", len(o.claims), len(o.deployments), len(o.jobs))
+	}
+	pod := o.deployments[0].Spec.Template
+	checkSidecar(t, "deployment", pod)
+	checkSidecar(t, "job", o.jobs[0].Spec.Template)
+	i := slices.IndexFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "crucible-telemetry-data" })
+	if i < 0 || pod.Spec.Volumes[i].EmptyDir != nil || pod.Spec.Volumes[i].PersistentVolumeClaim == nil ||
+		pod.Spec.Volumes[i].PersistentVolumeClaim.ClaimName != o.claims[0].Name {
+		t.Fatalf("data volume %+v, claim %s", pod.Spec.Volumes, o.claims[0].Name)
+	}
+	if sc := pod.Spec.SecurityContext; sc == nil || sc.FSGroup == nil || *sc.FSGroup != 65532 {
+		t.Errorf("pod securityContext %+v: the claim is not writable by group 65532", sc)
 	}
 }
 
