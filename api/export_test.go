@@ -121,13 +121,37 @@ func TestExportGolden(t *testing.T) {
 		t.Fatalf("format=json must be one pretty-printed array: %v", err)
 	}
 
-	anon, _, _ := exportBody(t, f, "format=jsonl&anonymize=true")
-	if bytes.Contains(anon, []byte("s-1")) || bytes.Contains(anon, []byte("u-1")) || bytes.Contains(anon, []byte("s-2")) {
-		t.Fatalf("anonymized export leaks ids:\n%s", anon)
+	for _, format := range []string{"jsonl", "csv"} {
+		anon, _, _ := exportBody(t, f, "format="+format+"&anonymize=true")
+		if bytes.Contains(anon, []byte("s-1")) || bytes.Contains(anon, []byte("u-1")) || bytes.Contains(anon, []byte("s-2")) {
+			t.Fatalf("anonymized %s export leaks ids:\n%s", format, anon)
+		}
+		again, _, _ := exportBody(t, f, "format="+format+"&anonymize=true")
+		if !bytes.Equal(anon, again) {
+			t.Fatalf("anonymized ids must be stable (%s)", format)
+		}
 	}
-	again, _, _ := exportBody(t, f, "format=jsonl&anonymize=true")
-	if !bytes.Equal(anon, again) {
-		t.Fatal("anonymized ids must be stable")
+	// In a CSV the hashed ids sit where the ids were, in the base and the
+	// metadata columns alike.
+	anonCSV, _, _ := exportBody(t, f, "format=csv&anonymize=true")
+	arows, err := csv.NewReader(bytes.NewReader(anonCSV)).ReadAll()
+	if err != nil || len(arows) != len(rows) {
+		t.Fatalf("anonymized CSV: %v, %d rows", err, len(arows))
+	}
+	for i := range rows[0] {
+		for r := 1; r < len(rows); r++ {
+			plain, hashed := rows[r][i], arows[r][i]
+			switch col := rows[0][i]; col {
+			case "user_id", "session_id", "metadata_user_id", "metadata_session_id":
+				if plain != "" && (hashed == plain || len(hashed) != 32) {
+					t.Errorf("row %d %s: %q became %q", r, col, plain, hashed)
+				}
+			default:
+				if hashed != plain {
+					t.Errorf("row %d %s: %q became %q; only ids change", r, col, plain, hashed)
+				}
+			}
+		}
 	}
 
 	for _, q := range []string{"format=xml", "format=csv&flatten=maybe", "anonymize=perhaps"} {

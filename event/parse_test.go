@@ -309,6 +309,17 @@ func TestRecordRoundTrip(t *testing.T) {
 			if err := d.DecodeRecord(e.AppendRecord(nil, raw), &lean, false); err != nil || lean.Metadata != nil || lean.LatencyMs != e.LatencyMs {
 				t.Fatalf("decode without objects: %+v %v", lean, err)
 			}
+			// A view decodes the same event; its strings alias the record.
+			rec := e.AppendRecord(nil, raw)
+			var view Event
+			if err := d.DecodeRecordView(rec, &view, false); err != nil || !reflect.DeepEqual(view, lean) {
+				t.Fatalf("view decode differs:\n got %+v\nwant %+v (%v)", view, lean, err)
+			}
+			id := view.EventID
+			clear(rec)
+			if id == e.EventID {
+				t.Fatalf("view decode copied the event id %q", id)
+			}
 			PutDecoder(d)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 )
@@ -150,8 +151,9 @@ func appendI64(b []byte, ok bool, v int64) []byte {
 
 // recordReader walks the stored form; the first error sticks.
 type recordReader struct {
-	b   []byte
-	err error
+	b    []byte
+	err  error
+	view bool // strings alias b instead of copying it
 }
 
 func (r *recordReader) fail() {
@@ -187,7 +189,12 @@ func (r *recordReader) str() string {
 		r.fail()
 		return ""
 	}
-	s := string(r.b[:n])
+	var s string
+	if r.view && n > 0 {
+		s = unsafe.String(&r.b[0], n)
+	} else {
+		s = string(r.b[:n])
+	}
 	r.b = r.b[n:]
 	return s
 }
@@ -207,11 +214,22 @@ func (r *recordReader) f64() float64 {
 // data). With objects false, Metadata and Measurements are left empty and
 // no JSON is parsed.
 func (d *Decoder) DecodeRecord(data []byte, e *Event, objects bool) error {
+	return d.decodeRecord(data, e, objects, false)
+}
+
+// DecodeRecordView is DecodeRecord without copying: e's strings alias data,
+// so e is valid only while data is unchanged. It suits a pass over stored
+// events that keeps nothing of them, or copies what it keeps.
+func (d *Decoder) DecodeRecordView(data []byte, e *Event, objects bool) error {
+	return d.decodeRecord(data, e, objects, true)
+}
+
+func (d *Decoder) decodeRecord(data []byte, e *Event, objects, view bool) error {
 	*e = Event{SampleWeight: 1}
 	if len(data) == 0 || data[0] != recordVersion {
 		return fmt.Errorf("%w: unknown version", ErrCorruptRecord)
 	}
-	r := recordReader{b: data[1:]}
+	r := recordReader{b: data[1:], view: view}
 	bits := r.uvarint()
 	e.EventID = r.str()
 	e.EventName = r.str()

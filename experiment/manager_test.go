@@ -519,13 +519,20 @@ func TestOrderedReadMergesRuns(t *testing.T) {
 		var prevTS int64
 		prevID := ""
 		firsts := 0
-		err = o.Read(Filter{}, true, func(*event.Event) error { firsts++; return nil }, func(e *event.Event) error {
-			if e.Timestamp < prevTS || (e.Timestamp == prevTS && e.EventID <= prevID) {
-				return fmt.Errorf("out of order at %s", e.EventID)
-			}
-			prevTS, prevID = e.Timestamp, e.EventID
-			got = append(got, e.EventID)
-			return nil
+		err = o.Read(readSpec{
+			// Each event's annotation must reach it through the sort.
+			Annotate: func(e *event.Event) ([]byte, error) { firsts++; return []byte("note " + e.EventID), nil },
+			Visit: func(e *event.Event, note []byte) error {
+				if string(note) != "note "+e.EventID {
+					return fmt.Errorf("%s arrived with the annotation %q", e.EventID, note)
+				}
+				if e.Timestamp < prevTS || (e.Timestamp == prevTS && e.EventID <= prevID) {
+					return fmt.Errorf("out of order at %s", e.EventID)
+				}
+				prevTS, prevID = e.Timestamp, e.EventID
+				got = append(got, e.EventID)
+				return nil
+			},
 		})
 		if err != nil || len(got) != 2500 || firsts != 2500 {
 			t.Fatalf("run size %d: %d events, %d first calls, %v", runSize, len(got), firsts, err)
@@ -533,5 +540,59 @@ func TestOrderedReadMergesRuns(t *testing.T) {
 	}
 	if tmp, _ := os.ReadDir(m.opts.Dir); len(tmp) != 1 { // only "experiments" remains
 		t.Fatalf("sort runs left behind: %v", tmp)
+	}
+}
+
+// failingWriter fails once it has taken n bytes.
+type failingWriter struct{ n int }
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		return 0, errors.New("client went away")
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+// TestExportStopsWhenTheWriterFails: a CSV export to a client that goes
+// away mid-way ends with the writer's error, in every format, also while
+// rows are being formatted on their own goroutine.
+func TestExportStopsWhenTheWriterFails(t *testing.T) {
+	m := newManager(t, t.TempDir(), &clock{time.Now()})
+	create(t, m, `{"id":"f","name":"F"}`)
+	var evs []*event.Event
+	for i := range 5000 {
+		e, err := event.Parse([]byte(fmt.Sprintf(`{"event_name":"x","latency_ms":%d,"metadata":{"k%d":"v","n":%d}}`, i, i%7, i)), time.Now(), pricing.Default())
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, e)
+	}
+	if _, err := m.Ingest("f", evs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"csv", "jsonl", "json"} {
+		for _, limit := range []int{0, 100_000} {
+			o, _, err := m.Ordered("f")
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.runSize = 700
+			n, err := o.Export(&failingWriter{n: limit}, ExportOptions{Format: format, Flatten: true})
+			if err == nil || !strings.Contains(err.Error(), "client went away") {
+				t.Errorf("%s, failing after %d bytes: %d events, error %v", format, limit, n, err)
+			}
+		}
+	}
+	var sink strings.Builder
+	o, _, _ := m.Ordered("f")
+	if n, err := o.Export(&sink, ExportOptions{Format: "csv", Flatten: true}); err != nil || n != 5000 {
+		t.Fatalf("export after the failures: %d, %v", n, err)
+	}
+	header := strings.SplitN(sink.String(), "\n", 2)[0]
+	for i := range 7 {
+		if !strings.Contains(header, fmt.Sprintf("metadata_k%d", i)) {
+			t.Errorf("header lacks metadata_k%d: %s", i, header)
+		}
 	}
 }

@@ -32,14 +32,19 @@ func (a *Anonymizer) Hash(id string) string {
 
 var anonymized = []string{"user_id", "session_id"}
 
-// Apply anonymizes e: its user_id and session_id, and the same keys in its
-// metadata, where they were lifted from.
-func (a *Anonymizer) Apply(e *event.Event) error {
+// ApplyIDs anonymizes e's user_id and session_id, not its metadata.
+func (a *Anonymizer) ApplyIDs(e *event.Event) {
 	for _, f := range []*event.Null[string]{&e.UserID, &e.SessionID} {
 		if f.Valid {
 			f.V = a.Hash(f.V)
 		}
 	}
+}
+
+// Apply anonymizes e: its user_id and session_id, and the same keys in its
+// metadata, where they were lifted from.
+func (a *Anonymizer) Apply(e *event.Event) error {
+	a.ApplyIDs(e)
 	if len(e.Metadata) == 0 {
 		return nil
 	}

@@ -5,6 +5,7 @@ package export
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 
@@ -44,7 +46,7 @@ type Writer interface {
 }
 
 // New returns a writer of format on w. columns is the CSV header (see
-// Columns); other formats ignore it.
+// ColumnSet); other formats ignore it.
 func New(w io.Writer, format string, columns []string, flatten bool) (Writer, error) {
 	switch format {
 	case "jsonl":
@@ -52,14 +54,40 @@ func New(w io.Writer, format string, columns []string, flatten bool) (Writer, er
 	case "json":
 		return &jsonArray{w: w}, nil
 	case "csv":
-		cw := &csvWriter{w: csv.NewWriter(w), columns: columns, flatten: flatten, index: map[string]int{}}
-		for i, c := range columns {
-			cw.index[c] = i
-		}
-		cw.row = make([]string, len(columns))
-		return cw, cw.w.Write(columns)
+		return newCSV(w, columns, flatten, nil)
 	}
 	return nil, fmt.Errorf("%w %q (use csv, jsonl or json)", ErrFormat, format)
+}
+
+// NewCSV returns a CSV writer whose header is cols' union of columns, for
+// rows written with WriteCells from cells cols encoded.
+func NewCSV(w io.Writer, cols *ColumnSet) (*CSV, error) {
+	return newCSV(w, cols.Header(), cols.flatten, cols)
+}
+
+func newCSV(w io.Writer, columns []string, flatten bool, cols *ColumnSet) (*CSV, error) {
+	c := &CSV{w: csv.NewWriter(w), columns: columns, flatten: flatten, index: map[string]int{}, row: make([]string, len(columns)), base: make([]int, len(BaseColumns))}
+	for i, col := range columns {
+		c.index[col] = i
+	}
+	for i, col := range BaseColumns {
+		c.base[i] = c.position(col)
+	}
+	if cols != nil {
+		c.cellPos = make([]int, len(cols.names))
+		for id, name := range cols.names {
+			c.cellPos[id] = c.position(name)
+		}
+	}
+	return c, c.w.Write(columns)
+}
+
+// position is col's index in the row, or -1.
+func (c *CSV) position(col string) int {
+	if i, ok := c.index[col]; ok {
+		return i
+	}
+	return -1
 }
 
 type jsonl struct {
@@ -143,42 +171,55 @@ func (fl *flattener) name(parent string, k []byte) string {
 	return n
 }
 
-// ColumnSet collects the union of the rows' CSV columns.
+// ColumnSet collects the union of the rows' CSV columns. AppendCells also
+// encodes a row's flattened cells, so that a CSV export parses each event's
+// JSON once: while sorting, for the header and the cells together.
 type ColumnSet struct {
 	flatten bool
-	set     map[string]struct{}
+	ids     map[string]uint32 // flattened column → id
+	names   []string          // id → flattened column
 	fl      flattener
+	value   []byte
 }
 
 // NewColumnSet returns a set holding the base columns.
 func NewColumnSet(flatten bool) *ColumnSet {
-	c := &ColumnSet{flatten: flatten, set: map[string]struct{}{}}
-	for _, b := range BaseColumns {
-		c.set[b] = struct{}{}
-	}
-	return c
+	return &ColumnSet{flatten: flatten, ids: map[string]uint32{}}
 }
 
 // Add adds the columns of e's row.
 func (c *ColumnSet) Add(e *event.Event) error {
+	_, err := c.AppendCells(nil, e)
+	return err
+}
+
+// AppendCells adds the columns of e's row and appends its flattened cells
+// to dst: for each, the column's id and the cell's text, length-prefixed.
+// Without flatten a row has no such cells.
+func (c *ColumnSet) AppendCells(dst []byte, e *event.Event) ([]byte, error) {
 	if !c.flatten {
-		return nil
+		return dst, nil
 	}
-	return c.fl.flatten(e, func(key string, _ *fastjson.Value) {
-		if _, ok := c.set[key]; !ok {
-			c.set[key] = struct{}{}
+	err := c.fl.flatten(e, func(key string, v *fastjson.Value) {
+		id, ok := c.ids[key]
+		if !ok {
+			id = uint32(len(c.names))
+			c.ids[key] = id
+			c.names = append(c.names, key)
 		}
+		c.value = appendCell(c.value[:0], v)
+		dst = binary.AppendUvarint(dst, uint64(id))
+		dst = binary.AppendUvarint(dst, uint64(len(c.value)))
+		dst = append(dst, c.value...)
 	})
+	return dst, err
 }
 
 // Header is the CSV header: the sorted union of every row's columns.
 func (c *ColumnSet) Header() []string {
-	cols := make([]string, 0, len(c.set))
-	for col := range c.set {
-		cols = append(cols, col)
-	}
+	cols := append(slices.Clone(BaseColumns), c.names...)
 	slices.Sort(cols)
-	return cols
+	return slices.Compact(cols)
 }
 
 // flattenObjects calls f for each leaf of e's metadata and measurements:
@@ -222,83 +263,134 @@ func (fl *flattener) walk(key string, v *fastjson.Value, f func(string, *fastjso
 	f(key, v)
 }
 
-type csvWriter struct {
+// CSV writes RFC 4180 rows under a fixed header.
+type CSV struct {
 	fl      flattener
 	w       *csv.Writer
 	columns []string
 	index   map[string]int
+	base    []int // positions of BaseColumns
+	cellPos []int // positions of a ColumnSet's columns by id
 	row     []string
+	scratch []byte
 	flatten bool
 }
 
-func fmtFloat(n event.Null[float64]) string {
-	if !n.Valid {
-		return ""
-	}
-	return strconv.FormatFloat(n.V, 'g', -1, 64)
-}
-
-func (c *csvWriter) set(col, v string) {
-	if i, ok := c.index[col]; ok {
+func (c *CSV) set(i int, v string) {
+	if i >= 0 {
 		c.row[i] = v
 	}
 }
 
-func (c *csvWriter) Write(e *event.Event) error {
+// setBase fills the base columns of e's row. Numbers and times are
+// formatted into one buffer per row; the row's strings point into it until
+// the row is written.
+func (c *CSV) setBase(e *event.Event) {
 	clear(c.row)
-	c.set("event_id", e.EventID)
-	c.set("experiment_id", e.ExperimentID)
-	c.set("experiment_name", e.ExperimentName)
-	c.set("condition", e.Condition)
-	c.set("timestamp", strconv.FormatInt(e.Timestamp, 10))
-	c.set("datetime", time.UnixMicro(e.Timestamp).UTC().Format("2006-01-02T15:04:05.000000Z07:00"))
-	c.set("event_name", e.EventName)
-	c.set("latency_ms", fmtFloat(e.LatencyMs))
-	c.set("cost_usd", fmtFloat(e.CostUSD))
+	c.scratch = c.scratch[:0]
+	text := func(appendTo func([]byte) []byte) string {
+		start := len(c.scratch)
+		c.scratch = appendTo(c.scratch)
+		return bytesToString(c.scratch[start:])
+	}
+	float := func(n event.Null[float64]) string {
+		if !n.Valid {
+			return ""
+		}
+		return text(func(b []byte) []byte { return strconv.AppendFloat(b, n.V, 'g', -1, 64) })
+	}
+	success := ""
 	if e.Success.Valid {
-		c.set("success", strconv.FormatBool(e.Success.V))
+		success = strconv.FormatBool(e.Success.V)
 	}
-	for _, f := range []struct {
-		col string
-		v   event.Null[string]
-	}{{"model", e.Model}, {"provider", e.Provider}, {"sample_id", e.SampleID}, {"session_id", e.SessionID}, {"user_id", e.UserID}, {"cohort", e.Cohort}} {
-		c.set(f.col, f.v.V)
+	for i, v := range [...]string{ // in the order of BaseColumns
+		e.EventID, e.ExperimentID, e.ExperimentName, e.Condition,
+		text(func(b []byte) []byte { return strconv.AppendInt(b, e.Timestamp, 10) }),
+		text(func(b []byte) []byte {
+			return time.UnixMicro(e.Timestamp).UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
+		}),
+		e.EventName, float(e.LatencyMs), float(e.CostUSD), success,
+		e.Model.V, e.Provider.V, e.SampleID.V, e.SessionID.V, e.UserID.V, e.Cohort.V, strings.Join(e.Tags, ";"),
+	} {
+		c.set(c.base[i], v)
 	}
-	c.set("tags", strings.Join(e.Tags, ";"))
+}
+
+// bytesToString views b as a string without copying; b must not change
+// while the string is in use.
+func bytesToString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// Write writes e's row, flattening its metadata and measurements.
+func (c *CSV) Write(e *event.Event) error {
+	c.setBase(e)
 	if c.flatten {
-		if err := c.fl.flatten(e, func(key string, v *fastjson.Value) { c.set(key, cell(v)) }); err != nil {
+		if err := c.fl.flatten(e, func(key string, v *fastjson.Value) { c.set(c.position(key), cell(v)) }); err != nil {
 			return err
 		}
 	}
 	return c.w.Write(c.row)
 }
 
+// WriteCells writes e's row with the flattened cells that the ColumnSet
+// given to NewCSV encoded.
+func (c *CSV) WriteCells(e *event.Event, cells []byte) error {
+	c.setBase(e)
+	for len(cells) > 0 {
+		id, n := binary.Uvarint(cells)
+		if n <= 0 || id >= uint64(len(c.cellPos)) {
+			return errBadCells
+		}
+		cells = cells[n:]
+		size, n := binary.Uvarint(cells)
+		if n <= 0 || size > uint64(len(cells)-n) {
+			return errBadCells
+		}
+		cells = cells[n:]
+		c.set(c.cellPos[id], bytesToString(cells[:size])) // cells outlive the row
+		cells = cells[size:]
+	}
+	return c.w.Write(c.row)
+}
+
+var errBadCells = errors.New("export: malformed cells")
+
 // cell renders a leaf: strings as they are, numbers as sent (so they
 // round-trip exactly), lists of scalars joined with ",", anything else as
 // JSON.
-func cell(v *fastjson.Value) string {
+func cell(v *fastjson.Value) string { return string(appendCell(nil, v)) }
+
+func appendCell(dst []byte, v *fastjson.Value) []byte {
 	switch v.Type() {
 	case fastjson.TypeString:
 		b, _ := v.StringBytes()
-		return string(b)
+		return append(dst, b...)
 	case fastjson.TypeNull:
-		return ""
+		return dst
 	case fastjson.TypeArray:
 		items, _ := v.Array()
-		parts := make([]string, len(items))
-		for i, it := range items {
-			switch it.Type() {
-			case fastjson.TypeObject, fastjson.TypeArray:
-				return string(v.MarshalTo(nil))
+		for _, it := range items {
+			if t := it.Type(); t == fastjson.TypeObject || t == fastjson.TypeArray {
+				return v.MarshalTo(dst)
 			}
-			parts[i] = cell(it)
 		}
-		return strings.Join(parts, ",")
+		for i, it := range items {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendCell(dst, it)
+		}
+		return dst
 	}
-	return string(v.MarshalTo(nil))
+	return v.MarshalTo(dst)
 }
 
-func (c *csvWriter) Close() error {
+// Close flushes the rows.
+func (c *CSV) Close() error {
 	c.w.Flush()
 	return c.w.Error()
 }
