@@ -4,7 +4,10 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,13 +100,28 @@ func BenchmarkCompare1M(b *testing.B) {
 	}
 }
 
+// rss is the process' resident memory in bytes, or 0 where /proc is not.
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize())
+}
+
 // BenchmarkExport1M exports a one-million-event experiment, stored out of
-// time order across requests, and reports the heap it needed.
+// time order across requests, and reports the heap and resident memory it
+// added at most.
 func BenchmarkExport1M(b *testing.B) {
 	m := benchManager(b, []string{"big"}, 1_000_000)
 	for _, format := range []string{"jsonl", "csv"} {
 		b.Run(format, func(b *testing.B) {
-			var peak uint64
+			var peak, peakRSS uint64
 			for b.Loop() {
 				o, _, err := m.Ordered("big")
 				if err != nil {
@@ -112,33 +130,39 @@ func BenchmarkExport1M(b *testing.B) {
 				runtime.GC()
 				var before runtime.MemStats
 				runtime.ReadMemStats(&before)
+				rssBefore := rss()
 				stop := make(chan struct{})
-				done := make(chan uint64)
-				go func() { // sample the heap while exporting
-					var max uint64
+				done := make(chan [2]uint64)
+				go func() { // sample the heap and RSS while exporting
+					var heapMax, rssMax uint64
 					var ms runtime.MemStats
 					for {
 						select {
 						case <-stop:
-							done <- max
+							done <- [2]uint64{heapMax, rssMax}
 							return
 						case <-time.After(20 * time.Millisecond):
 							runtime.ReadMemStats(&ms)
-							if ms.HeapInuse > before.HeapInuse && ms.HeapInuse-before.HeapInuse > max {
-								max = ms.HeapInuse - before.HeapInuse
+							if ms.HeapInuse > before.HeapInuse {
+								heapMax = max(heapMax, ms.HeapInuse-before.HeapInuse)
+							}
+							if r := rss(); r > rssBefore {
+								rssMax = max(rssMax, r-rssBefore)
 							}
 						}
 					}
 				}()
 				n, err := o.Export(io.Discard, ExportOptions{Format: format, Flatten: true})
 				close(stop)
-				peak = max(peak, <-done)
+				grew := <-done
+				peak, peakRSS = max(peak, grew[0]), max(peakRSS, grew[1])
 				if err != nil || n != 1_000_000 {
 					b.Fatal(n, err)
 				}
 			}
 			b.ReportMetric(float64(b.N)*1e6/b.Elapsed().Seconds(), "events/s")
 			b.ReportMetric(float64(peak)/(1<<20), "MiB-heap-growth")
+			b.ReportMetric(float64(peakRSS)/(1<<20), "MiB-rss-growth")
 		})
 	}
 }
