@@ -114,13 +114,7 @@ func TestDashboardsAndRulesAgainstPrometheus(t *testing.T) {
 	s := startSidecar(t, filepath.Join(dir, "data"))
 	defer s.stop(syscall.SIGTERM)
 
-	demo := exec.Command(binary, "demo", "--target="+s.url, "--rate=50", "--duration=5m")
-	demoLogs := &syncBuffer{}
-	demo.Stdout, demo.Stderr = demoLogs, demoLogs
-	if err := demo.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { demo.Process.Signal(syscall.SIGTERM); demo.Wait() }()
+	demoLogs := startProcess(t, binary, "demo", "--target="+s.url, "--rate=50", "--duration=5m")
 
 	rules, err := filepath.Abs(rulesFile)
 	if err != nil {
@@ -137,14 +131,8 @@ scrape_configs:
     static_configs:
       - targets: [%q]
 `, rules, strings.TrimPrefix(s.url, "http://"))), 0o644)
-	cmd := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "prom"),
+	logs := startProcess(t, prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "prom"),
 		"--web.listen-address="+addr, "--enable-feature=native-histograms")
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 
 	values := map[string]string{
 		"datasource": "", "experiment": "demo-control|demo-treatment", "condition": "control|treatment",

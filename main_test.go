@@ -73,6 +73,20 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
+// startProcess starts a program for the rest of the test, its output
+// collected; the test's cleanup stops it with SIGTERM.
+func startProcess(t *testing.T, name string, args ...string) *syncBuffer {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	return logs
+}
+
 func freePort(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -371,13 +385,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	cfg := filepath.Join(dir, "web.yml")
 	os.WriteFile(cfg, []byte("basic_auth_users:\n  alice: "+string(hash)+"\n"), 0o600)
 	addr := freePort(t)
-	cmd := exec.Command(binary, "--web.listen-address="+addr, "--storage.path="+filepath.Join(dir, "data"), "--web.config.file="+cfg)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	logs := startProcess(t, binary, "--web.listen-address="+addr, "--storage.path="+filepath.Join(dir, "data"), "--web.config.file="+cfg)
 	get := func(path, user, pass string) int {
 		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
 		if user != "" {

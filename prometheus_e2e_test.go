@@ -96,14 +96,8 @@ func TestPrometheusScrapesSidecar(t *testing.T) {
 	cfg := filepath.Join(dir, "prometheus.yml")
 	target := strings.TrimPrefix(s.url, "http://")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: crucible\n    static_configs:\n      - targets: [%q]\n", target)), 0o644)
-	cmd := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "prom"),
+	logs := startProcess(t, prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "prom"),
 		"--web.listen-address="+addr, "--enable-feature=native-histograms")
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 
 	query := func(q string) (float64, bool) {
 		resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))

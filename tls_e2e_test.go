@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -75,13 +74,7 @@ func TestWebConfigTLS(t *testing.T) {
 	}
 
 	addr := freePort(t)
-	cmd := exec.Command(binary, "--web.listen-address="+addr, "--storage.path="+filepath.Join(dir, "data"), "--web.config.file="+cfg)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	logs := startProcess(t, binary, "--web.listen-address="+addr, "--storage.path="+filepath.Join(dir, "data"), "--web.config.file="+cfg)
 
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
 	do := func(method, url, user, pass, body string) int {

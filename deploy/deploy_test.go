@@ -51,32 +51,23 @@ func decode(t *testing.T, name string, data []byte) objects {
 		var err error
 		switch meta.Kind {
 		case "Deployment":
-			o.deployments = append(o.deployments, appsv1.Deployment{})
-			err = yaml.UnmarshalStrict(doc, &o.deployments[len(o.deployments)-1])
+			err = strictAppend(&o.deployments, doc)
 		case "Job":
-			o.jobs = append(o.jobs, batchv1.Job{})
-			err = yaml.UnmarshalStrict(doc, &o.jobs[len(o.jobs)-1])
+			err = strictAppend(&o.jobs, doc)
 		case "Service":
-			o.services = append(o.services, corev1.Service{})
-			err = yaml.UnmarshalStrict(doc, &o.services[len(o.services)-1])
+			err = strictAppend(&o.services, doc)
 		case "Namespace":
-			o.namespaces = append(o.namespaces, corev1.Namespace{})
-			err = yaml.UnmarshalStrict(doc, &o.namespaces[len(o.namespaces)-1])
+			err = strictAppend(&o.namespaces, doc)
 		case "PersistentVolumeClaim":
-			o.claims = append(o.claims, corev1.PersistentVolumeClaim{})
-			err = yaml.UnmarshalStrict(doc, &o.claims[len(o.claims)-1])
+			err = strictAppend(&o.claims, doc)
 		case "PodMonitor":
-			o.podMonitors = append(o.podMonitors, monitoringv1.PodMonitor{})
-			err = yaml.UnmarshalStrict(doc, &o.podMonitors[len(o.podMonitors)-1])
+			err = strictAppend(&o.podMonitors, doc)
 		case "ServiceMonitor":
-			o.svcMonitors = append(o.svcMonitors, monitoringv1.ServiceMonitor{})
-			err = yaml.UnmarshalStrict(doc, &o.svcMonitors[len(o.svcMonitors)-1])
+			err = strictAppend(&o.svcMonitors, doc)
 		case "PrometheusRule":
-			o.rules = append(o.rules, monitoringv1.PrometheusRule{})
-			err = yaml.UnmarshalStrict(doc, &o.rules[len(o.rules)-1])
+			err = strictAppend(&o.rules, doc)
 		case "Kustomization", "Component":
-			var k types.Kustomization
-			err = yaml.UnmarshalStrict(doc, &k)
+			err = strictAppend(new([]types.Kustomization), doc)
 		default:
 			t.Fatalf("%s #%d: unexpected kind %q", name, i, meta.Kind)
 		}
@@ -85,6 +76,14 @@ func decode(t *testing.T, name string, data []byte) objects {
 		}
 	}
 	return o
+}
+
+// strictAppend decodes doc into a new element of list.
+func strictAppend[T any](list *[]T, doc []byte) error {
+	var v T
+	err := yaml.UnmarshalStrict(doc, &v)
+	*list = append(*list, v)
+	return err
 }
 
 // TestManifestsDecode: every file under kubernetes/ is valid for its type.
