@@ -89,7 +89,7 @@ func run(args []string) int {
 	serve.Flag("storage.sync-interval", "How often the event log is fsynced; 0 fsyncs before every answer.").Default("1s").SetValue(&sf.syncInterval)
 	serve.Flag("ingest.dedup-window", "How long a client-chosen event_id is remembered to drop retried events.").Default("1h").SetValue(&sf.dedupWindow)
 	serve.Flag("metrics.stopped-series-ttl", "How long a stopped experiment's series stay on /metrics.").Default("15m").SetValue(&sf.seriesTTL)
-	serve.Flag("metrics.max-label-values", "Distinct values of model, provider and event per experiment on /metrics; the rest count as \"other\".").Default("50").IntVar(&sf.maxLabelValues)
+	serve.Flag("metrics.max-label-values", "Distinct values of model, provider and event per experiment, on /metrics and in the TSDB; the rest count as \"other\".").Default("50").IntVar(&sf.maxLabelValues)
 	serve.Flag("pricing.file", "YAML price table overriding the embedded one; re-read on SIGHUP and POST /-/reload.").StringVar(&sf.pricingFile)
 
 	app.Command("version", "Print the version.")
@@ -228,6 +228,7 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 			Retention:        time.Duration(sf.retention),
 			SyncInterval:     time.Duration(sf.syncInterval),
 			DedupWindow:      time.Duration(sf.dedupWindow),
+			MaxLabelValues:   sf.maxLabelValues,
 			Registerer:       reg,
 		},
 	})

@@ -64,6 +64,7 @@ type Record struct {
 	Ms         int64
 	SeriesHash uint64
 	Slot       uint8
+	Flags      uint8  // which of the event, model and provider labels overflowed
 	ClientID   string // set when the client chose the event id
 	Data       []byte
 	Pos        Position
@@ -81,9 +82,9 @@ func (p Position) Less(q Position) bool {
 }
 
 // appendRecord encodes one record onto b.
-func appendRecord(b []byte, arrivalUs, ms int64, seriesHash uint64, slot uint8, clientID string, data []byte) []byte {
+func appendRecord(b []byte, arrivalUs, ms int64, seriesHash uint64, slot, overflow uint8, clientID string, data []byte) []byte {
 	bodyLen := bodyFixedLen + len(data)
-	var flags byte
+	flags := overflow & labelFlags
 	if clientID != "" {
 		flags |= flagClientID
 		bodyLen += 1 + len(clientID)
@@ -126,6 +127,7 @@ func decodeBody(body []byte, rec *Record) error {
 	rec.SeriesHash = binary.LittleEndian.Uint64(body[16:])
 	rec.Slot = body[24]
 	flags := body[25]
+	rec.Flags = flags & labelFlags
 	rest := body[bodyFixedLen:]
 	rec.ClientID = ""
 	if flags&flagClientID != 0 {

@@ -61,10 +61,10 @@ type seriesRefs struct {
 	refs [numMetrics]atomic.Uint64
 }
 
-// refsFor returns the series of e in slot. Callers hold s.mu (or are alone,
-// as in Open).
-func (s *Store) refsFor(e *event.Event, slot uint8) *seriesRefs {
-	k := seriesKey{e.Condition, e.EventName, e.Model.V, e.Provider.V, slot}
+// refsFor returns the series of labels l in slot. Callers hold s.mu (or
+// are alone, as in Open).
+func (s *Store) refsFor(l seriesLabels, slot uint8) *seriesRefs {
+	k := seriesKey{l.condition, l.event, l.model, l.provider, slot}
 	if r, ok := s.series[k]; ok {
 		return r
 	}

@@ -26,7 +26,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
@@ -63,6 +62,10 @@ type Options struct {
 	Metrics          MetricsConfig
 	Registerer       prometheus.Registerer // wrapped with experiment_id here
 	Logger           *slog.Logger
+	// MaxLabelValues caps the distinct values of each of the event, model
+	// and provider labels (DefaultMaxLabelValues when 0); later values are
+	// stored under OverflowLabel.
+	MaxLabelValues int
 	// Visit, when set, sees every stored record while Open reads the log,
 	// so that callers can rebuild state from it without a second pass.
 	Visit func(*Record) error
@@ -107,6 +110,7 @@ type Store struct {
 	pointsOK atomic.Bool // the index holds exactly the log's events
 
 	tmu        sync.Mutex               // serialises TSDB appends and log and index writes
+	labels     *labelCap                // under mu
 	applied    atomic.Pointer[Position] // every frame before it is committed to the TSDB
 	tsdbBehind atomic.Bool              // a commit failed: stop advancing applied
 
@@ -170,8 +174,16 @@ func Open(dir string, opts Options) (*Store, error) {
 	dedupFrom := now - opts.DedupWindow.Microseconds()
 
 	var recs []slotMark
+	s.labels = newLabelCap(opts.MaxLabelValues, opts.Logger)
+	dec := event.GetDecoder()
+	defer event.PutDecoder(dec)
+	var ev event.Event
 	s.log, err = openEventLog(filepath.Join(dir, "events"), opts.SegmentSize, opts.Logger, func(r *Record) error {
 		s.count.Add(1)
+		dec.Reset()
+		if err := s.labels.learn(r, dec, &ev); err != nil {
+			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
+		}
 		if r.ClientID != "" && r.ArrivalUs >= dedupFrom {
 			s.dedup.add(r.ClientID, r.ArrivalUs)
 		}
@@ -357,7 +369,7 @@ func (s *Store) replay(from Position) error {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
 		}
 		ev.ExperimentID, ev.Condition = s.opts.ExperimentID, s.opts.Condition
-		if err := s.appendSamples(app, &ev, r.Ms, s.refsFor(&ev, r.Slot)); err != nil {
+		if err := s.appendSamples(app, &ev, r.Ms, s.refsFor(stored(s.opts.Condition, &ev, r.Flags), r.Slot)); err != nil {
 			s.logger.Warn("replay: TSDB did not take a sample", "event_id", ev.EventID, "err", err)
 		}
 		n++
@@ -389,10 +401,11 @@ var bufferPool = sync.Pool{New: func() any { return new(appendBuffers) }}
 
 // placed is an accepted event with its TSDB time, slot and series.
 type placed struct {
-	i    int
-	ms   int64
-	slot uint8
-	refs *seriesRefs
+	i     int
+	ms    int64
+	slot  uint8
+	flags uint8 // which labels overflowed
+	refs  *seriesRefs
 }
 
 // Append stores events that arrived at arrival. Events must be fully
@@ -416,7 +429,6 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 	order := make([]int, len(events))
 	batchMax := int64(math.MinInt64)
 	for i, e := range events {
-		hashes[i] = seriesHash(e)
 		order[i] = i
 		batchMax = max(batchMax, e.TimestampMs())
 	}
@@ -443,6 +455,8 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 			results[i] = tooOld(s.opts.OutOfOrderWindow)
 			continue
 		}
+		lbls, flags := s.labels.place(s.opts.Condition, e)
+		hashes[i] = seriesHash(lbls)
 		at, slot, ok := s.slots.assign(hashes[i], ms)
 		if !ok {
 			results[i] = Result{Status: Rejected, Err: ErrNoSlot}
@@ -452,7 +466,7 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 			s.dedup.add(e.EventID, arrivalUs) // reserved now, released on failure
 			reserved = append(reserved, e.EventID)
 		}
-		place = append(place, placed{i, at, slot, s.refsFor(e, slot)})
+		place = append(place, placed{i, at, slot, flags, s.refsFor(lbls, slot)})
 	}
 	if len(place) == 0 {
 		s.mu.Unlock()
@@ -556,7 +570,7 @@ func (s *Store) encodeFrame(bufs *appendBuffers, events []*event.Event, place []
 			clientID = e.EventID
 		}
 		bufs.json = e.AppendRecord(bufs.json[:0], e.Raw)
-		bufs.records = appendRecord(bufs.records, arrivalUs, p.ms, hashes[p.i], p.slot, clientID, bufs.json)
+		bufs.records = appendRecord(bufs.records, arrivalUs, p.ms, hashes[p.i], p.slot, p.flags, clientID, bufs.json)
 	}
 	bufs.frame = appendFrame(bufs.frame[:0], bufs.records)
 }
@@ -662,17 +676,6 @@ func (s *Store) closeTSDB() error {
 	err := s.db.Close()
 	s.reg.unregisterAll()
 	return err
-}
-
-// seriesHash identifies an event's TSDB series (without slot and name).
-func seriesHash(e *event.Event) uint64 {
-	var d xxhash.Digest
-	d.Reset()
-	for _, v := range [...]string{e.Condition, e.EventName, e.Model.V, e.Provider.V} {
-		_, _ = d.WriteString(v)
-		_, _ = d.Write([]byte{0xff})
-	}
-	return d.Sum64()
 }
 
 // Compile-time check that the TSDB implements the appender we use.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -494,3 +495,65 @@ func samePoints(a, b []Point) bool {
 }
 
 func sameFloat(a, b float64) bool { return a == b || (math.IsNaN(a) && math.IsNaN(b)) }
+
+// seriesByModel counts latency samples per model label.
+func seriesByModel(t *testing.T, db *tsdb.DB) map[string]int {
+	t.Helper()
+	q, err := db.Querier(math.MinInt64, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	out := map[string]int{}
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, MetricLatency))
+	for set.Next() {
+		it := set.At().Iterator(nil)
+		for it.Next() != 0 {
+			out[set.At().Labels().Get("model")]++
+		}
+	}
+	return out
+}
+
+// TestLabelValuesCapped: past MaxLabelValues models, events are stored in
+// the "other" series; every event keeps its samples, a replay puts them
+// back where they were, and the cap holds across a restart.
+func TestLabelValuesCapped(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(t)
+	opts.MaxLabelValues = 3
+	s := openStore(t, dir, opts)
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	var evs []*event.Event
+	for i := range 60 { // models m0..m5, ten events each, several in one millisecond
+		evs = append(evs, llmEvent(base+int64(i/4)*1000, fmt.Sprintf("m%d", i%6), float64(i+1)))
+	}
+	mustAppend(t, s, evs)
+	want := map[string]int{"m0": 10, "m1": 10, "m2": 10, OverflowLabel: 30}
+	if got := seriesByModel(t, s.db); !maps.Equal(got, want) {
+		t.Fatalf("samples by model %v, want %v", got, want)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A TSDB rebuilt from the log alone.
+	os.RemoveAll(filepath.Join(dir, "tsdb"))
+	os.Remove(filepath.Join(dir, appliedFile))
+	opts.Registerer = prometheus.NewRegistry()
+	s = openStore(t, dir, opts)
+	defer s.Close()
+	if got := seriesByModel(t, s.db); !maps.Equal(got, want) {
+		t.Fatalf("after a replay: samples by model %v, want %v", got, want)
+	}
+	// Admitted values stay admitted, new ones overflow.
+	mustAppend(t, s, []*event.Event{llmEvent(base+40_000, "m1", 1), llmEvent(base+40_000, "m9", 1)})
+	want["m1"]++
+	want[OverflowLabel]++
+	if got := seriesByModel(t, s.db); !maps.Equal(got, want) {
+		t.Fatalf("after a restart: samples by model %v, want %v", got, want)
+	}
+	if len(s.series) > 3*4+4 { // at most (admitted + other) × slots in use
+		t.Fatalf("%d cached series", len(s.series))
+	}
+}
