@@ -17,11 +17,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,6 +113,7 @@ type Store struct {
 
 	tmu        sync.Mutex               // serialises TSDB appends and log and index writes
 	labels     *labelCap                // under mu
+	written    Position                 // the replay position last written, by the housekeeping loop
 	applied    atomic.Pointer[Position] // every frame before it is committed to the TSDB
 	tsdbBehind atomic.Bool              // a commit failed: stop advancing applied
 
@@ -259,10 +262,21 @@ func (s *Store) readApplied() Position {
 func (s *Store) writeApplied(p Position) error {
 	b, _ := json.Marshal(p)
 	tmp := filepath.Join(s.dir, appliedFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	f, err := os.Create(tmp)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(s.dir, appliedFile))
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, appliedFile)); err != nil {
+		return err
+	}
+	return syncFile(s.dir) // the rename itself
 }
 
 // rebuildPoints writes the points index anew from the log.
@@ -356,6 +370,7 @@ func (s *Store) replay(from Position) error {
 	end := s.log.end()
 	s.applied.Store(&end)
 	if !from.Less(end) {
+		s.written = from
 		return nil
 	}
 	start := time.Now()
@@ -391,6 +406,10 @@ func (s *Store) replay(from Position) error {
 	if n > 0 {
 		s.logger.Info("replayed event log into TSDB", "events", n, "duration", time.Since(start))
 	}
+	if err := syncWriteAheadLogs(filepath.Join(s.dir, "tsdb")); err != nil {
+		return fmt.Errorf("replay event log into TSDB: %w", err)
+	}
+	s.written = end
 	return s.writeApplied(end)
 }
 
@@ -643,9 +662,69 @@ func (s *Store) tick() {
 	s.slots.prune()
 	s.dedup.advance(time.Now().UnixMicro())
 	s.mu.Unlock()
-	if err := s.writeApplied(*s.applied.Load()); err != nil {
-		s.logger.Error("record TSDB replay position", "err", err)
+	s.recordApplied()
+}
+
+// recordApplied writes the replay position once what it claims is on
+// disk: the TSDB's write-ahead logs are fsynced first, so that after a
+// power loss a replay never starts past samples the TSDB lost.
+func (s *Store) recordApplied() {
+	applied := *s.applied.Load()
+	if applied == s.written {
+		return
 	}
+	if err := syncWriteAheadLogs(filepath.Join(s.dir, "tsdb")); err != nil {
+		s.logger.Error("fsync the TSDB's write-ahead log", "err", err)
+		return
+	}
+	if err := s.writeApplied(applied); err != nil {
+		s.logger.Error("record TSDB replay position", "err", err)
+		return
+	}
+	s.written = applied
+}
+
+// syncWriteAheadLogs fsyncs the newest segments of the TSDB's WAL and of
+// its out-of-order WBL: the TSDB writes each commit to them but fsyncs a
+// segment only when it is full. The two newest, as a segment may just have
+// been cut.
+func syncWriteAheadLogs(tsdbDir string) error {
+	for _, sub := range []string{"wal", "wbl"} {
+		dir := filepath.Join(tsdbDir, sub)
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, name := range newestSegments(entries, 2) {
+			if err := syncFile(filepath.Join(dir, name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// newestSegments are the names of the n highest-numbered segment files.
+func newestSegments(entries []fs.DirEntry, n int) []string {
+	var segs []string
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err == nil && e.Type().IsRegular() {
+			segs = append(segs, e.Name())
+		}
+	}
+	slices.SortFunc(segs, func(a, b string) int { return cmp.Or(cmp.Compare(len(a), len(b)), cmp.Compare(a, b)) })
+	return segs[max(0, len(segs)-n):]
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
 }
 
 // Close flushes and closes the log and the TSDB. It waits for appends in

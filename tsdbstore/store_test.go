@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -555,5 +556,56 @@ func TestLabelValuesCapped(t *testing.T) {
 	}
 	if len(s.series) > 3*4+4 { // at most (admitted + other) × slots in use
 		t.Fatalf("%d cached series", len(s.series))
+	}
+}
+
+func TestNewestSegments(t *testing.T) {
+	for _, tc := range []struct {
+		names []string
+		want  []string
+	}{
+		{nil, nil},
+		{[]string{"00000000"}, []string{"00000000"}},
+		{[]string{"00000002", "00000010", "00000009", "checkpoint.00000001"}, []string{"00000009", "00000010"}},
+		{[]string{"99999999", "100000000"}, []string{"99999999", "100000000"}}, // past eight digits
+	} {
+		dir := t.TempDir()
+		var entries []os.DirEntry
+		for _, n := range tc.names {
+			if strings.HasPrefix(n, "checkpoint") {
+				os.Mkdir(filepath.Join(dir, n), 0o755)
+			} else {
+				os.WriteFile(filepath.Join(dir, n), nil, 0o644)
+			}
+		}
+		entries, _ = os.ReadDir(dir)
+		if got := newestSegments(entries, 2); !slices.Equal(got, tc.want) && len(got)+len(tc.want) > 0 {
+			t.Errorf("%v: %v, want %v", tc.names, got, tc.want)
+		}
+	}
+}
+
+// TestReplayPositionFollowsTheWAL: the housekeeping records the replay
+// position (after syncing the TSDB's logs), and only when it moved.
+func TestReplayPositionFollowsTheWAL(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, testOptions(t))
+	defer s.Close()
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	mustAppend(t, s, []*event.Event{llmEvent(base, "m", 1), llmEvent(base-5000, "m", 2)}) // the second goes to the out-of-order WBL
+	deadline := time.Now().Add(10 * time.Second)
+	for s.readApplied() != s.log.end() {
+		if time.Now().After(deadline) {
+			t.Fatalf("replay position %v, want the log's end %v", s.readApplied(), s.log.end())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	info, err := os.Stat(filepath.Join(dir, appliedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // two housekeeping rounds with nothing new
+	if again, _ := os.Stat(filepath.Join(dir, appliedFile)); !again.ModTime().Equal(info.ModTime()) {
+		t.Fatal("replay position rewritten without a change")
 	}
 }
