@@ -58,21 +58,12 @@ func Comparison() Dashboard {
 		Target{Expr: "sum by (condition) (rate(crucible_events_total" + both + "[$__rate_interval]))", LegendFormat: "{{condition}}"}))
 
 	condition := func(name, label, def string) Variable {
-		v := queryVar(name, label, `label_values(crucible_experiment_info{experiment_id=~"$experiment"}, condition)`, false)
+		v := queryVar(name, label, conditionsQuery, false)
 		v.Current = &Option{Text: def, Value: def}
 		return v
 	}
-	return Dashboard{
-		UID: "crucible-ab-comparison", Title: "CrucibleTelemetry / A/B comparison",
-		Description: "Two conditions side by side: latency, success, cost and tokens, with live differences.",
-		Tags:        []string{"crucible-telemetry"}, Editable: true, GraphTooltip: 1, SchemaVersion: 39,
-		Refresh: "30s", Time: TimeRange{From: "now-1h", To: "now"},
-		Templating: Templating{List: []Variable{
-			datasourceVar(),
-			queryVar("experiment", "Experiments", "label_values(crucible_experiment_info, experiment_id)", true),
-			condition("control", "Control condition", "control"),
-			condition("treatment", "Treatment condition", "treatment"),
-		}},
-		Panels: l.panels,
-	}
+	return dashboard("crucible-ab-comparison", "A/B comparison",
+		"Two conditions side by side: latency, success, cost and tokens, with live differences.",
+		"Experiments", l.panels,
+		condition("control", "Control condition", "control"), condition("treatment", "Treatment condition", "treatment"))
 }

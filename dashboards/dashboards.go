@@ -130,9 +130,23 @@ func JSON(d Dashboard) ([]byte, error) {
 
 func ptr[T any](v T) *T { return &v }
 
-func datasourceVar() Variable {
-	return Variable{Name: "datasource", Label: "Data source", Type: "datasource", Query: "prometheus"}
+// dashboard has the settings both dashboards share; its variables are the
+// data source, the experiments (label) and vars.
+func dashboard(uid, title, description, experimentLabel string, panels []Panel, vars ...Variable) Dashboard {
+	return Dashboard{
+		UID: uid, Title: "CrucibleTelemetry / " + title, Description: description,
+		Tags: []string{"crucible-telemetry"}, Editable: true, GraphTooltip: 1, SchemaVersion: 39,
+		Refresh: "30s", Time: TimeRange{From: "now-1h", To: "now"},
+		Templating: Templating{List: append([]Variable{
+			{Name: "datasource", Label: "Data source", Type: "datasource", Query: "prometheus"},
+			queryVar("experiment", experimentLabel, "label_values(crucible_experiment_info, experiment_id)", true),
+		}, vars...)},
+		Panels: panels,
+	}
 }
+
+// conditionsQuery lists the conditions of the chosen experiments.
+const conditionsQuery = `label_values(crucible_experiment_info{experiment_id=~"$experiment"}, condition)`
 
 // queryVar is a variable whose values come from label_values(query).
 func queryVar(name, label, query string, multi bool) Variable {

@@ -71,16 +71,7 @@ func Overview() Dashboard {
 		Target{Expr: "crucible_storage_used_bytes", LegendFormat: "used {{instance}}"},
 		Target{Expr: "crucible_storage_filesystem_avail_bytes", LegendFormat: "free {{instance}}"}))
 
-	return Dashboard{
-		UID: "crucible-overview", Title: "CrucibleTelemetry / Experiment overview",
-		Description: "Live view of experiments: progress, outcomes, latency, cost, tokens and the sidecar's health.",
-		Tags:        []string{"crucible-telemetry"}, Editable: true, GraphTooltip: 1, SchemaVersion: 39,
-		Refresh: "30s", Time: TimeRange{From: "now-1h", To: "now"},
-		Templating: Templating{List: []Variable{
-			datasourceVar(),
-			queryVar("experiment", "Experiment", "label_values(crucible_experiment_info, experiment_id)", true),
-			queryVar("condition", "Condition", `label_values(crucible_experiment_info{experiment_id=~"$experiment"}, condition)`, true),
-		}},
-		Panels: l.panels,
-	}
+	return dashboard("crucible-overview", "Experiment overview",
+		"Live view of experiments: progress, outcomes, latency, cost, tokens and the sidecar's health.",
+		"Experiment", l.panels, queryVar("condition", "Condition", conditionsQuery, true))
 }
