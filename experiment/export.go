@@ -36,7 +36,7 @@ func (o *Ordered) Export(w io.Writer, opts ExportOptions) (int64, error) {
 		}
 	}
 	if opts.Format != "csv" {
-		out, err := export.New(w, opts.Format, nil, opts.Flatten)
+		out, err := export.New(w, opts.Format)
 		if err != nil {
 			return 0, err
 		}

@@ -45,49 +45,34 @@ type Writer interface {
 	Close() error
 }
 
-// New returns a writer of format on w. columns is the CSV header (see
-// ColumnSet); other formats ignore it.
-func New(w io.Writer, format string, columns []string, flatten bool) (Writer, error) {
+// New returns a JSONL or JSON writer on w. A CSV must know its columns
+// before its first row: see NewCSV.
+func New(w io.Writer, format string) (Writer, error) {
 	switch format {
 	case "jsonl":
 		return &jsonl{w: w}, nil
 	case "json":
 		return &jsonArray{w: w}, nil
-	case "csv":
-		return newCSV(w, columns, flatten, nil)
 	}
 	return nil, fmt.Errorf("%w %q (use csv, jsonl or json)", ErrFormat, format)
 }
 
 // NewCSV returns a CSV writer whose header is cols' union of columns, for
-// rows written with WriteCells from cells cols encoded.
+// rows written with WriteCells from the cells cols encoded.
 func NewCSV(w io.Writer, cols *ColumnSet) (*CSV, error) {
-	return newCSV(w, cols.Header(), cols.flatten, cols)
-}
-
-func newCSV(w io.Writer, columns []string, flatten bool, cols *ColumnSet) (*CSV, error) {
-	c := &CSV{w: csv.NewWriter(w), columns: columns, flatten: flatten, index: map[string]int{}, row: make([]string, len(columns)), base: make([]int, len(BaseColumns))}
+	columns := cols.Header()
+	index := make(map[string]int, len(columns))
 	for i, col := range columns {
-		c.index[col] = i
+		index[col] = i
 	}
+	c := &CSV{w: csv.NewWriter(w), row: make([]string, len(columns)), base: make([]int, len(BaseColumns)), cellPos: make([]int, len(cols.names))}
 	for i, col := range BaseColumns {
-		c.base[i] = c.position(col)
+		c.base[i] = index[col] // the header holds every base and cell column
 	}
-	if cols != nil {
-		c.cellPos = make([]int, len(cols.names))
-		for id, name := range cols.names {
-			c.cellPos[id] = c.position(name)
-		}
+	for id, name := range cols.names {
+		c.cellPos[id] = index[name]
 	}
 	return c, c.w.Write(columns)
-}
-
-// position is col's index in the row, or -1.
-func (c *CSV) position(col string) int {
-	if i, ok := c.index[col]; ok {
-		return i
-	}
-	return -1
 }
 
 type jsonl struct {
@@ -187,12 +172,6 @@ func NewColumnSet(flatten bool) *ColumnSet {
 	return &ColumnSet{flatten: flatten, ids: map[string]uint32{}}
 }
 
-// Add adds the columns of e's row.
-func (c *ColumnSet) Add(e *event.Event) error {
-	_, err := c.AppendCells(nil, e)
-	return err
-}
-
 // AppendCells adds the columns of e's row and appends its flattened cells
 // to dst: for each, the column's id and the cell's text, length-prefixed.
 // Without flatten a row has no such cells.
@@ -265,21 +244,11 @@ func (fl *flattener) walk(key string, v *fastjson.Value, f func(string, *fastjso
 
 // CSV writes RFC 4180 rows under a fixed header.
 type CSV struct {
-	fl      flattener
 	w       *csv.Writer
-	columns []string
-	index   map[string]int
 	base    []int // positions of BaseColumns
 	cellPos []int // positions of a ColumnSet's columns by id
 	row     []string
 	scratch []byte
-	flatten bool
-}
-
-func (c *CSV) set(i int, v string) {
-	if i >= 0 {
-		c.row[i] = v
-	}
 }
 
 // setBase fills the base columns of e's row. Numbers and times are
@@ -312,7 +281,7 @@ func (c *CSV) setBase(e *event.Event) {
 		e.EventName, float(e.LatencyMs), float(e.CostUSD), success,
 		e.Model.V, e.Provider.V, e.SampleID.V, e.SessionID.V, e.UserID.V, e.Cohort.V, strings.Join(e.Tags, ";"),
 	} {
-		c.set(c.base[i], v)
+		c.row[c.base[i]] = v
 	}
 }
 
@@ -323,17 +292,6 @@ func bytesToString(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
-}
-
-// Write writes e's row, flattening its metadata and measurements.
-func (c *CSV) Write(e *event.Event) error {
-	c.setBase(e)
-	if c.flatten {
-		if err := c.fl.flatten(e, func(key string, v *fastjson.Value) { c.set(c.position(key), cell(v)) }); err != nil {
-			return err
-		}
-	}
-	return c.w.Write(c.row)
 }
 
 // WriteCells writes e's row with the flattened cells that the ColumnSet
@@ -351,7 +309,7 @@ func (c *CSV) WriteCells(e *event.Event, cells []byte) error {
 			return errBadCells
 		}
 		cells = cells[n:]
-		c.set(c.cellPos[id], bytesToString(cells[:size])) // cells outlive the row
+		c.row[c.cellPos[id]] = bytesToString(cells[:size]) // cells outlive the row
 		cells = cells[size:]
 	}
 	return c.w.Write(c.row)

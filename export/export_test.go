@@ -36,8 +36,10 @@ func TestHeaderIsTheUnionOfRows(t *testing.T) {
 		{EventID: "3", EventName: "x", Raw: []byte(`{"event_name":"x","metadata":{"z":[1,2]}}`), SampleWeight: 1},
 	}
 	cols := NewColumnSet(true)
-	for _, e := range rows {
-		if err := cols.Add(e); err != nil {
+	cells := make([][]byte, len(rows))
+	for i, e := range rows {
+		var err error
+		if cells[i], err = cols.AppendCells(nil, e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -48,14 +50,17 @@ func TestHeaderIsTheUnionOfRows(t *testing.T) {
 		}
 	}
 	var buf bytes.Buffer
-	w, err := New(&buf, "csv", header, true)
+	w, err := NewCSV(&buf, cols)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range rows {
-		if err := w.Write(e); err != nil {
+	for i, e := range rows {
+		if err := w.WriteCells(e, cells[i]); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := w.WriteCells(rows[0], []byte{99, 1, 'x'}); err == nil {
+		t.Error("cells naming an unknown column must fail")
 	}
 	w.Close()
 	recs, err := csv.NewReader(&buf).ReadAll()
@@ -74,7 +79,7 @@ func TestHeaderIsTheUnionOfRows(t *testing.T) {
 	if recs[1][col("metadata_a")] != "1" || recs[2][col("metadata_b_c")] != "2" || recs[3][col("metadata_z")] != "1,2" || recs[1][col("metadata_z")] != "" {
 		t.Fatalf("rows %v", recs)
 	}
-	if _, err := New(&buf, "xml", nil, false); err == nil {
+	if _, err := New(&buf, "xml"); err == nil {
 		t.Fatal("unknown format must fail")
 	}
 }
