@@ -187,8 +187,14 @@ func (c *ColumnSet) AppendCells(dst []byte, e *event.Event) ([]byte, error) {
 			c.names = append(c.names, key)
 		}
 		c.value = appendCell(c.value[:0], v)
+		quote := isText(v) && formulaStart(c.value)
 		dst = binary.AppendUvarint(dst, uint64(id))
-		dst = binary.AppendUvarint(dst, uint64(len(c.value)))
+		if quote {
+			dst = binary.AppendUvarint(dst, uint64(len(c.value)+1))
+			dst = append(dst, '\'')
+		} else {
+			dst = binary.AppendUvarint(dst, uint64(len(c.value)))
+		}
 		dst = append(dst, c.value...)
 	})
 	return dst, err
@@ -268,18 +274,27 @@ func (c *CSV) setBase(e *event.Event) {
 		}
 		return text(func(b []byte) []byte { return strconv.AppendFloat(b, n.V, 'g', -1, 64) })
 	}
+	// safe neutralises a text cell; numbers are formatted above it and
+	// never pass through it.
+	safe := func(s string) string {
+		if !formulaStart(s) {
+			return s
+		}
+		return text(func(b []byte) []byte { return append(append(b, '\''), s...) })
+	}
 	success := ""
 	if e.Success.Valid {
 		success = strconv.FormatBool(e.Success.V)
 	}
 	for i, v := range [...]string{ // in the order of BaseColumns
-		e.EventID, e.ExperimentID, e.ExperimentName, e.Condition,
+		safe(e.EventID), safe(e.ExperimentID), safe(e.ExperimentName), safe(e.Condition),
 		text(func(b []byte) []byte { return strconv.AppendInt(b, e.Timestamp, 10) }),
 		text(func(b []byte) []byte {
 			return time.UnixMicro(e.Timestamp).UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
 		}),
-		e.EventName, float(e.LatencyMs), float(e.CostUSD), success,
-		e.Model.V, e.Provider.V, e.SampleID.V, e.SessionID.V, e.UserID.V, e.Cohort.V, strings.Join(e.Tags, ";"),
+		safe(e.EventName), float(e.LatencyMs), float(e.CostUSD), success,
+		safe(e.Model.V), safe(e.Provider.V), safe(e.SampleID.V), safe(e.SessionID.V), safe(e.UserID.V), safe(e.Cohort.V),
+		safe(strings.Join(e.Tags, ";")),
 	} {
 		c.row[c.base[i]] = v
 	}
@@ -316,6 +331,37 @@ func (c *CSV) WriteCells(e *event.Event, cells []byte) error {
 }
 
 var errBadCells = errors.New("export: malformed cells")
+
+// formulaStart tells whether a spreadsheet would read a cell beginning like
+// s as a formula (OWASP's CSV injection list). Such text cells get a
+// leading "'", which spreadsheets take as "this is text".
+func formulaStart[T string | []byte](s T) bool {
+	if len(s) == 0 {
+		return false
+	}
+	switch s[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		return true
+	}
+	return false
+}
+
+// isText tells whether a leaf's cell is text: a string, or a list with a
+// string in it. Numbers, booleans and lists of them are left exact.
+func isText(v *fastjson.Value) bool {
+	switch v.Type() {
+	case fastjson.TypeString:
+		return true
+	case fastjson.TypeArray:
+		items, _ := v.Array()
+		for _, it := range items {
+			if it.Type() != fastjson.TypeNumber && it.Type() != fastjson.TypeTrue && it.Type() != fastjson.TypeFalse && it.Type() != fastjson.TypeNull {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // cell renders a leaf: strings as they are, numbers as sent (so they
 // round-trip exactly), lists of scalars joined with ",", anything else as

@@ -98,3 +98,93 @@ func TestAnonymizer(t *testing.T) {
 		t.Fatalf("anonymized: %+v %s", e, e.Metadata)
 	}
 }
+
+// TestCSVNeutralisesFormulas: a text cell that a spreadsheet would run as a
+// formula gets a leading quote (OWASP); numbers, negative ones included,
+// stay as they are, and JSONL keeps the text as sent.
+func TestCSVNeutralisesFormulas(t *testing.T) {
+	e := &event.Event{
+		EventID: "+1", ExperimentID: "exp", ExperimentName: "=HYPERLINK(\"http://x\")", Condition: "-2+3",
+		Tags: []string{"-x", "y"}, EventName: "custom.step", Timestamp: -5,
+		LatencyMs: event.Some(-1.5), CostUSD: event.Some(-0.25), Success: event.Some(true),
+		Model: event.Some("@SUM(A1)"), Provider: event.Some("a=b"), SampleID: event.Some("s"),
+		SessionID: event.Some("\tcmd"), UserID: event.Some("\rcmd"), Cohort: event.Some(""),
+		Metadata:     []byte(`{"formula":"=1+1","n":-1.5,"big":-12345678901234567890,"nums":[-1,2],"texts":["-a","b"],"dash":"-","numtext":"-5","plain":"ok","nested":{"at":"@x"},"objs":[{"a":"=x"}],"t":true}`),
+		Measurements: []byte(`{"loss":-0.5,"note":"+cmd"}`),
+		SampleWeight: 1,
+	}
+	cols := NewColumnSet(true)
+	cells, err := cols.AppendCells(nil, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, err := NewCSV(&buf, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteCells(e, cells); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(&buf).ReadAll()
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("%v %d", err, len(recs))
+	}
+	row := map[string]string{}
+	for i, h := range recs[0] {
+		row[h] = recs[1][i]
+	}
+	for _, c := range []struct{ col, want string }{
+		{"event_id", "'+1"},
+		{"experiment_id", "exp"},
+		{"experiment_name", "'=HYPERLINK(\"http://x\")"},
+		{"condition", "'-2+3"},
+		{"tags", "'-x;y"},
+		{"model", "'@SUM(A1)"},
+		{"provider", "a=b"},
+		{"session_id", "'\tcmd"},
+		{"user_id", "'\rcmd"},
+		{"cohort", ""},
+		{"timestamp", "-5"},
+		{"latency_ms", "-1.5"},
+		{"cost_usd", "-0.25"},
+		{"success", "true"},
+		{"metadata_formula", "'=1+1"},
+		{"metadata_n", "-1.5"},
+		{"metadata_big", "-12345678901234567890"},
+		{"metadata_nums", "-1,2"},
+		{"metadata_texts", "'-a,b"},
+		{"metadata_dash", "'-"},
+		{"metadata_numtext", "'-5"}, // a string, though it reads as a number
+		{"metadata_plain", "ok"},
+		{"metadata_nested_at", "'@x"},
+		{"metadata_objs", `[{"a":"=x"}]`},
+		{"metadata_t", "true"},
+		{"measurement_loss", "-0.5"},
+		{"measurement_note", "'+cmd"},
+	} {
+		t.Run(c.col, func(t *testing.T) {
+			got, ok := row[c.col]
+			if !ok {
+				t.Fatalf("no column %s in %v", c.col, recs[0])
+			}
+			if got != c.want {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+
+	var jl bytes.Buffer
+	j, _ := New(&jl, "jsonl")
+	if err := j.Write(e); err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range []string{`"event_id":"+1"`, `"experiment_name":"=HYPERLINK(\"http://x\")"`, `"formula":"=1+1"`, `"model":"@SUM(A1)"`} {
+		if !strings.Contains(jl.String(), raw) {
+			t.Errorf("JSONL must keep %s as sent:\n%s", raw, jl.String())
+		}
+	}
+}
