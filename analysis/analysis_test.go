@@ -329,3 +329,58 @@ func TestBootstrapMatchesResampling(t *testing.T) {
 		t.Logf("p%v: order statistics [%.2f %.2f], resampling [%.2f %.2f]", ps[i], fast[i].CI95[0], fast[i].CI95[1], lo, hi)
 	}
 }
+
+// TestHugeFiniteValues: finite inputs whose sum or squared deviations
+// overflow still give a finite mean, standard deviation and percentiles;
+// only a result that is itself beyond float64 is null.
+func TestHugeFiniteValues(t *testing.T) {
+	const big = math.MaxFloat64
+	inf := math.Inf(1)
+	cases := []struct {
+		name          string
+		xs            []float64
+		mean, sd, p50 float64
+	}{
+		{"two 1e308", []float64{1e308, 1e308}, 1e308, 0, 1e308},
+		{"three max", []float64{big, big, big}, big, 0, big},
+		{"zero and 1e308", []float64{0, 1e308}, 5e307, 1e308 / math.Sqrt2, 5e307},
+		{"opposite signs", []float64{-1e308, 1e308}, 0, 1e308 * math.Sqrt2, 0},
+		{"skewed", []float64{1e308, 1e308, 1.5e308}, 3.5e308 / 3, 1e308 / math.Sqrt(12), 1e308},
+		{"std dev beyond float64", []float64{-big, big}, 0, inf, 0},
+		{"small values unchanged", []float64{1, 2, 3, 4}, 2.5, math.Sqrt(5.0 / 3), 2.5},
+	}
+	near := func(got, want float64) bool {
+		if math.IsInf(want, 0) {
+			return !Null(got).Valid()
+		}
+		return got == want || math.Abs(got-want) <= 1e-12*math.Max(math.Abs(got), math.Abs(want))
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := Describe(append([]float64(nil), c.xs...))
+			if !near(float64(d.Mean), c.mean) || !near(float64(d.StdDev), c.sd) || !near(float64(d.P50), c.p50) {
+				t.Errorf("mean %v sd %v p50 %v, want %v %v %v", d.Mean, d.StdDev, d.P50, c.mean, c.sd, c.p50)
+			}
+			if got := Percentile(c.xs, 50); !near(got, c.p50) { // the cases are sorted
+				t.Errorf("Percentile: %v, want %v", got, c.p50)
+			}
+		})
+	}
+
+	// Through the report: the latency mean of two 1e308 latencies, the cost
+	// mean of two 1e308 costs (whose total is beyond float64) and the
+	// window mean are numbers, not null.
+	pts := []Point{
+		{TimestampUs: 1, Event: "x", LatencyMs: 1e308, CostUSD: 1e308, Success: 1},
+		{TimestampUs: 2, Event: "x", LatencyMs: 1e308, CostUSD: 1e308, Success: 1},
+	}
+	r := toGeneric(t, Analyze(append([]Point(nil), pts...))).(map[string]any)
+	lat, cost := r["latency"].(map[string]any), r["cost"].(map[string]any)
+	if lat["mean"] != 1e308 || lat["std_dev"] != 0.0 || cost["mean_per_request"] != 1e308 || cost["total"] != nil {
+		t.Errorf("latency %v, cost %v", lat, cost)
+	}
+	ws := toGeneric(t, Windows(pts, 60e6, 60e6)).([]any)
+	if len(ws) != 1 || ws[0].(map[string]any)["mean_latency"] != 1e308 {
+		t.Errorf("windows %v", ws)
+	}
+}

@@ -7,6 +7,7 @@ package analysis
 import (
 	"encoding/json"
 	"math"
+	"math/bits"
 
 	"gonum.org/v1/gonum/stat/distuv"
 )
@@ -56,22 +57,46 @@ func Percentile(sorted []float64, p float64) float64 {
 	if i >= n-1 {
 		return sorted[n-1]
 	}
-	return sorted[i] + (h-lo)*(sorted[i+1]-sorted[i])
+	return lerp(sorted[i], sorted[i+1], h-lo)
+}
+
+// lerp interpolates between a ≤ b at f in [0, 1). When b−a is beyond
+// float64 (a and b of opposite signs), it weighs the two instead, which
+// cannot overflow.
+func lerp(a, b, f float64) float64 {
+	if d := b - a; !math.IsInf(d, 0) {
+		return a + f*d
+	}
+	return a*(1-f) + b*f
 }
 
 // Mean is the arithmetic mean, NaN for no values. It sums with Neumaier's
-// compensation, so large counts of similar values lose no digits.
+// compensation, so large counts of similar values lose no digits. A sum
+// beyond float64 (two latencies of 1e308) is redone on values scaled down
+// by a power of two, so finite values always have a finite mean.
 func Mean(xs []float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()
 	}
-	return Sum(xs) / float64(len(xs))
+	n := float64(len(xs))
+	if m := Sum(xs) / n; !math.IsInf(m, 0) && !math.IsNaN(m) {
+		return m
+	}
+	// Scaled by 2^-k with 2^k > n, n values of at most MaxFloat64 sum to
+	// less than MaxFloat64; powers of two scale exactly.
+	k := bits.Len(uint(len(xs)))
+	return math.Ldexp(scaledSum(xs, math.Ldexp(1, -k))/n, k)
 }
 
 // Sum adds xs with Neumaier's compensated summation.
-func Sum(xs []float64) float64 {
+func Sum(xs []float64) float64 { return scaledSum(xs, 1) }
+
+// scaledSum adds x·scale over xs with Neumaier's compensation; scale is a
+// power of two (1 leaves every value as it is).
+func scaledSum(xs []float64, scale float64) float64 {
 	var s, c float64
 	for _, x := range xs {
+		x *= scale
 		t := s + x
 		if math.Abs(s) >= math.Abs(x) {
 			c += (s - t) + x
@@ -84,7 +109,8 @@ func Sum(xs []float64) float64 {
 }
 
 // StdDev is the sample standard deviation (n−1): 0 for one value, NaN for
-// none. Two passes, about the mean.
+// none. Two passes, about the mean; finite whenever the standard deviation
+// itself is, though the variance may be beyond float64.
 func StdDev(xs []float64) float64 {
 	switch len(xs) {
 	case 0:
@@ -92,7 +118,8 @@ func StdDev(xs []float64) float64 {
 	case 1:
 		return 0
 	}
-	return math.Sqrt(Variance(xs))
+	v, k := scaledVariance(xs)
+	return math.Ldexp(math.Sqrt(v), k)
 }
 
 // Variance is the sample variance (n−1), NaN for fewer than two values.
@@ -101,10 +128,38 @@ func Variance(xs []float64) float64 {
 	if len(xs) < 2 {
 		return math.NaN()
 	}
+	v, k := scaledVariance(xs)
+	return math.Ldexp(v, 2*k)
+}
+
+// scaledVariance returns v and k with the sample variance = v·4^k. k is 0
+// unless the squared deviations overflow; then they are summed on values
+// scaled by 2^-k so that every deviation is below 1 in magnitude.
+func scaledVariance(xs []float64) (float64, int) {
 	m := Mean(xs)
-	var s, c float64
+	if v := sumSquares(xs, m, 1) / float64(len(xs)-1); !math.IsInf(v, 0) && !math.IsNaN(v) {
+		return v, 0
+	}
+	if math.IsNaN(m) || math.IsInf(m, 0) {
+		return math.NaN(), 0
+	}
+	var spread float64
 	for _, x := range xs {
-		d := x - m
+		spread = max(spread, math.Abs(x), math.Abs(m))
+	}
+	// |x − m| ≤ 2·spread < 2^(e+1): scaled by 2^-(e+1), below 1.
+	_, e := math.Frexp(spread)
+	k := e + 1
+	return sumSquares(xs, m, math.Ldexp(1, -k)) / float64(len(xs)-1), k
+}
+
+// sumSquares adds (x·scale − m·scale)² over xs with Neumaier's
+// compensation; scale is a power of two (1: the plain deviations).
+func sumSquares(xs []float64, m, scale float64) float64 {
+	var s, c float64
+	ms := m * scale
+	for _, x := range xs {
+		d := x*scale - ms
 		v := d * d
 		t := s + v
 		if s >= v {
@@ -114,7 +169,7 @@ func Variance(xs []float64) float64 {
 		}
 		s = t
 	}
-	return (s + c) / float64(len(xs)-1)
+	return s + c
 }
 
 // Description summarises a sample (SPEC §7 latency).

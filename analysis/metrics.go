@@ -153,6 +153,9 @@ func costOf(cost []float64) Cost {
 	}
 	total := Sum(cost)
 	mean := total / float64(len(cost))
+	if math.IsInf(total, 0) || math.IsNaN(total) {
+		mean = Mean(cost) // the total is beyond float64, the mean need not be
+	}
 	c.Total, c.MeanPerRequest, c.MedianPerRequest = Null(total), Null(mean), Null(Percentiles(cost, 50)[0])
 	c.CostPer1kRequests, c.CostPer1mRequests = Null(mean*1000), Null(mean*1e6)
 	return c

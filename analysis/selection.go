@@ -39,7 +39,7 @@ func Percentiles(xs []float64, ps ...float64) []float64 {
 		vk := selectK(xs[:hi], k)
 		// The next order statistic is the smallest value right of k.
 		next := minOf(xs[k+1:])
-		out[i] = vk + (h-lo)*(next-vk)
+		out[i] = lerp(vk, next, h-lo)
 		hi = k + 1
 	}
 	return out
