@@ -13,11 +13,6 @@ import (
 	"time"
 )
 
-// ArchivePath is where an experiment's archive goes.
-func ArchivePath(storagePath, id string) string {
-	return filepath.Join(storagePath, "archives", id+".tar.gz")
-}
-
 // Archive stops the experiment if needed, writes a self-contained archive
 // (its record, its event log and its TSDB as standard blocks, laid out as a
 // data directory: unpack it and point --storage.path at it) and marks it
@@ -86,7 +81,7 @@ func writeArchive(dest, id string, rec Record, logDir, blocks string) (err error
 	}()
 	gz := gzip.NewWriter(f)
 	tw := tar.NewWriter(gz)
-	root := filepath.Join("experiments", id)
+	root := filepath.Join(experimentsDir, id)
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err
@@ -94,7 +89,7 @@ func writeArchive(dest, id string, rec Record, logDir, blocks string) (err error
 	if err := addBytes(tw, filepath.Join(root, recordFile), append(b, '\n')); err != nil {
 		return err
 	}
-	if err := addTree(tw, logDir, filepath.Join(root, "events")); err != nil {
+	if err := addTree(tw, logDir, filepath.Join(root, logDir)); err != nil {
 		return err
 	}
 	if _, statErr := os.Stat(blocks); statErr == nil {

@@ -3,7 +3,6 @@ package experiment
 import (
 	"cmp"
 	crand "crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -12,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +28,10 @@ type Options struct {
 	Metrics *collector.Metrics
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// BroadcastUnrouted sends an event that names no experiment to every
+	// running experiment (the seed library's behaviour) instead of
+	// rejecting it when several run.
+	BroadcastUnrouted bool
 }
 
 // Manager owns every open experiment: their records, their stores, and the
@@ -35,10 +39,12 @@ type Options struct {
 type Manager struct {
 	opts   Options
 	logger *slog.Logger
+	lock   *dirLock
 
-	mu    sync.RWMutex
-	exps  map[string]*Experiment
-	ready atomic.Bool
+	mu          sync.RWMutex
+	exps        map[string]*Experiment
+	unavailable map[string]*unavailable // experiments whose storage did not open
+	ready       atomic.Bool
 }
 
 // Experiment is one open experiment.
@@ -56,7 +62,14 @@ type Experiment struct {
 	archiveMu sync.Mutex
 }
 
-const recordFile = "experiment.json"
+// unavailable is an experiment whose record or storage could not be opened:
+// it is listed with the reason, its files are left as they are, and the
+// other experiments serve.
+type unavailable struct {
+	dir string
+	rec Record // as far as it could be read
+	err error
+}
 
 // NewManager returns a Manager; call Open to load the stored experiments.
 func NewManager(opts Options) *Manager {
@@ -66,14 +79,22 @@ func NewManager(opts Options) *Manager {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Manager{opts: opts, logger: opts.Logger, exps: make(map[string]*Experiment)}
+	return &Manager{opts: opts, logger: opts.Logger, exps: make(map[string]*Experiment), unavailable: map[string]*unavailable{}}
 }
 
-func (m *Manager) experimentsDir() string { return filepath.Join(m.opts.Dir, "experiments") }
+func (m *Manager) experimentsDir() string { return filepath.Join(m.opts.Dir, experimentsDir) }
 
-// Open loads every stored experiment and opens its storage. The Manager is
-// ready when it returns without error.
+// Open locks the data directory, loads every stored experiment and opens
+// its storage. An experiment that cannot be opened is listed as
+// unavailable with the reason and the others serve. The Manager is ready
+// when Open returns without error; an error means the data directory as a
+// whole cannot be used (another process holds it, or it is unreadable).
 func (m *Manager) Open() error {
+	lock, err := lockDataDir(m.opts.Dir)
+	if err != nil {
+		return err
+	}
+	m.lock = lock
 	if err := os.MkdirAll(m.experimentsDir(), 0o755); err != nil {
 		return err
 	}
@@ -86,38 +107,58 @@ func (m *Manager) Open() error {
 			continue
 		}
 		dir := filepath.Join(m.experimentsDir(), ent.Name())
-		b, err := os.ReadFile(filepath.Join(dir, recordFile))
-		if errors.Is(err, os.ErrNotExist) {
-			m.logger.Warn("skipping experiment directory without a record", "dir", dir)
-			continue
+		rec, err := m.readRecord(dir)
+		if errors.Is(err, errNoRecord) {
+			if logEmpty(dir) {
+				m.logger.Info("skipping experiment directory without a record or events", "dir", dir)
+				continue
+			}
+			rec.ID, rec.Name = ent.Name(), ent.Name()
+		}
+		if err == nil && rec.ID != ent.Name() {
+			err = fmt.Errorf("%s names experiment %q", recordFile, rec.ID)
+			rec = Record{}
+		}
+		if err == nil {
+			err = m.openExperiment(dir, rec)
 		}
 		if err != nil {
-			return err
+			if rec.ID == "" {
+				rec.ID, rec.Name = ent.Name(), ent.Name()
+			}
+			m.logger.Error("experiment is unavailable: its storage did not open; the others serve", "id", ent.Name(), "dir", dir, "err", err)
+			m.mu.Lock()
+			m.unavailable[ent.Name()] = &unavailable{dir: dir, rec: rec, err: err}
+			m.mu.Unlock()
 		}
-		var rec Record
-		if err := json.Unmarshal(b, &rec); err != nil {
-			return fmt.Errorf("experiment %s: read %s: %w", ent.Name(), recordFile, err)
-		}
-		// A stopped experiment's series come back only within their TTL.
-		live := m.opts.Metrics != nil && (rec.StoppedAt == nil || !m.opts.Metrics.Gone(*rec.StoppedAt))
-		var visit func(*tsdbstore.Record) error
-		if live {
-			m.setMetrics(rec, 0)
-			visit = m.rebuildMetrics(rec.ID)
-		}
-		store, err := m.openStore(dir, rec.Spec, visit)
-		if err != nil {
-			return fmt.Errorf("experiment %s: %w", rec.ID, err)
-		}
-		if live {
-			m.setMetrics(rec, store.Count())
-		}
-		m.mu.Lock()
-		m.exps[rec.ID] = &Experiment{dir: dir, store: store, rec: rec}
-		m.mu.Unlock()
-		m.logger.Info("opened experiment", "id", rec.ID, "status", rec.Status, "events", store.Count())
 	}
 	m.ready.Store(true)
+	return nil
+}
+
+// openExperiment opens the storage of an experiment with a readable record.
+func (m *Manager) openExperiment(dir string, rec Record) error {
+	// A stopped experiment's series come back only within their TTL.
+	live := m.opts.Metrics != nil && (rec.StoppedAt == nil || !m.opts.Metrics.Gone(*rec.StoppedAt))
+	var visit func(*tsdbstore.Record) error
+	if live {
+		m.setMetrics(rec, 0)
+		visit = m.rebuildMetrics(rec.ID)
+	}
+	store, err := m.openStore(dir, rec.Spec, visit)
+	if err != nil {
+		if live {
+			m.opts.Metrics.Remove(rec.ID)
+		}
+		return err
+	}
+	if live {
+		m.setMetrics(rec, store.Count())
+	}
+	m.mu.Lock()
+	m.exps[rec.ID] = &Experiment{dir: dir, store: store, rec: rec}
+	m.mu.Unlock()
+	m.logger.Info("opened experiment", "id", rec.ID, "status", rec.Status, "events", store.Count())
 	return nil
 }
 
@@ -181,8 +222,11 @@ func (m *Manager) lookup(id string) (*Experiment, error) {
 		return nil, ErrNotReady
 	}
 	m.mu.RLock()
-	x := m.exps[id]
+	x, u := m.exps[id], m.unavailable[id]
 	m.mu.RUnlock()
+	if u != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, id, u.err)
+	}
 	if x == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
@@ -209,8 +253,21 @@ func (m *Manager) Create(req CreateRequest) (rec Record, created bool, err error
 		}
 		return r, false, nil
 	}
+	if u := m.unavailable[spec.ID]; u != nil {
+		return Record{}, false, &StateError{"exists", fmt.Sprintf("experiment %s exists but its storage is unavailable (%v); its files in %s are kept", spec.ID, u.err, u.dir)}
+	}
 	dir := filepath.Join(m.experimentsDir(), spec.ID)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Only a directory this call creates is removed when the create fails.
+	// One that exists without a record is reused only when it holds no
+	// events: a create that did not finish left it; events in it belong to
+	// an experiment whose record is lost, and are never adopted silently.
+	made := true
+	if err := os.Mkdir(dir, 0o755); errors.Is(err, os.ErrExist) {
+		made = false
+		if !logEmpty(dir) {
+			return Record{}, false, &StateError{"exists", fmt.Sprintf("%s holds the events of an experiment %s whose record is lost; move it away or restore its %s", dir, spec.ID, recordFile)}
+		}
+	} else if err != nil {
 		return Record{}, false, err
 	}
 	r := Record{Spec: spec, Status: Running, StartedAt: m.opts.Now().UTC()}
@@ -222,7 +279,9 @@ func (m *Manager) Create(req CreateRequest) (rec Record, created bool, err error
 		}
 	}
 	if err != nil {
-		os.RemoveAll(dir)
+		if made {
+			os.RemoveAll(dir)
+		}
 		return Record{}, false, err
 	}
 	x := &Experiment{dir: dir, store: store, rec: r}
@@ -232,47 +291,39 @@ func (m *Manager) Create(req CreateRequest) (rec Record, created bool, err error
 	return x.record(m.opts.Now()), true, nil
 }
 
-// writeRecord replaces the record file atomically and durably.
-func writeRecord(dir string, r Record) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, recordFile+".tmp")
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, recordFile)); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 func (x *Experiment) record(now time.Time) Record {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.rec.view(now, x.store.Count())
+	r := x.rec.view(now, x.store.Count())
+	r.Storage = healthOf(x.store.Damage())
+	return r
 }
 
-// Get returns an experiment's record.
+func healthOf(d tsdbstore.Damage) *Health {
+	if d.Frames == 0 {
+		return &Health{Status: HealthOK}
+	}
+	return &Health{Status: HealthDegraded, Error: d.First, CorruptFrames: d.Frames, CorruptBytes: d.Bytes}
+}
+
+func (u *unavailable) record() Record {
+	r := u.rec
+	r.Storage = &Health{Status: HealthUnavailable, Error: u.err.Error()}
+	return r
+}
+
+// Get returns an experiment's record; that of an experiment whose storage
+// is unavailable says why.
 func (m *Manager) Get(id string) (Record, error) {
 	x, err := m.lookup(id)
+	if errors.Is(err, ErrUnavailable) {
+		m.mu.RLock()
+		u := m.unavailable[id]
+		m.mu.RUnlock()
+		if u != nil {
+			return u.record(), nil
+		}
+	}
 	if err != nil {
 		return Record{}, err
 	}
@@ -287,11 +338,16 @@ func (m *Manager) List(status Status, tag string) ([]Record, error) {
 	now := m.opts.Now()
 	m.mu.RLock()
 	out := make([]Record, 0, len(m.exps))
-	for _, x := range m.exps {
-		r := x.record(now)
+	keep := func(r Record) {
 		if (status == "" || r.Status == status) && (tag == "" || slices.Contains(r.Tags, tag)) {
 			out = append(out, r)
 		}
+	}
+	for _, x := range m.exps {
+		keep(x.record(now))
+	}
+	for _, u := range m.unavailable {
+		keep(u.record())
 	}
 	m.mu.RUnlock()
 	slices.SortFunc(out, func(a, b Record) int {
@@ -353,7 +409,7 @@ func (m *Manager) Store(id string) (*tsdbstore.Store, error) {
 	return x.store, nil
 }
 
-// Close closes every experiment's storage.
+// Close closes every experiment's storage and releases the data directory.
 func (m *Manager) Close() error {
 	m.ready.Store(false)
 	m.mu.Lock()
@@ -365,6 +421,9 @@ func (m *Manager) Close() error {
 		}
 	}
 	m.exps = map[string]*Experiment{}
+	m.unavailable = map[string]*unavailable{}
+	errs = append(errs, m.lock.release())
+	m.lock = nil
 	return errors.Join(errs...)
 }
 
@@ -395,7 +454,8 @@ type item struct {
 }
 
 // Ingest routes events to experiments and stores them: to pathID when set,
-// else to each event's experiment_id, else to every running experiment.
+// else to each event's experiment_id, else to the one running experiment
+// (to every running one with BroadcastUnrouted).
 // Entries of events that are nil were rejected by the caller. A routed-by-path
 // request to an unknown experiment is ErrNotFound, to a stopped one a
 // conflict; any other error is a storage failure.
@@ -438,6 +498,8 @@ func (m *Manager) Ingest(pathID string, events []*event.Event, now time.Time) (I
 			if e.ExperimentID != "" {
 				if x := m.exps[e.ExperimentID]; x != nil {
 					add(x, item{i, e})
+				} else if u := m.unavailable[e.ExperimentID]; u != nil {
+					res.reject(i, fmt.Sprintf("experiment %s is unavailable: %v", e.ExperimentID, u.err))
 				} else {
 					res.reject(i, "unknown experiment "+e.ExperimentID)
 				}
@@ -448,6 +510,10 @@ func (m *Manager) Ingest(pathID string, events []*event.Event, now time.Time) (I
 			}
 			if len(running) == 0 {
 				res.reject(i, "no experiment_id given and no experiment is running")
+				continue
+			}
+			if len(running) > 1 && !m.opts.BroadcastUnrouted {
+				res.reject(i, "no experiment_id given and several experiments are running ("+strings.Join(runningIDs(running), ", ")+"): name one")
 				continue
 			}
 			for j, x := range running {
@@ -468,6 +534,17 @@ func (m *Manager) Ingest(pathID string, events []*event.Event, now time.Time) (I
 	}
 	slices.SortFunc(res.Rejected, func(a, b Rejection) int { return a.Index - b.Index })
 	return res, nil
+}
+
+func runningIDs(xs []*Experiment) []string {
+	ids := make([]string, len(xs))
+	for i, x := range xs {
+		x.mu.Lock()
+		ids[i] = x.rec.ID
+		x.mu.Unlock()
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func (m *Manager) runningLocked() []*Experiment {
@@ -606,7 +683,7 @@ func (m *Manager) AnonymizeKey() ([]byte, error) { return AnonymizeKey(m.opts.Di
 
 // AnonymizeKey reads (or creates) the key of a data directory.
 func AnonymizeKey(storagePath string) ([]byte, error) {
-	path := filepath.Join(storagePath, "anonymize.key")
+	path := filepath.Join(storagePath, anonymizeFile)
 	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
 		return b, nil
 	}

@@ -102,8 +102,8 @@ func TestCreateInvalid(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrInvalid", body, err)
 		}
 	}
-	if l, _ := m.List("", ""); len(l) != 0 {
-		t.Fatalf("invalid creates stored %d experiments", len(l))
+	if l, err := m.List("", ""); err != nil || len(l) != 0 {
+		t.Fatalf("invalid creates stored %d experiments (%v)", len(l), err)
 	}
 }
 
@@ -165,11 +165,19 @@ func TestIngestRouting(t *testing.T) {
 	create(t, m, `{"id":"p","name":"P"}`)
 	m.Pause("p")
 
-	// No path, no experiment_id: every running experiment.
+	// No path, no experiment_id, several running: rejected, naming them,
+	// so that A/B arms never swallow each other's events.
 	res, err := m.Ingest("", events(t, 3, ""), time.Now())
+	if err != nil || res.Accepted != 0 || len(res.Rejected) != 3 || !strings.Contains(res.Rejected[0].Error, "several experiments are running (a, b)") {
+		t.Fatalf("unrouted: %+v %v", res, err)
+	}
+	// With BroadcastUnrouted, every running experiment gets it.
+	m.opts.BroadcastUnrouted = true
+	res, err = m.Ingest("", events(t, 3, ""), time.Now())
 	if err != nil || res.Accepted != 6 {
 		t.Fatalf("fan-out: %+v %v", res, err)
 	}
+	m.opts.BroadcastUnrouted = false
 	// The event's experiment_id.
 	evs := events(t, 3, `,"experiment_id":"b"`)
 	evs[2].ExperimentID = "missing"
@@ -325,7 +333,10 @@ func TestMetricsRebuiltAfterRestart(t *testing.T) {
 	if !strings.Contains(before, `crucible_experiment_events{experiment_id="r"} 42`) {
 		t.Fatalf("before restart:\n%s", before)
 	}
-	streamBefore, _ := m.Stream("r")
+	streamBefore, err := m.Stream("r")
+	if err != nil || streamBefore.Events != 42 {
+		t.Fatalf("stream before restart: %+v %v", streamBefore, err)
+	}
 	m.Close()
 
 	m2, reg2 := open()
@@ -333,8 +344,8 @@ func TestMetricsRebuiltAfterRestart(t *testing.T) {
 	if after := gatherText(t, reg2, names); after != before {
 		t.Fatalf("metrics changed across a restart:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	streamAfter, _ := m2.Stream("r")
-	if streamAfter.Events != streamBefore.Events || streamAfter.Latency.Mean != streamBefore.Latency.Mean {
+	streamAfter, err := m2.Stream("r")
+	if err != nil || streamAfter.Events != streamBefore.Events || streamAfter.Latency.Mean != streamBefore.Latency.Mean {
 		t.Fatalf("stream %+v, before %+v", streamAfter, streamBefore)
 	}
 }
@@ -471,8 +482,8 @@ func TestStoppedSeriesAfterRestart(t *testing.T) {
 
 	c.t = c.t.Add(10 * time.Minute)
 	m, reg, metrics := open()
-	if n, _ := testutil.GatherAndCount(reg, "crucible_events_total"); n == 0 {
-		t.Fatal("within the TTL the series must be back")
+	if n, err := testutil.GatherAndCount(reg, "crucible_events_total"); err != nil || n == 0 {
+		t.Fatalf("within the TTL the series must be back: %d (%v)", n, err)
 	}
 	c.t = c.t.Add(6 * time.Minute)
 	if gone := metrics.Expire(); len(gone) != 1 {
@@ -481,8 +492,8 @@ func TestStoppedSeriesAfterRestart(t *testing.T) {
 	m.Close()
 	m, reg, _ = open()
 	defer m.Close()
-	if n, _ := testutil.GatherAndCount(reg, "crucible_events_total", "crucible_experiment_info"); n != 0 {
-		t.Fatalf("past the TTL a restart must not bring the series back: %d", n)
+	if n, err := testutil.GatherAndCount(reg, "crucible_events_total", "crucible_experiment_info"); err != nil || n != 0 {
+		t.Fatalf("past the TTL a restart must not bring the series back: %d (%v)", n, err)
 	}
 	if r, err := m.Get("old"); err != nil || r.EventsStored != 3 {
 		t.Fatalf("the experiment itself stays: %+v %v", r, err)
@@ -538,7 +549,7 @@ func TestOrderedReadMergesRuns(t *testing.T) {
 			t.Fatalf("run size %d: %d events, %d first calls, %v", runSize, len(got), firsts, err)
 		}
 	}
-	if tmp, _ := os.ReadDir(m.opts.Dir); len(tmp) != 1 { // only "experiments" remains
+	if tmp, _ := os.ReadDir(m.opts.Dir); len(tmp) != 2 { // only "experiments" and the lock remain
 		t.Fatalf("sort runs left behind: %v", tmp)
 	}
 }

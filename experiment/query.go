@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 
@@ -99,13 +98,20 @@ func (m *Manager) Points(id string, f Filter) ([]analysis.Point, error) {
 	if f.Condition != "" && f.Condition != spec.Condition {
 		return []analysis.Point{}, nil
 	}
-	out := make([]analysis.Point, 0, x.store.Count())
-	err = x.store.Points(func(p *tsdbstore.Point) error {
-		if matchPoint(&f, p) {
-			out = append(out, toAnalysis(p))
-		}
-		return nil
-	})
+	var out []analysis.Point
+	read := func() error {
+		out = make([]analysis.Point, 0, x.store.Count())
+		return x.store.Points(func(p *tsdbstore.Point) error {
+			if matchPoint(&f, p) {
+				out = append(out, toAnalysis(p))
+			}
+			return nil
+		})
+	}
+	err = read()
+	if errors.Is(err, tsdbstore.ErrIndexDamaged) {
+		err = read() // from the log this time
+	}
 	return out, err
 }
 
@@ -139,14 +145,17 @@ func LoadPoints(storagePath, id string, f Filter) (Record, []analysis.Point, err
 		return Record{}, nil, err
 	}
 	dir := experimentDir(storagePath, id)
-	scan := func(visit func(*tsdbstore.Record) error) error {
-		return tsdbstore.ReadLog(filepath.Join(dir, "events"), visit)
+	var damage tsdbstore.Damage
+	scan := func(visit func(*tsdbstore.Record) error) (err error) {
+		damage, err = tsdbstore.ReadLog(filepath.Join(dir, logDir), visit)
+		return err
 	}
 	pts, err := points(scan, rec.Spec, f, 0)
 	if err != nil {
 		return Record{}, nil, err
 	}
 	rec.EventsStored = int64(len(pts))
+	rec.Storage = healthOf(damage)
 	return rec, pts, nil
 }
 
@@ -164,28 +173,17 @@ func points(scan func(func(*tsdbstore.Record) error) error, spec Spec, f Filter,
 	return out, err
 }
 
-func experimentDir(storagePath, id string) string {
-	return filepath.Join(storagePath, "experiments", id)
-}
-
 // readRecord reads an experiment's record from a data directory.
 func readRecord(storagePath, id string) (Record, error) {
 	if !IDPattern.MatchString(id) {
 		return Record{}, fmt.Errorf("%w: invalid experiment id %q", ErrInvalid, id)
 	}
-	path := filepath.Join(experimentDir(storagePath, id), recordFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return Record{}, fmt.Errorf("%w: %s (no %s)", ErrNotFound, id, path)
+	dir := experimentDir(storagePath, id)
+	rec, _, err := readRecordFile(dir)
+	if errors.Is(err, errNoRecord) {
+		return Record{}, fmt.Errorf("%w: %s (no %s in %s)", ErrNotFound, id, recordFile, dir)
 	}
-	if err != nil {
-		return Record{}, err
-	}
-	var rec Record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return Record{}, fmt.Errorf("read %s: %w", recordFile, err)
-	}
-	return rec, nil
+	return rec, err
 }
 
 // lookupSpec returns an open experiment and its spec.

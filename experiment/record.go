@@ -34,6 +34,8 @@ var (
 	ErrNotFound = errors.New("experiment not found")
 	ErrConflict = errors.New("conflict")
 	ErrNotReady = errors.New("storage is still opening")
+	// ErrUnavailable is an experiment whose storage could not be opened.
+	ErrUnavailable = errors.New("experiment storage is unavailable")
 )
 
 // StateError is a lifecycle conflict with a machine-readable code
@@ -83,7 +85,30 @@ type Record struct {
 	PausedSeconds float64    `json:"paused_seconds"`
 	ActiveSeconds float64    `json:"active_seconds"`
 	EventsStored  int64      `json:"events_stored"`
+	// Storage is the health of the experiment's storage, filled in on every
+	// view and never stored.
+	Storage *Health `json:"storage,omitempty"`
 }
+
+// Health says whether an experiment's stored data is whole (SPEC §18).
+type Health struct {
+	// Status is "ok"; "degraded" when the event log has damaged frames
+	// that were skipped (every other event serves); "unavailable" when the
+	// storage could not be opened at all.
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+	// CorruptFrames and CorruptBytes count the damaged parts of the event
+	// log that reads skip; the files are left as they are.
+	CorruptFrames int64 `json:"corrupt_frames"`
+	CorruptBytes  int64 `json:"corrupt_bytes"`
+}
+
+// Health statuses.
+const (
+	HealthOK          = "ok"
+	HealthDegraded    = "degraded"
+	HealthUnavailable = "unavailable"
+)
 
 // CreateRequest is the body of POST /api/v1/experiments. Pointers tell an
 // omitted field from a zero one so defaults apply.

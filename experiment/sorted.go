@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"unsafe"
 
@@ -48,7 +49,8 @@ func OpenOrdered(storagePath, id string) (*Ordered, Record, error) {
 	}
 	dir := experimentDir(storagePath, id)
 	scan := func(visit func(*tsdbstore.Record) error) error {
-		return tsdbstore.ReadLog(dir+"/events", visit)
+		_, err := tsdbstore.ReadLog(filepath.Join(dir, logDir), visit)
+		return err
 	}
 	return &Ordered{scan: scan, spec: rec.Spec, tmpDir: storagePath, runSize: RunSize}, rec, nil
 }

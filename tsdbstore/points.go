@@ -5,10 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/crucible-telemetry/crucible-telemetry/event"
@@ -20,13 +22,18 @@ import (
 //	i64 timestamp µs | f64 latency | f64 cost (NaN when absent) |
 //	i64 prompt | i64 completion | i64 total tokens |
 //	u32 event | u32 model | u32 provider (ids into points.names; 0 = none) |
-//	u8 flags | 3 bytes padding
+//	u8 flags | u24 checksum (CRC-32C of the 61 bytes before it, low 24 bits)
+//
+// points.names has one name per line, after the hex CRC-32C of the name and
+// a space.
 //
 // Reading a million events' numbers from the log means decompressing and
 // decoding ~550 MB of records; from the index it is one 64 MB read. The log
 // stays the source of truth: when the index does not hold exactly the log's
 // events (a crash between the two writes, or a data directory without it),
-// Open rebuilds it from the log.
+// Open rebuilds it from the log. Open also rebuilds it when a record or a
+// name fails its checksum, or names an id the dictionary lacks; a read
+// that meets such damage falls back to the log.
 
 const (
 	pointSize   = 64
@@ -55,6 +62,8 @@ type pointIndex struct {
 	list  []string // id-1 → name
 	count int64    // records written
 	buf   []byte
+	// damaged says why the files as opened cannot be trusted.
+	damaged error
 }
 
 func openPointIndex(dir string) (*pointIndex, error) {
@@ -63,16 +72,26 @@ func openPointIndex(dir string) (*pointIndex, error) {
 	if x.names, err = os.OpenFile(filepath.Join(dir, namesFile), os.O_CREATE|os.O_RDWR, 0o644); err != nil {
 		return nil, err
 	}
-	sc := bufio.NewScanner(x.names)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		name := sc.Text()
+	// Names may be of any length: read line by line without a bound.
+	br := bufio.NewReader(x.names)
+	for {
+		line, err := br.ReadString('\n')
+		if errors.Is(err, io.EOF) {
+			if line != "" {
+				x.damaged = fmt.Errorf("%s ends in an incomplete line", namesFile)
+			}
+			break
+		}
+		if err != nil {
+			x.names.Close()
+			return nil, err
+		}
+		name, ok := decodeName(line[:len(line)-1])
+		if !ok && x.damaged == nil {
+			x.damaged = fmt.Errorf("%s: line %d fails its checksum", namesFile, len(x.list)+1)
+		}
 		x.list = append(x.list, name)
 		x.ids[name] = uint32(len(x.list))
-	}
-	if err := sc.Err(); err != nil {
-		x.names.Close()
-		return nil, err
 	}
 	if _, err := x.names.Seek(0, io.SeekEnd); err != nil {
 		x.names.Close()
@@ -88,11 +107,45 @@ func openPointIndex(dir string) (*pointIndex, error) {
 		return nil, err
 	}
 	x.count = fi.Size() / pointSize
+	if fi.Size()%pointSize != 0 && x.damaged == nil {
+		x.damaged = fmt.Errorf("%s holds %d bytes, not a whole number of points", pointsFile, fi.Size())
+	}
 	if _, err := x.f.Seek(x.count*pointSize, io.SeekStart); err != nil {
 		x.close()
 		return nil, err
 	}
 	return x, nil
+}
+
+func encodeName(b []byte, name string) []byte {
+	b = fmt.Appendf(b, "%08x ", crc32.Checksum([]byte(name), castagnoli))
+	b = append(b, name...)
+	return append(b, '\n')
+}
+
+func decodeName(line string) (string, bool) {
+	if len(line) < 9 || line[8] != ' ' {
+		return line, false
+	}
+	sum, err := strconv.ParseUint(line[:8], 16, 32)
+	name := line[9:]
+	return name, err == nil && uint32(sum) == crc32.Checksum([]byte(name), castagnoli)
+}
+
+func pointChecksum(rec []byte) uint32 {
+	return crc32.Checksum(rec[:61], castagnoli) & 0xffffff
+}
+
+// check tells why the index does not hold exactly the log's count events
+// whole, or nil when it does. It reads the whole index once.
+func (x *pointIndex) check(count int64) error {
+	if x.damaged != nil {
+		return x.damaged
+	}
+	if x.count != count {
+		return fmt.Errorf("%s holds %d events, the log %d", pointsFile, x.count, count)
+	}
+	return x.read(x.count, x.list, func(*Point) error { return nil })
 }
 
 // reset empties the index before a rebuild.
@@ -105,12 +158,12 @@ func (x *pointIndex) reset() error {
 			return err
 		}
 	}
-	x.ids, x.list, x.count = map[string]uint32{}, nil, 0
+	x.ids, x.list, x.count, x.damaged = map[string]uint32{}, nil, 0, nil
 	return nil
 }
 
 // id returns name's id, appending new names to the dictionary.
-func (x *pointIndex) id(name string, newNames *strings.Builder) uint32 {
+func (x *pointIndex) id(name string, newNames *[]byte) uint32 {
 	if name == "" {
 		return 0
 	}
@@ -123,15 +176,14 @@ func (x *pointIndex) id(name string, newNames *strings.Builder) uint32 {
 	x.list = append(x.list, clean)
 	id := uint32(len(x.list))
 	x.ids[name] = id
-	newNames.WriteString(clean)
-	newNames.WriteByte('\n')
+	*newNames = encodeName(*newNames, clean)
 	return id
 }
 
 // add encodes the points of events (in log order) and writes them: the new
 // names first, so that no record refers to a name the dictionary lacks.
 func (x *pointIndex) add(events []*event.Event) error {
-	var newNames strings.Builder
+	var newNames []byte
 	b := x.buf[:0]
 	for _, e := range events {
 		var rec [pointSize]byte
@@ -162,11 +214,13 @@ func (x *pointIndex) add(events []*event.Event) error {
 			}
 		}
 		rec[60] = flags
+		sum := pointChecksum(rec[:])
+		rec[61], rec[62], rec[63] = byte(sum), byte(sum>>8), byte(sum>>16)
 		b = append(b, rec[:]...)
 	}
 	x.buf = b
-	if newNames.Len() > 0 {
-		if _, err := x.names.WriteString(newNames.String()); err != nil {
+	if len(newNames) > 0 {
+		if _, err := x.names.Write(newNames); err != nil {
 			return fmt.Errorf("write %s: %w", namesFile, err)
 		}
 	}
@@ -199,6 +253,9 @@ func (x *pointIndex) read(n int64, names []string, visit func(*Point) error) err
 		}
 		for i := int64(0); i < m; i++ {
 			r := b[i*pointSize : (i+1)*pointSize]
+			if sum := uint32(r[61]) | uint32(r[62])<<8 | uint32(r[63])<<16; sum != pointChecksum(r) {
+				return fmt.Errorf("%w: %s: point %d fails its checksum", ErrCorrupt, pointsFile, off+i)
+			}
 			flags := r[60]
 			p = Point{
 				TimestampUs: int64(binary.LittleEndian.Uint64(r[0:])),

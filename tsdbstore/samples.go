@@ -86,10 +86,13 @@ func (s *Store) refsFor(l seriesLabels, slot uint8) *seriesRefs {
 	return r
 }
 
-// appendSamples appends the numbers of one event at ms to its series r.
-func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, r *seriesRefs) error {
+// appendSamples appends the numbers of one event at ms to its series r. It
+// returns how many samples the event has, whether or not the TSDB took them.
+func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, r *seriesRefs) (int, error) {
 	var errs []error
+	n := 0
 	add := func(m int, v float64) {
+		n++
 		ref, err := app.Append(storage.SeriesRef(r.refs[m].Load()), r.lbls[m], 0, ms, v, nil, nil, storage.AOptions{})
 		if err != nil {
 			errs = append(errs, err)
@@ -129,7 +132,7 @@ func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, 
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return n, errors.Join(errs...)
 }
 
 // unregisterer remembers what the TSDB registered so that closing the store

@@ -42,8 +42,8 @@ func newSlotTracker(windowMs, maxMs int64) *slotTracker {
 }
 
 // minMs is the oldest millisecond the TSDB still takes.
-func (t *slotTracker) minMs(batchMax int64) int64 {
-	return max(t.maxMs, batchMax) - t.windowMs
+func (t *slotTracker) minMs() int64 {
+	return t.maxMs - t.windowMs
 }
 
 func (s *seriesSlots) counts(sec int64, create bool) *secondCounts {

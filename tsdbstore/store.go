@@ -29,8 +29,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/util/compression"
 
 	"github.com/crucible-telemetry/crucible-telemetry/event"
@@ -42,6 +45,8 @@ var (
 	ErrNoSlot  = errors.New("no free TSDB slot for this event")
 	ErrClosed  = errors.New("store is closed")
 	ErrStorage = errors.New("storage failure")
+	// ErrIndexDamaged: see Points.
+	ErrIndexDamaged = errors.New("points index is damaged")
 )
 
 // MetricsConfig says which numbers of an event are written to the TSDB.
@@ -99,7 +104,10 @@ type Store struct {
 	logger *slog.Logger
 	log    *eventLog
 	db     *tsdb.DB
-	reg    *unregisterer
+	reg    *unregisterer // the store's metrics, experiment_id added
+	// tsdbReg holds the TSDB's metrics, removed when it closes (also for a
+	// rebuild): two TSDBs on one registerer would collide.
+	tsdbReg *unregisterer
 
 	mu     sync.Mutex // guards the fields below
 	slots  *slotTracker
@@ -111,19 +119,26 @@ type Store struct {
 	points   *pointIndex
 	pointsOK atomic.Bool // the index holds exactly the log's events
 
-	tmu        sync.Mutex               // serialises TSDB appends and log and index writes
-	labels     *labelCap                // under mu
-	written    Position                 // the replay position last written, by the housekeeping loop
-	applied    atomic.Pointer[Position] // every frame before it is committed to the TSDB
-	tsdbBehind atomic.Bool              // a commit failed: stop advancing applied
+	tmu     sync.Mutex                 // serialises TSDB appends and log and index writes
+	labels  *labelCap                  // under mu
+	written replayMark                 // the replay position last written, by the housekeeping loop
+	applied atomic.Pointer[replayMark] // every frame before it is committed to the TSDB
 
 	count atomic.Int64
 
 	stop chan struct{}
 	done chan struct{}
+
+	// failCommit, set by tests, fails a commit as a full disk would.
+	failCommit func() error
 }
 
-const appliedFile = "tsdb.applied"
+// Files of a store's directory.
+const (
+	appliedFile = "tsdb.applied"
+	tsdbDir     = "tsdb"
+	logDirName  = "events"
+)
 
 // Open opens or creates the store in dir.
 func Open(dir string, opts Options) (*Store, error) {
@@ -145,24 +160,12 @@ func Open(dir string, opts Options) (*Store, error) {
 		stop:   make(chan struct{}), done: make(chan struct{}),
 	}
 	s.reg = newUnregisterer(prometheus.WrapRegistererWith(prometheus.Labels{"experiment_id": opts.ExperimentID}, opts.Registerer))
-
-	tsdbOpts := tsdb.DefaultOptions()
-	tsdbOpts.OutOfOrderTimeWindow = opts.OutOfOrderWindow.Milliseconds()
-	tsdbOpts.RetentionDuration = opts.Retention.Milliseconds()
-	tsdbOpts.WALCompression = compression.Snappy
-	// Batches from concurrent clients interleave in time, so many samples go
-	// out of order; larger out-of-order chunks mean fewer chunks to track.
-	tsdbOpts.OutOfOrderCapMax = 255
-	// Write full head chunks from a queue, so that cutting (and fsyncing) a
-	// chunk file never happens while a series is locked against appends.
-	tsdbOpts.HeadChunksWriteQueueSize = 10000
-	db, err := tsdb.Open(filepath.Join(dir, "tsdb"), opts.Logger.With("component", "tsdb"), s.reg, tsdbOpts, nil)
-	if err != nil {
+	if err := s.openTSDB(); err != nil {
 		s.reg.unregisterAll()
-		return nil, fmt.Errorf("open TSDB: %w", err)
+		return nil, err
 	}
-	s.db = db
-
+	db := s.db
+	var err error
 	headMax := db.Head().MaxTime()
 	for _, b := range db.Blocks() {
 		headMax = max(headMax, b.Meta().MaxTime-1)
@@ -181,7 +184,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
 	var ev event.Event
-	s.log, err = openEventLog(filepath.Join(dir, "events"), opts.SegmentSize, opts.Logger, func(r *Record) error {
+	s.log, err = openEventLog(filepath.Join(dir, logDirName), opts.SegmentSize, opts.Logger, func(r *Record) error {
 		s.count.Add(1)
 		dec.Reset()
 		if err := s.labels.learn(r, dec, &ev); err != nil {
@@ -201,31 +204,150 @@ func Open(dir string, opts Options) (*Store, error) {
 	})
 	if err != nil {
 		s.closeTSDB()
+		s.reg.unregisterAll()
 		return nil, fmt.Errorf("open event log: %w", err)
 	}
 	s.markSlots(recs)
-
-	if s.points, err = openPointIndex(dir); err != nil {
+	if err := s.openDerived(); err != nil {
+		if s.points != nil {
+			s.points.close()
+		}
 		s.log.close()
 		s.closeTSDB()
-		return nil, fmt.Errorf("open points index: %w", err)
+		s.reg.unregisterAll()
+		return nil, err
 	}
-	if s.points.count != s.count.Load() {
+	s.registerDamage()
+	go s.loop()
+	return s, nil
+}
+
+// openDerived brings the points index and the TSDB up to the log: each is
+// checked against it and rebuilt from it when it does not match.
+func (s *Store) openDerived() error {
+	var err error
+	if s.points, err = openPointIndex(s.dir); err != nil {
+		return fmt.Errorf("open points index: %w", err)
+	}
+	if reason := s.points.check(s.count.Load()); reason != nil {
+		s.logger.Warn("the points index does not match the event log; rebuilding it from the log", "reason", reason)
 		if err := s.rebuildPoints(); err != nil {
-			s.points.close()
-			s.log.close()
-			s.closeTSDB()
-			return nil, fmt.Errorf("rebuild points index: %w", err)
+			return fmt.Errorf("rebuild points index: %w", err)
 		}
 	}
 	s.pointsOK.Store(true)
 	if err := s.replay(s.readApplied()); err != nil {
-		s.log.close()
-		s.closeTSDB()
-		return nil, err
+		return err
 	}
-	go s.loop()
-	return s, nil
+	return s.verifyTSDB()
+}
+
+// openTSDB opens (or creates) the experiment's TSDB.
+func (s *Store) openTSDB() error {
+	s.tsdbReg = newUnregisterer(s.reg)
+	tsdbOpts := tsdb.DefaultOptions()
+	tsdbOpts.OutOfOrderTimeWindow = s.opts.OutOfOrderWindow.Milliseconds()
+	tsdbOpts.RetentionDuration = s.opts.Retention.Milliseconds()
+	tsdbOpts.WALCompression = compression.Snappy
+	// Batches from concurrent clients interleave in time, so many samples go
+	// out of order; larger out-of-order chunks mean fewer chunks to track.
+	tsdbOpts.OutOfOrderCapMax = 255
+	// Write full head chunks from a queue, so that cutting (and fsyncing) a
+	// chunk file never happens while a series is locked against appends.
+	tsdbOpts.HeadChunksWriteQueueSize = 10000
+	db, err := tsdb.Open(filepath.Join(s.dir, tsdbDir), s.logger.With("component", "tsdb"), s.tsdbReg, tsdbOpts, nil)
+	if err != nil {
+		s.tsdbReg.unregisterAll()
+		return fmt.Errorf("open TSDB: %w", err)
+	}
+	s.db = db
+	return nil
+}
+
+// registerDamage shows the event log's damage on /metrics.
+func (s *Store) registerDamage() {
+	d := s.log.Damage()
+	for _, g := range []struct {
+		name, help string
+		v          int64
+	}{
+		{"crucible_event_log_corrupt_frames", "Damaged regions of the experiment's event log that reads skip (each usually one frame of events); 0 when the log is whole.", d.Frames},
+		{"crucible_event_log_corrupt_bytes", "Bytes of the experiment's event log that reads skip as damaged.", d.Bytes},
+	} {
+		v := float64(g.v)
+		_ = s.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help}, func() float64 { return v }))
+	}
+}
+
+// Damage reports the damaged parts of the event log that reads skip.
+func (s *Store) Damage() Damage { return s.log.Damage() }
+
+// verifyTSDB checks that the TSDB holds exactly the samples of the logged
+// events, and rebuilds it from the log when it does not: the log is the
+// source of truth, and a TSDB can lose samples (its directory deleted, a WAL
+// repair) or hold some the log no longer has (skipped damage). Retention
+// deletes samples on purpose, so with retention only the log is trusted
+// and no count is compared.
+func (s *Store) verifyTSDB() error {
+	if s.opts.Retention > 0 {
+		return nil
+	}
+	want := s.applied.Load().Samples
+	have, err := s.countSamples()
+	if err != nil {
+		return fmt.Errorf("count TSDB samples: %w", err)
+	}
+	if have == want {
+		return nil
+	}
+	start := time.Now()
+	s.logger.Warn("the TSDB does not match the event log; rebuilding it from the log",
+		"tsdb_samples", have, "log_samples", want)
+	if err := s.closeTSDB(); err != nil {
+		return fmt.Errorf("close TSDB for rebuild: %w", err)
+	}
+	// The TSDB is derived data of this store: the log rebuilds all of it.
+	if err := os.RemoveAll(filepath.Join(s.dir, tsdbDir)); err != nil {
+		return fmt.Errorf("remove TSDB for rebuild: %w", err)
+	}
+	s.series = make(map[seriesKey]*seriesRefs)
+	if err := s.openTSDB(); err != nil {
+		return err
+	}
+	if err := s.replay(replayMark{}); err != nil {
+		return err
+	}
+	if have, err = s.countSamples(); err != nil {
+		return fmt.Errorf("count TSDB samples: %w", err)
+	}
+	want = s.applied.Load().Samples
+	if have != want {
+		return fmt.Errorf("%w: the TSDB rebuilt from the event log holds %d samples, the log's events %d", ErrStorage, have, want)
+	}
+	s.logger.Info("rebuilt the TSDB from the event log", "samples", have, "duration", time.Since(start))
+	return nil
+}
+
+// countSamples counts every sample in the TSDB.
+func (s *Store) countSamples() (int64, error) {
+	q, err := s.db.Querier(math.MinInt64, math.MaxInt64)
+	if err != nil {
+		return 0, err
+	}
+	defer q.Close()
+	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, ".+"))
+	var n int64
+	var it chunkenc.Iterator
+	for ss.Next() {
+		it = ss.At().Iterator(it)
+		for it.Next() != chunkenc.ValNone {
+			n++
+		}
+		if err := it.Err(); err != nil {
+			return n, err
+		}
+	}
+	return n, ss.Err()
 }
 
 type slotMark struct {
@@ -250,17 +372,32 @@ func (s *Store) markSlots(recs []slotMark) []slotMark {
 	return recs[:0]
 }
 
-func (s *Store) readApplied() Position {
-	var p Position
-	b, err := os.ReadFile(filepath.Join(s.dir, appliedFile))
-	if err != nil || json.Unmarshal(b, &p) != nil {
-		return Position{} // replay everything: re-appending is harmless
-	}
-	return p
+// replayMark is the replay position: every frame before it is committed
+// to the TSDB, and those frames' events have Samples samples.
+type replayMark struct {
+	Position
+	Samples int64
+	// Damaged is how many damaged log regions were known when Samples was
+	// counted: once more are found, the count is redone from the log.
+	Damaged int64
 }
 
-func (s *Store) writeApplied(p Position) error {
-	b, _ := json.Marshal(p)
+func (s *Store) readApplied() replayMark {
+	var m struct {
+		Position
+		Samples *int64
+		Damaged int64
+	}
+	b, err := os.ReadFile(filepath.Join(s.dir, appliedFile))
+	if err != nil || json.Unmarshal(b, &m) != nil || m.Samples == nil || m.Segment < 0 || m.Offset < 0 ||
+		m.Damaged != s.log.Damage().Frames {
+		return replayMark{} // replay everything: re-appending is harmless
+	}
+	return replayMark{m.Position, *m.Samples, m.Damaged}
+}
+
+func (s *Store) writeApplied(m replayMark) error {
+	b, _ := json.Marshal(m)
 	tmp := filepath.Join(s.dir, appliedFile+".tmp")
 	f, err := os.Create(tmp)
 	if err != nil {
@@ -323,14 +460,22 @@ func (s *Store) rebuildPoints() error {
 
 // Points calls visit for what the analysis needs of every stored event, in
 // log order, from the points index (or, should it have failed, the log).
+// When it meets damage in the index mid-way it returns ErrIndexDamaged:
+// visit has then seen part of the events, and a call again reads the log.
 func (s *Store) Points(visit func(*Point) error) error {
 	s.tmu.Lock()
 	n, names, ok := s.points.count, s.points.list, s.pointsOK.Load()
 	s.tmu.Unlock()
-	if ok {
-		return s.points.read(n, names, visit)
+	if !ok {
+		return PointsFromLog(s.Scan, visit)
 	}
-	return PointsFromLog(s.Scan, visit)
+	err := s.points.read(n, names, visit)
+	if errors.Is(err, ErrCorrupt) {
+		s.pointsOK.Store(false)
+		s.logger.Error("the points index is damaged; reading the event log instead until the next start rebuilds it", "err", err)
+		return fmt.Errorf("%w: %w", ErrIndexDamaged, err)
+	}
+	return err
 }
 
 // PointsFromLog calls visit with the point of every record that scan (a
@@ -366,25 +511,33 @@ func PointOf(e *event.Event) Point {
 }
 
 // replay appends the samples of every log record after from to the TSDB.
-func (s *Store) replay(from Position) error {
+func (s *Store) replay(from replayMark) error {
 	end := s.log.end()
-	s.applied.Store(&end)
+	if end.Less(from.Position) {
+		// The log ends before what the TSDB was said to hold (a write lost
+		// in a power cut): count from the start.
+		from = replayMark{}
+	}
 	if !from.Less(end) {
+		s.applied.Store(&from)
 		s.written = from
 		return nil
 	}
 	start := time.Now()
 	app := s.db.AppenderV2(context.Background())
 	n := 0
+	samples := from.Samples
 	var ev event.Event
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
-	err := s.log.readRange(from, end, func(r *Record) error {
+	err := s.log.readRange(from.Position, end, func(r *Record) error {
 		if err := dec.DecodeRecord(r.Data, &ev, false); err != nil {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
 		}
 		ev.ExperimentID, ev.Condition = s.opts.ExperimentID, s.opts.Condition
-		if err := s.appendSamples(app, &ev, r.Ms, s.refsFor(stored(s.opts.Condition, &ev, r.Flags), r.Slot)); err != nil {
+		k, err := s.appendSamples(app, &ev, r.Ms, s.refsFor(stored(s.opts.Condition, &ev, r.Flags), r.Slot))
+		samples += int64(k)
+		if err != nil {
 			s.logger.Warn("replay: TSDB did not take a sample", "event_id", ev.EventID, "err", err)
 		}
 		n++
@@ -406,11 +559,13 @@ func (s *Store) replay(from Position) error {
 	if n > 0 {
 		s.logger.Info("replayed event log into TSDB", "events", n, "duration", time.Since(start))
 	}
-	if err := syncWriteAheadLogs(filepath.Join(s.dir, "tsdb")); err != nil {
+	if err := syncWriteAheadLogs(filepath.Join(s.dir, tsdbDir)); err != nil {
 		return fmt.Errorf("replay event log into TSDB: %w", err)
 	}
-	s.written = end
-	return s.writeApplied(end)
+	mark := replayMark{end, samples, s.log.Damage().Frames}
+	s.applied.Store(&mark)
+	s.written = mark
+	return s.writeApplied(mark)
 }
 
 // appendBuffers are the scratch space of one Append.
@@ -446,10 +601,8 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 	arrivalUs := arrival.UnixMicro()
 	hashes := make([]uint64, len(events))
 	order := make([]int, len(events))
-	batchMax := int64(math.MinInt64)
-	for i, e := range events {
+	for i := range events {
 		order[i] = i
-		batchMax = max(batchMax, e.TimestampMs())
 	}
 	// Time order, so no sample of the batch is out of order against another.
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(events[a].Timestamp, events[b].Timestamp) })
@@ -462,7 +615,10 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 		return nil, ErrClosed
 	}
 	s.dedup.advance(arrivalUs)
-	minMs := s.slots.minMs(batchMax)
+	// The window is measured from the newest event stored before this
+	// batch: the batch is appended in time order, so an event far older
+	// than a later one of the same batch is no trouble for the TSDB.
+	minMs := s.slots.minMs()
 	for _, i := range order {
 		e := events[i]
 		if e.ClientID && s.dedup.contains(e.EventID) {
@@ -511,7 +667,8 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 	s.tmu.Lock()
 	defer s.tmu.Unlock()
 	app := s.db.AppenderV2(context.Background())
-	if refused := s.appendAll(app, events, place); len(refused) > 0 {
+	samples, refused := s.appendAll(app, events, place)
+	if len(refused) > 0 {
 		// The TSDB moved on since the window check (another append brought
 		// newer events): reject what it refused and encode the rest again.
 		_ = app.Rollback()
@@ -534,18 +691,40 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 		}
 		s.encodeFrame(bufs, events, place, hashes, arrivalUs)
 		app = s.db.AppenderV2(context.Background())
-		if refused := s.appendAll(app, events, place); len(refused) > 0 {
+		if samples, refused = s.appendAll(app, events, place); len(refused) > 0 {
 			_ = app.Rollback()
 			release(reserved)
 			return nil, fmt.Errorf("%w: the TSDB refused %d events twice", ErrStorage, len(refused))
 		}
 	}
-	if _, err := s.log.write(bufs.frame); err != nil {
+	// An error from here on means nothing of the batch is stored: the frame
+	// is taken back out of the log, and the TSDB commits only after the log
+	// holds the frame (durably, when every answer waits for an fsync).
+	if err := s.log.write(bufs.frame); err != nil {
 		_ = app.Rollback()
 		release(reserved)
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
+	fail := func(err error) ([]Result, error) {
+		if uerr := s.log.undo(s.opts.SyncInterval == 0); uerr != nil {
+			s.logger.Error("could not take a failed batch back out of the event log; it may come back after a restart", "err", uerr)
+		}
+		release(reserved)
+		return nil, err
+	}
+	if s.opts.SyncInterval == 0 {
+		if err := s.log.sync(); err != nil {
+			_ = app.Rollback()
+			return fail(fmt.Errorf("%w: fsync event log: %w", ErrStorage, err))
+		}
+	}
+	if err := s.commit(app); err != nil {
+		return fail(fmt.Errorf("%w: TSDB commit: %w", ErrStorage, err))
+	}
+	s.log.publish()
 	s.count.Add(int64(len(place)))
+	mark := replayMark{s.log.end(), s.applied.Load().Samples + int64(samples), s.applied.Load().Damaged}
+	s.applied.Store(&mark)
 	if s.pointsOK.Load() {
 		ordered := make([]*event.Event, len(place))
 		for i, p := range place {
@@ -557,22 +736,18 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 			s.logger.Error("points index write failed; reading the log instead", "err", err)
 		}
 	}
-	if s.opts.SyncInterval == 0 {
-		if err := s.log.sync(); err != nil {
-			_ = app.Rollback() // the next start replays the frame
-			return nil, fmt.Errorf("%w: fsync event log: %w", ErrStorage, err)
+	return results, nil
+}
+
+// commit commits an append, unless a test makes it fail.
+func (s *Store) commit(app storage.AppenderV2) error {
+	if s.failCommit != nil {
+		if err := s.failCommit(); err != nil {
+			_ = app.Rollback()
+			return err
 		}
 	}
-	if err := app.Commit(); err != nil {
-		// The frame is in the log; the next start replays it.
-		s.tsdbBehind.Store(true)
-		return nil, fmt.Errorf("%w: TSDB commit: %w", ErrStorage, err)
-	}
-	if !s.tsdbBehind.Load() {
-		end := s.log.end()
-		s.applied.Store(&end)
-	}
-	return results, nil
+	return app.Commit()
 }
 
 func tooOld(window time.Duration) Result {
@@ -594,19 +769,22 @@ func (s *Store) encodeFrame(bufs *appendBuffers, events []*event.Event, place []
 	bufs.frame = appendFrame(bufs.frame[:0], bufs.records)
 }
 
-// appendAll appends the samples of the placed events and returns the events
-// the TSDB refused.
-func (s *Store) appendAll(app storage.AppenderV2, events []*event.Event, place []placed) map[int]error {
+// appendAll appends the samples of the placed events and returns how many
+// there are and the events the TSDB refused.
+func (s *Store) appendAll(app storage.AppenderV2, events []*event.Event, place []placed) (int, map[int]error) {
 	var refused map[int]error
+	samples := 0
 	for _, p := range place {
-		if err := s.appendSamples(app, events[p.i], p.ms, p.refs); err != nil {
+		n, err := s.appendSamples(app, events[p.i], p.ms, p.refs)
+		samples += n
+		if err != nil {
 			if refused == nil {
 				refused = make(map[int]error)
 			}
 			refused[p.i] = err
 		}
 	}
-	return refused
+	return samples, refused
 }
 
 // Count is the number of events stored.
@@ -673,7 +851,7 @@ func (s *Store) recordApplied() {
 	if applied == s.written {
 		return
 	}
-	if err := syncWriteAheadLogs(filepath.Join(s.dir, "tsdb")); err != nil {
+	if err := syncWriteAheadLogs(filepath.Join(s.dir, tsdbDir)); err != nil {
 		s.logger.Error("fsync the TSDB's write-ahead log", "err", err)
 		return
 	}
@@ -748,12 +926,13 @@ func (s *Store) Close() error {
 	if werr := s.writeApplied(applied); err == nil {
 		err = werr
 	}
+	s.reg.unregisterAll()
 	return err
 }
 
 func (s *Store) closeTSDB() error {
 	err := s.db.Close()
-	s.reg.unregisterAll()
+	s.tsdbReg.unregisterAll()
 	return err
 }
 
@@ -776,4 +955,4 @@ func (s *Store) Snapshot(dir string) error {
 func (s *Store) Sync() error { return errors.Join(s.log.sync(), s.points.sync()) }
 
 // LogDir is the directory of the event log.
-func (s *Store) LogDir() string { return filepath.Join(s.dir, "events") }
+func (s *Store) LogDir() string { return filepath.Join(s.dir, logDirName) }

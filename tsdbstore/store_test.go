@@ -417,7 +417,7 @@ func TestConcurrentAppends(t *testing.T) {
 		evs = append(evs, a...)
 	}
 	checkSamples(t, s.DB(), evs)
-	applied, end := *s.applied.Load(), s.log.end()
+	applied, end := s.applied.Load().Position, s.log.end()
 	if applied != end {
 		t.Fatalf("replay position %v, log end %v", applied, end)
 	}
@@ -464,15 +464,22 @@ func TestPointsIndexMatchesLog(t *testing.T) {
 		t.Fatal("the log and the index disagree")
 	}
 	s.Close()
-	for _, wreck := range []func(){
-		func() { os.Remove(filepath.Join(dir, pointsFile)) },
-		func() {
-			fi, _ := os.Stat(filepath.Join(dir, pointsFile))
-			os.Truncate(filepath.Join(dir, pointsFile), fi.Size()-pointSize-5)
+	for _, wreck := range []func() error{ // an error: nothing was wrecked, the rebuild untested
+		func() error { return os.Remove(filepath.Join(dir, pointsFile)) },
+		func() error {
+			fi, err := os.Stat(filepath.Join(dir, pointsFile))
+			if err != nil {
+				return err
+			}
+			return os.Truncate(filepath.Join(dir, pointsFile), fi.Size()-pointSize-5)
 		},
-		func() { os.Remove(filepath.Join(dir, namesFile)); os.Remove(filepath.Join(dir, pointsFile)) },
+		func() error {
+			return errors.Join(os.Remove(filepath.Join(dir, namesFile)), os.Remove(filepath.Join(dir, pointsFile)))
+		},
 	} {
-		wreck()
+		if err := wreck(); err != nil {
+			t.Fatal(err)
+		}
 		s = openStore(t, dir, testOptions(t))
 		if got := fromIndex(s); !samePoints(got, want) {
 			t.Fatalf("after a rebuild: %d points", len(got))
@@ -594,9 +601,9 @@ func TestReplayPositionFollowsTheWAL(t *testing.T) {
 	base := time.Now().Add(-time.Minute).UnixMicro()
 	mustAppend(t, s, []*event.Event{llmEvent(base, "m", 1), llmEvent(base-5000, "m", 2)}) // the second goes to the out-of-order WBL
 	deadline := time.Now().Add(10 * time.Second)
-	for s.readApplied() != s.log.end() {
+	for s.readApplied().Position != s.log.end() {
 		if time.Now().After(deadline) {
-			t.Fatalf("replay position %v, want the log's end %v", s.readApplied(), s.log.end())
+			t.Fatalf("replay position %v, want the log's end %v", s.readApplied().Position, s.log.end())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

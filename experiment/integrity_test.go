@@ -1,0 +1,187 @@
+package experiment
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
+)
+
+func openManager(dir string) (*Manager, error) {
+	m := NewManager(Options{
+		Dir: dir, Logger: slog.New(slog.DiscardHandler),
+		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour,
+			Registerer: prometheus.NewRegistry()},
+	})
+	return m, m.Open()
+}
+
+// One process per data directory: a second is refused with an error that
+// names the lock and its holder, and gets it once the first has closed.
+func TestDataDirectoryLock(t *testing.T) {
+	dir := t.TempDir()
+	m := newManager(t, dir, &clock{time.Now()})
+	create(t, m, `{"id":"a","name":"A"}`)
+
+	second, err := openManager(dir)
+	if !errors.Is(err, ErrLocked) {
+		second.Close()
+		t.Fatalf("second open: err = %v, want ErrLocked", err)
+	}
+	for _, want := range []string{filepath.Join(dir, lockFile), fmt.Sprintf("pid %d", os.Getpid())} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %q does not name %q", err, want)
+		}
+	}
+	if _, err := m.Ingest("a", events(t, 3, ""), time.Now()); err != nil {
+		t.Fatalf("the first process is disturbed: %v", err)
+	}
+	m.Close()
+	again, err := openManager(dir)
+	if err != nil {
+		t.Fatalf("open after the holder closed: %v", err)
+	}
+	defer again.Close()
+	if r, err := again.Get("a"); err != nil || r.EventsStored != 3 {
+		t.Fatalf("after reopen: %+v %v", r, err)
+	}
+}
+
+// A create never removes or adopts what it did not make: a directory with
+// the events of an experiment whose record is lost is left alone and named.
+func TestCreateKeepsDirectoriesItDidNotMake(t *testing.T) {
+	dir := t.TempDir()
+	m := newManager(t, dir, &clock{time.Now()})
+	create(t, m, `{"id":"x","name":"X"}`)
+	if _, err := m.Ingest("x", events(t, 5, ""), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	xdir := experimentDir(dir, "x")
+	for _, name := range []string{recordFile, recordCopy} {
+		if err := os.Remove(filepath.Join(xdir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m = newManager(t, dir, &clock{time.Now()})
+	r, err := m.Get("x")
+	if err != nil || r.Storage == nil || r.Storage.Status != HealthUnavailable {
+		t.Fatalf("x without a record: %+v %v, want it listed as unavailable", r, err)
+	}
+	req, _ := DecodeCreateRequest([]byte(`{"id":"x","name":"X again"}`))
+	if _, _, err := m.Create(req); !errors.Is(err, ErrConflict) {
+		t.Fatalf("re-create over lost events: err = %v, want a conflict", err)
+	}
+	n := 0
+	if _, err := tsdbstore.ReadLog(filepath.Join(xdir, logDir), func(*tsdbstore.Record) error { n++; return nil }); err != nil || n != 5 {
+		t.Fatalf("the old events: %d, %v; want all 5 kept", n, err)
+	}
+
+	// A directory a create left without events is reused.
+	if err := os.MkdirAll(filepath.Join(experimentDir(dir, "empty"), logDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	create(t, m, `{"id":"empty","name":"E"}`)
+}
+
+// One damaged experiment never takes the others offline: they serve, and
+// it is listed with the reason.
+func TestDamagedExperimentLeavesOthersServing(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		wreck     func(t *testing.T, xdir string)
+		available bool // recovered from what is left
+	}{
+		{"record truncated, copy intact", func(t *testing.T, xdir string) {
+			truncateFile(t, filepath.Join(xdir, recordFile))
+		}, true},
+		{"record missing, copy intact", func(t *testing.T, xdir string) {
+			os.Remove(filepath.Join(xdir, recordFile))
+		}, true},
+		{"record and copy truncated", func(t *testing.T, xdir string) {
+			truncateFile(t, filepath.Join(xdir, recordFile))
+			truncateFile(t, filepath.Join(xdir, recordCopy))
+		}, false},
+		{"storage does not open", func(t *testing.T, xdir string) {
+			// A file where the TSDB's WAL directory belongs.
+			wal := filepath.Join(xdir, "tsdb", "wal")
+			if err := os.RemoveAll(wal); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(wal, []byte("not a directory"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			m := newManager(t, dir, &clock{time.Now()})
+			create(t, m, `{"id":"good","name":"Good"}`)
+			create(t, m, `{"id":"bad","name":"Bad"}`)
+			for _, id := range []string{"good", "bad"} {
+				if _, err := m.Ingest(id, events(t, 4, ""), time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m.Close()
+			tc.wreck(t, experimentDir(dir, "bad"))
+
+			m = newManager(t, dir, &clock{time.Now()})
+			if !m.Ready() {
+				t.Fatal("not ready")
+			}
+			if res, err := m.Ingest("good", events(t, 2, ""), time.Now()); err != nil || res.Accepted != 2 {
+				t.Fatalf("the good experiment does not serve: %+v %v", res, err)
+			}
+			list, err := m.List("", "")
+			if err != nil || len(list) != 2 {
+				t.Fatalf("list: %d records, %v", len(list), err)
+			}
+			bad, err := m.Get("bad")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.available {
+				if bad.Storage.Status != HealthOK || bad.EventsStored != 4 {
+					t.Fatalf("recovered experiment: %+v", bad)
+				}
+				if _, _, err := readRecordFile(experimentDir(dir, "bad")); err != nil {
+					t.Fatalf("the record was not written back: %v", err)
+				}
+				return
+			}
+			if bad.Storage.Status != HealthUnavailable || bad.Storage.Error == "" {
+				t.Fatalf("damaged experiment listed as %+v", bad.Storage)
+			}
+			if _, err := m.Ingest("bad", events(t, 1, ""), time.Now()); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("ingest into the damaged experiment: %v", err)
+			}
+			if _, err := m.Points("bad", Filter{}); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("read of the damaged experiment: %v", err)
+			}
+			res, _ := m.Ingest("", events(t, 1, `,"experiment_id":"bad"`), time.Now())
+			if len(res.Rejected) != 1 || !strings.Contains(res.Rejected[0].Error, "unavailable") {
+				t.Fatalf("routed by experiment_id: %+v", res)
+			}
+		})
+	}
+}
+
+func truncateFile(t *testing.T, path string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+}
