@@ -54,6 +54,7 @@ type serveFlags struct {
 	oooWindow       model.Duration
 	syncInterval    model.Duration
 	dedupWindow     model.Duration
+	broadcast       bool
 	pricingFile     string
 	seriesTTL       model.Duration
 	maxLabelValues  int
@@ -88,6 +89,7 @@ func run(args []string) int {
 	serve.Flag("storage.tsdb.out-of-order-window", "How far behind an experiment's newest event an event may be and still be stored.").Default("10m").SetValue(&sf.oooWindow)
 	serve.Flag("storage.sync-interval", "How often the event log is fsynced; 0 fsyncs before every answer.").Default("1s").SetValue(&sf.syncInterval)
 	serve.Flag("ingest.dedup-window", "How long a client-chosen event_id is remembered to drop retried events.").Default("1h").SetValue(&sf.dedupWindow)
+	serve.Flag("ingest.broadcast-unrouted", "Send an event that names no experiment to every running experiment, instead of rejecting it when several run.").Default("false").BoolVar(&sf.broadcast)
 	serve.Flag("metrics.stopped-series-ttl", "How long a stopped experiment's series stay on /metrics.").Default("15m").SetValue(&sf.seriesTTL)
 	serve.Flag("metrics.max-label-values", "Distinct values of model, provider and event per experiment, on /metrics and in the TSDB; the rest count as \"other\".").Default("50").IntVar(&sf.maxLabelValues)
 	serve.Flag("pricing.file", "YAML price table overriding the embedded one; re-read on SIGHUP and POST /-/reload.").StringVar(&sf.pricingFile)
@@ -220,9 +222,10 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		MaxLabelValues: sf.maxLabelValues, StoppedSeriesTTL: time.Duration(sf.seriesTTL),
 	})
 	manager := experiment.NewManager(experiment.Options{
-		Dir:     filepath.Clean(sf.storagePath),
-		Logger:  logger,
-		Metrics: metrics,
+		Dir:               filepath.Clean(sf.storagePath),
+		Logger:            logger,
+		Metrics:           metrics,
+		BroadcastUnrouted: sf.broadcast,
 		Store: tsdbstore.Options{
 			OutOfOrderWindow: time.Duration(sf.oooWindow),
 			Retention:        time.Duration(sf.retention),

@@ -63,7 +63,8 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, errNotFound
 	case errors.Is(err, experiment.ErrConflict):
 		return http.StatusConflict, errConflict
-	case errors.Is(err, experiment.ErrNotReady), errors.Is(err, tsdbstore.ErrClosed):
+	case errors.Is(err, experiment.ErrNotReady), errors.Is(err, tsdbstore.ErrClosed),
+		errors.Is(err, experiment.ErrUnavailable):
 		return http.StatusServiceUnavailable, errUnavailable
 	}
 	return http.StatusInternalServerError, errInternal
