@@ -159,8 +159,13 @@ func addTree(tw *tar.Writer, dir, prefix string) error {
 
 // Delete closes an experiment and removes all its data: storage, archive
 // and live series.
+// An experiment whose storage is unavailable can be deleted too: that is
+// how a user gives up on damaged data.
 func (m *Manager) Delete(id string) error {
 	x, err := m.lookup(id)
+	if errors.Is(err, ErrUnavailable) {
+		return m.deleteUnavailable(id)
+	}
 	if err != nil {
 		return err
 	}
@@ -178,5 +183,21 @@ func (m *Manager) Delete(id string) error {
 		err = errors.Join(err, rerr)
 	}
 	m.logger.Info("deleted experiment", "id", id)
+	return err
+}
+
+func (m *Manager) deleteUnavailable(id string) error {
+	m.mu.Lock()
+	u := m.unavailable[id]
+	delete(m.unavailable, id)
+	m.mu.Unlock()
+	if u == nil {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	err := os.RemoveAll(u.dir)
+	if rerr := os.Remove(ArchivePath(m.opts.Dir, id)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = errors.Join(err, rerr)
+	}
+	m.logger.Info("deleted unavailable experiment", "id", id, "dir", u.dir)
 	return err
 }

@@ -171,6 +171,14 @@ func TestDamagedExperimentLeavesOthersServing(t *testing.T) {
 			if len(res.Rejected) != 1 || !strings.Contains(res.Rejected[0].Error, "unavailable") {
 				t.Fatalf("routed by experiment_id: %+v", res)
 			}
+			// Giving up on it: delete removes it, and the id is free again.
+			if err := m.Delete("bad"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(experimentDir(dir, "bad")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the damaged experiment's files are still there: %v", err)
+			}
+			create(t, m, `{"id":"bad","name":"Bad again"}`)
 		})
 	}
 }
