@@ -108,6 +108,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	target := strings.TrimRight(cfg.Target, "/")
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Connections, MaxConnsPerHost: cfg.Connections}}
+	defer client.CloseIdleConnections() // the transport is Run's own: its keep-alive connections end with it
 	if err := createExperiment(ctx, client, target, cfg.Experiment); err != nil {
 		return Report{}, err
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
 )
@@ -68,4 +70,22 @@ func TestRunCountsAcceptedEvents(t *testing.T) {
 	if rep.Events != 2500 || events.Load() != 2500 || rep.SidecarRSS != 10<<20 || rep.P50 <= 0 {
 		t.Fatalf("report %+v, server saw %d", rep, events.Load())
 	}
+}
+
+// TestRunClosesItsConnections: Run owns its transport, so it closes the
+// keep-alive connections it opened instead of leaving their goroutines (and
+// the server's) behind.
+func TestRunClosesItsConnections(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if strings.HasSuffix(r.URL.Path, "/events") {
+			io.WriteString(w, `{"status":"success","data":{"accepted":10,"duplicates":0}}`)
+		}
+	}))
+	defer srv.Close()
+	before := goleak.IgnoreCurrent() // the server's accept loop
+	if _, err := Run(context.Background(), Config{Target: srv.URL, Experiment: "x", Events: 40, Connections: 4, BatchSize: 10}); err != nil {
+		t.Fatal(err)
+	}
+	goleak.VerifyNone(t, before)
 }
