@@ -28,7 +28,10 @@ func BenchmarkScrape(b *testing.B) {
 		}
 		m.Observe(id, evs, 200)
 	}
-	n, _ := reg.Gather()
+	n, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
 	series := 0
 	for _, mf := range n {
 		series += len(mf.GetMetric())

@@ -97,15 +97,23 @@ crucible_stream_latency_max_seconds{condition="control",experiment="AB",experime
 		t.Fatal(err)
 	}
 	// The histogram keeps classic buckets beside the native ones.
-	mfs, _ := reg.Gather()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
 	for _, mf := range mfs {
 		if mf.GetName() != "crucible_latency_seconds" {
 			continue
 		}
+		found = true
 		h := mf.GetMetric()[0].GetHistogram()
 		if len(h.GetBucket()) != len(LatencyBuckets) || h.GetSchema() == 0 && len(h.GetPositiveSpan()) == 0 {
 			t.Fatalf("want classic and native buckets, got %d classic, schema %d", len(h.GetBucket()), h.GetSchema())
 		}
+	}
+	if !found {
+		t.Fatal("no crucible_latency_seconds histogram")
 	}
 }
 
@@ -138,8 +146,8 @@ func TestLifecycleOwnsSeries(t *testing.T) {
 	m.Set(Experiment{ID: "d", Name: "D", Condition: "c", Status: "running"})
 	m.Observe("d", []*event.Event{ev("x", "", 1, nil, 0)}, 1)
 	m.Remove("d")
-	if n, _ := testutil.GatherAndCount(reg); n != 0 {
-		t.Fatalf("%d series left after Remove", n)
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
+		t.Fatalf("%d series left after Remove (%v)", n, err)
 	}
 }
 
@@ -153,7 +161,10 @@ func TestCardinalityGuard(t *testing.T) {
 	m.Observe("e", evs, 5)
 	m.Observe("e", evs, 10)
 	models := map[string]float64{}
-	mfs, _ := reg.Gather()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, mf := range mfs {
 		if mf.GetName() != "crucible_latency_seconds" {
 			continue
