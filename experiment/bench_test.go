@@ -166,3 +166,19 @@ func BenchmarkExport1M(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReopen1M is a restart with a one-million-event experiment: the
+// log is read, and the points index and the TSDB are checked against it.
+func BenchmarkReopen1M(b *testing.B) {
+	m := benchManager(b, []string{"big"}, 1_000_000)
+	m.Close()
+	for b.Loop() {
+		again := NewManager(m.opts)
+		if err := again.Open(); err != nil {
+			b.Fatal(err)
+		}
+		if err := again.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
@@ -160,6 +161,13 @@ func TestDamagedExperimentLeavesOthersServing(t *testing.T) {
 			}
 			if bad.Storage.Status != HealthUnavailable || bad.Storage.Error == "" {
 				t.Fatalf("damaged experiment listed as %+v", bad.Storage)
+			}
+			gauge := `# HELP crucible_experiment_storage_unavailable 1 for each experiment whose storage could not be opened; the reason is in its record and the log.
+# TYPE crucible_experiment_storage_unavailable gauge
+crucible_experiment_storage_unavailable{experiment_id="bad"} 1
+`
+			if err := testutil.GatherAndCompare(m.opts.Store.Registerer.(prometheus.Gatherer), strings.NewReader(gauge), "crucible_experiment_storage_unavailable"); err != nil {
+				t.Fatal(err)
 			}
 			if _, err := m.Ingest("bad", events(t, 1, ""), time.Now()); !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("ingest into the damaged experiment: %v", err)

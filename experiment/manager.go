@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/crucible-telemetry/crucible-telemetry/collector"
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
@@ -132,8 +134,29 @@ func (m *Manager) Open() error {
 			m.mu.Unlock()
 		}
 	}
+	if reg := m.opts.Store.Registerer; reg != nil {
+		if err := reg.Register(unavailableCollector{m}); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return err
+		}
+	}
 	m.ready.Store(true)
 	return nil
+}
+
+var unavailableDesc = prometheus.NewDesc("crucible_experiment_storage_unavailable",
+	"1 for each experiment whose storage could not be opened; the reason is in its record and the log.", []string{"experiment_id"}, nil)
+
+// unavailableCollector shows the experiments whose storage did not open.
+type unavailableCollector struct{ m *Manager }
+
+func (c unavailableCollector) Describe(ch chan<- *prometheus.Desc) { ch <- unavailableDesc }
+
+func (c unavailableCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.RLock()
+	defer c.m.mu.RUnlock()
+	for id := range c.m.unavailable {
+		ch <- prometheus.MustNewConstMetric(unavailableDesc, prometheus.GaugeValue, 1, id)
+	}
 }
 
 // openExperiment opens the storage of an experiment with a readable record.

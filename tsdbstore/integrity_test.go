@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 )
 
@@ -129,6 +132,13 @@ func TestMidLogDamageKeepsEveryGoodFrame(t *testing.T) {
 			d := s.Damage()
 			if d.Frames != 1 || d.Bytes == 0 || d.First == "" {
 				t.Fatalf("damage %+v, want one region reported", d)
+			}
+			gauge := `# HELP crucible_event_log_corrupt_frames Damaged regions of the experiment's event log that reads skip (each usually one frame of events); 0 when the log is whole.
+# TYPE crucible_event_log_corrupt_frames gauge
+crucible_event_log_corrupt_frames{experiment_id="exp"} 1
+`
+			if err := testutil.GatherAndCompare(opts.Registerer.(prometheus.Gatherer), strings.NewReader(gauge), "crucible_event_log_corrupt_frames"); err != nil {
+				t.Fatal(err)
 			}
 			if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "event log is damaged") {
 				t.Fatalf("the damage was not logged as an error:\n%s", logs.String())
