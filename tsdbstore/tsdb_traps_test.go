@@ -29,7 +29,10 @@ func TestTSDBTraps(t *testing.T) {
 	}
 	series := labels.FromStrings("__name__", "m")
 	count := func(t *testing.T, db *tsdb.DB) int {
-		q, _ := db.Querier(math.MinInt64, math.MaxInt64)
+		q, err := db.Querier(math.MinInt64, math.MaxInt64)
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer q.Close()
 		n := 0
 		set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "m"))
@@ -38,6 +41,12 @@ func TestTSDBTraps(t *testing.T) {
 			for it.Next() != 0 {
 				n++
 			}
+			if it.Err() != nil {
+				t.Fatal(it.Err())
+			}
+		}
+		if set.Err() != nil {
+			t.Fatal(set.Err())
 		}
 		return n
 	}
@@ -48,6 +57,14 @@ func TestTSDBTraps(t *testing.T) {
 			return err
 		}
 		return app.Commit()
+	}
+	// setUp stores the samples a case starts from; one that fails would
+	// leave the case proving nothing.
+	setUp := func(t *testing.T, db *tsdb.DB, ts int64, v float64) {
+		t.Helper()
+		if err := appendOne(db, ts, v); err != nil {
+			t.Fatalf("setting up a sample at %d: %v", ts, err)
+		}
 	}
 	now := time.Now().UnixMilli()
 
@@ -62,7 +79,7 @@ func TestTSDBTraps(t *testing.T) {
 	})
 	t.Run("same value at an occupied millisecond is silently one sample", func(t *testing.T) {
 		db := open(t, 0)
-		appendOne(db, now, 1)
+		setUp(t, db, now, 1)
 		if err := appendOne(db, now, 1); err != nil {
 			t.Fatal(err)
 		}
@@ -72,8 +89,8 @@ func TestTSDBTraps(t *testing.T) {
 	})
 	t.Run("out of order at an occupied millisecond is silently dropped", func(t *testing.T) {
 		db := open(t, 10*time.Minute)
-		appendOne(db, now-5, 1)
-		appendOne(db, now, 1)
+		setUp(t, db, now-5, 1)
+		setUp(t, db, now, 1)
 		if err := appendOne(db, now-5, 7); err != nil {
 			t.Fatalf("err = %v", err)
 		}
@@ -83,7 +100,7 @@ func TestTSDBTraps(t *testing.T) {
 	})
 	t.Run("out of order inside one batch is dropped at commit without an error", func(t *testing.T) {
 		db := open(t, 0)
-		appendOne(db, now-100, 0)
+		setUp(t, db, now-100, 0)
 		app := db.AppenderV2(context.Background())
 		for _, ts := range []int64{now, now - 50} {
 			if _, err := app.Append(0, series, 0, ts, 1, nil, nil, storage.AOptions{}); err != nil {
