@@ -219,7 +219,7 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 	)
 
 	metrics := collector.New(reg, collector.Options{
-		MaxLabelValues: sf.maxLabelValues, StoppedSeriesTTL: time.Duration(sf.seriesTTL),
+		StoppedSeriesTTL: time.Duration(sf.seriesTTL),
 	})
 	manager := experiment.NewManager(experiment.Options{
 		Dir:               filepath.Clean(sf.storagePath),

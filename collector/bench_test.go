@@ -17,7 +17,7 @@ import (
 // when it scrapes native histograms.
 func BenchmarkScrape(b *testing.B) {
 	reg := prometheus.NewRegistry()
-	m := New(reg, Options{MaxLabelValues: 50})
+	m := New(reg, Options{})
 	for i := range 100 {
 		id := fmt.Sprintf("exp-%03d", i)
 		m.Set(Experiment{ID: id, Name: id, Condition: "c", Status: "running", Target: 1000})
@@ -26,7 +26,7 @@ func BenchmarkScrape(b *testing.B) {
 			evs = append(evs, ev([]string{"req_llm.request.stop", "req_llm.request.exception"}[j%2],
 				[]string{"gpt-4o", "claude-sonnet-4-5"}[j/2%2], float64(10+j), &yes, 0.001))
 		}
-		m.Observe(id, evs, 200)
+		m.Observe(id, evs, nil, 200)
 	}
 	n, err := reg.Gather()
 	if err != nil {
@@ -59,7 +59,7 @@ func BenchmarkScrape(b *testing.B) {
 // BenchmarkObserve measures the live metrics' share of ingest per event.
 func BenchmarkObserve(b *testing.B) {
 	reg := prometheus.NewRegistry()
-	m := New(reg, Options{MaxLabelValues: 50})
+	m := New(reg, Options{})
 	m.Set(Experiment{ID: "e", Name: "E", Condition: "c", Status: "running"})
 	evs := make([]*event.Event, 1000)
 	for i := range evs {
@@ -67,7 +67,7 @@ func BenchmarkObserve(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		m.Observe("e", evs, 1000)
+		m.Observe("e", evs, nil, 1000)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
 }

@@ -18,17 +18,11 @@ import (
 // OpenTelemetry GenAI advisory boundaries for LLM operation durations.
 var LatencyBuckets = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
 
-// Overflow is the label value that stands for every value past the cap.
-const Overflow = "other"
-
 // Statuses are the values of crucible_experiment_status{status}.
 var Statuses = []string{"running", "paused", "stopped", "archived"}
 
 // Options configure the Metrics.
 type Options struct {
-	// MaxLabelValues caps the distinct values of model, provider and event
-	// per experiment; later values are counted under "other".
-	MaxLabelValues int
 	// StoppedSeriesTTL is how long a stopped experiment's series stay.
 	StoppedSeriesTTL time.Duration
 	Now              func() time.Time
@@ -78,7 +72,6 @@ type experiment struct {
 	Experiment
 	mu       sync.Mutex // guards the fields below
 	kids     map[childKey]*children
-	seen     [3]map[string]struct{} // event, model, provider values in use
 	stream   Stream
 	removeAt time.Time // set when stopped
 }
@@ -87,9 +80,6 @@ type experiment struct {
 func New(reg prometheus.Registerer, opts Options) *Metrics {
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.MaxLabelValues <= 0 {
-		opts.MaxLabelValues = 50
 	}
 	exp := []string{"experiment_id", "experiment", "condition"}
 	with := func(extra ...string) []string { return append(append([]string(nil), exp...), extra...) }
@@ -149,9 +139,6 @@ func (m *Metrics) Set(e Experiment) {
 	x := m.exps[e.ID]
 	if x == nil {
 		x = &experiment{Experiment: e, kids: make(map[childKey]*children), stream: Stream{Since: m.opts.Now()}}
-		for i := range x.seen {
-			x.seen[i] = make(map[string]struct{})
-		}
 		m.exps[e.ID] = x
 		m.info.WithLabelValues(e.ID, e.Name, e.Condition).Set(1)
 	}
@@ -232,56 +219,51 @@ func (m *Metrics) lookup(id string) *experiment {
 }
 
 // Observe counts stored events of experiment id; stored is the experiment's
-// count of stored events afterwards.
-func (m *Metrics) Observe(id string, events []*event.Event, stored int64) {
+// count of stored events afterwards. overflow (nil: none) holds storage's
+// label-cap decision for each event, which the series follow: the cap is
+// decided once, where the event is stored.
+func (m *Metrics) Observe(id string, events []*event.Event, overflow []event.LabelOverflow, stored int64) {
 	x := m.lookup(id)
 	if x == nil {
 		return
 	}
 	x.mu.Lock()
-	for _, e := range events {
-		m.observe(x, e)
+	for i, e := range events {
+		var o event.LabelOverflow
+		if overflow != nil {
+			o = overflow[i]
+		}
+		m.observe(x, e, o)
 		x.stream.add(e)
 	}
 	x.mu.Unlock()
 	m.stored.WithLabelValues(id).Set(float64(stored))
 }
 
-const (
-	labelEvent = iota
-	labelModel
-	labelProvider
-)
+var cappedLabels = [...]struct {
+	name string
+	bit  event.LabelOverflow
+}{{"event", event.OverflowEvent}, {"model", event.OverflowModel}, {"provider", event.OverflowProvider}}
 
-var labelNames = [3]string{"event", "model", "provider"}
-
-// capped returns v, or Overflow once the experiment has MaxLabelValues
-// other values of that label. Callers hold x.mu.
-func (m *Metrics) capped(x *experiment, label int, v string) string {
-	seen := x.seen[label]
-	if _, ok := seen[v]; ok {
-		return v
-	}
-	if len(seen) >= m.opts.MaxLabelValues {
-		m.overflow.WithLabelValues(x.ID, labelNames[label]).Inc()
-		return Overflow
-	}
-	seen[v] = struct{}{}
-	return v
-}
-
-func (m *Metrics) observe(x *experiment, e *event.Event) {
+func (m *Metrics) observe(x *experiment, e *event.Event, overflow event.LabelOverflow) {
 	key := childKey{e.EventName, e.Model.V, e.Provider.V}
+	if overflow != 0 {
+		for _, l := range cappedLabels {
+			if overflow&l.bit != 0 {
+				m.overflow.WithLabelValues(x.ID, l.name).Inc()
+			}
+		}
+	}
 	c := x.kids[key]
 	if c == nil {
-		ev := m.capped(x, labelEvent, key.event)
-		model := key.model
-		if model != "" {
-			model = m.capped(x, labelModel, model)
-		}
-		provider := key.provider
-		if provider != "" {
-			provider = m.capped(x, labelProvider, provider)
+		ev, model, provider := key.event, key.model, key.provider
+		for _, v := range []struct {
+			s   *string
+			bit event.LabelOverflow
+		}{{&ev, event.OverflowEvent}, {&model, event.OverflowModel}, {&provider, event.OverflowProvider}} {
+			if overflow&v.bit != 0 {
+				*v.s = event.OverflowValue
+			}
 		}
 		c = &children{
 			latency:    m.latency.WithLabelValues(x.ID, x.Name, x.Condition, ev, model, provider),
@@ -295,7 +277,7 @@ func (m *Metrics) observe(x *experiment, e *event.Event) {
 		// Values past the cap share "other" series: only the first key of
 		// a value is cached, the rest look the series up again, which is
 		// cheap enough for the overflow path.
-		if ev != Overflow && model != Overflow && provider != Overflow {
+		if overflow == 0 {
 			x.kids[key] = c
 		}
 	}

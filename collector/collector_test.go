@@ -19,11 +19,11 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func newTest(t *testing.T, maxValues int) (*Metrics, *prometheus.Registry, *clock) {
+func newTest(t *testing.T) (*Metrics, *prometheus.Registry, *clock) {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	c := &clock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	m := New(reg, Options{MaxLabelValues: maxValues, StoppedSeriesTTL: 15 * time.Minute, Now: c.now})
+	m := New(reg, Options{StoppedSeriesTTL: 15 * time.Minute, Now: c.now})
 	return m, reg, c
 }
 
@@ -42,13 +42,13 @@ func ev(name, model string, latencyMs float64, success *bool, cost float64) *eve
 var yes, no = true, false
 
 func TestGolden(t *testing.T) {
-	m, reg, _ := newTest(t, 50)
+	m, reg, _ := newTest(t)
 	m.Set(Experiment{ID: "ab", Name: "AB", Condition: "control", Status: "running", Target: 10})
 	m.Observe("ab", []*event.Event{
 		ev("req_llm.request.stop", "gpt-4", 150, &yes, 0.015),
 		ev("req_llm.request.stop", "gpt-4", 50, &no, 0.005),
 		ev("req_llm.request.exception", "gpt-4", 30, nil, 0),
-	}, 3)
+	}, nil, 3)
 	want := `
 # HELP crucible_events_total Events stored, by outcome: success, failure, or unknown when the event does not say.
 # TYPE crucible_events_total counter
@@ -118,9 +118,9 @@ crucible_stream_latency_max_seconds{condition="control",experiment="AB",experime
 }
 
 func TestLifecycleOwnsSeries(t *testing.T) {
-	m, reg, c := newTest(t, 50)
+	m, reg, c := newTest(t)
 	m.Set(Experiment{ID: "e", Name: "E", Condition: "c", Status: "running"})
-	m.Observe("e", []*event.Event{ev("x", "gpt-4", 1, &yes, 1)}, 1)
+	m.Observe("e", []*event.Event{ev("x", "gpt-4", 1, &yes, 1)}, nil, 1)
 	count := func() int {
 		n, err := testutil.GatherAndCount(reg, "crucible_events_total", "crucible_experiment_info", "crucible_latency_seconds")
 		if err != nil {
@@ -144,22 +144,31 @@ func TestLifecycleOwnsSeries(t *testing.T) {
 		t.Fatalf("after the TTL: removed %v, %d series left", gone, count())
 	}
 	m.Set(Experiment{ID: "d", Name: "D", Condition: "c", Status: "running"})
-	m.Observe("d", []*event.Event{ev("x", "", 1, nil, 0)}, 1)
+	m.Observe("d", []*event.Event{ev("x", "", 1, nil, 0)}, nil, 1)
 	m.Remove("d")
 	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
 		t.Fatalf("%d series left after Remove (%v)", n, err)
 	}
 }
 
-func TestCardinalityGuard(t *testing.T) {
-	m, reg, _ := newTest(t, 2)
+// The series follow storage's label-cap decision, made once per event:
+// what storage put under "other" is counted there, and nothing else is,
+// however many values there are.
+func TestSeriesFollowStorageOverflow(t *testing.T) {
+	m, reg, _ := newTest(t)
 	m.Set(Experiment{ID: "e", Name: "E", Condition: "c", Status: "running"})
 	var evs []*event.Event
-	for i := range 5 {
+	var overflow []event.LabelOverflow
+	for i := range 80 {
 		evs = append(evs, ev("x", fmt.Sprintf("model-%d", i), 1, &yes, 0))
+		var o event.LabelOverflow
+		if i >= 60 {
+			o = event.OverflowModel
+		}
+		overflow = append(overflow, o)
 	}
-	m.Observe("e", evs, 5)
-	m.Observe("e", evs, 10)
+	m.Observe("e", evs, overflow, 80)
+	m.Observe("e", evs, overflow, 160)
 	models := map[string]float64{}
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -177,25 +186,25 @@ func TestCardinalityGuard(t *testing.T) {
 			}
 		}
 	}
-	if len(models) != 3 || models["model-0"] != 2 || models["model-1"] != 2 || models[Overflow] != 6 {
-		t.Fatalf("models %v, want model-0, model-1 and other", models)
+	if len(models) != 61 || models["model-0"] != 2 || models["model-59"] != 2 || models[event.OverflowValue] != 40 {
+		t.Fatalf("%d models (%v), want model-0 … model-59 and other", len(models), models)
 	}
-	if got := testutil.ToFloat64(m.overflow.WithLabelValues("e", "model")); got != 6 {
-		t.Fatalf("overflow counter %v, want 6", got)
+	if got := testutil.ToFloat64(m.overflow.WithLabelValues("e", "model")); got != 40 {
+		t.Fatalf("overflow counter %v, want 40", got)
 	}
 }
 
 func TestStreamResetLeavesCounters(t *testing.T) {
-	m, _, c := newTest(t, 50)
+	m, _, c := newTest(t)
 	m.Set(Experiment{ID: "e", Name: "E", Condition: "c", Status: "running"})
-	m.Observe("e", []*event.Event{ev("x", "", 100, &yes, 1), ev("x", "", 300, &no, 3)}, 2)
+	m.Observe("e", []*event.Event{ev("x", "", 100, &yes, 1), ev("x", "", 300, &no, 3)}, nil, 2)
 	s, _ := m.Stream("e")
 	if s.Events != 2 || s.Latency.Mean != 200 || math.Abs(s.Latency.StdDev()-141.4213562373095) > 1e-9 || s.SuccessRate() != 0.5 {
 		t.Fatalf("stream %+v", s)
 	}
 	c.t = c.t.Add(time.Minute)
 	m.ResetStream("e", c.t)
-	m.Observe("e", []*event.Event{ev("y", "", 7, nil, 0)}, 3)
+	m.Observe("e", []*event.Event{ev("y", "", 7, nil, 0)}, nil, 3)
 	s, _ = m.Stream("e")
 	if s.Events != 1 || s.Latency.Mean != 7 || s.Judged != 0 || !s.Since.Equal(c.t) || s.ByName["y"] != 1 || s.ByName["x"] != 0 {
 		t.Fatalf("after reset %+v", s)

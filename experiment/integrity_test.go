@@ -1,18 +1,26 @@
 package experiment
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/crucible-telemetry/crucible-telemetry/collector"
+	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
@@ -200,4 +208,103 @@ func truncateFile(t *testing.T, path string) {
 	if err := os.Truncate(path, fi.Size()/2); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The label cap is decided once per event, in storage: concurrent batches
+// of new models put the same models under "other" on /metrics as in the
+// TSDB, also after a restart.
+func TestLabelCapDecidedOnce(t *testing.T) {
+	dir := t.TempDir()
+	open := func() (*Manager, *prometheus.Registry) {
+		reg := prometheus.NewRegistry()
+		m := NewManager(Options{
+			Dir: dir, Logger: slog.New(slog.DiscardHandler),
+			Metrics: collector.New(reg, collector.Options{StoppedSeriesTTL: time.Hour}),
+			Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour,
+				Registerer: reg, MaxLabelValues: 5},
+		})
+		if err := m.Open(); err != nil {
+			t.Fatal(err)
+		}
+		return m, reg
+	}
+	m, reg := open()
+	create(t, m, `{"id":"cap","name":"Cap"}`)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				model := fmt.Sprintf("m-%d", (w*7+i)%20)
+				if _, err := m.Ingest("cap", events(t, 3, `,"metadata":{"model":"`+model+`"}`), time.Now()); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	check := func(m *Manager, reg *prometheus.Registry) {
+		t.Helper()
+		live := liveModelCounts(t, reg)
+		x, err := m.lookup("cap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := tsdbModelCounts(t, x.store)
+		if len(live) != 6 || live[event.OverflowValue] == 0 || !maps.Equal(live, stored) {
+			t.Fatalf("models on /metrics %v, in the TSDB %v: want the same five and other", live, stored)
+		}
+	}
+	check(m, reg)
+	m.Close()
+	m, reg = open()
+	defer m.Close()
+	check(m, reg)
+}
+
+// liveModelCounts counts the observations of crucible_latency_seconds by
+// model.
+func liveModelCounts(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "crucible_latency_seconds" {
+			continue
+		}
+		for _, mm := range mf.GetMetric() {
+			for _, l := range mm.GetLabel() {
+				if l.GetName() == "model" {
+					out[l.GetValue()] += float64(mm.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+	}
+	return out
+}
+
+// tsdbModelCounts counts the latency samples of a store by model.
+func tsdbModelCounts(t *testing.T, s *tsdbstore.Store) map[string]float64 {
+	t.Helper()
+	q, err := s.DB().Querier(math.MinInt64, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	out := map[string]float64{}
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, tsdbstore.MetricLatency))
+	for set.Next() {
+		it := set.At().Iterator(nil)
+		for it.Next() != 0 {
+			out[set.At().Labels().Get("model")]++
+		}
+	}
+	if err := set.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

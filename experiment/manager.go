@@ -217,13 +217,15 @@ func (m *Manager) rebuildMetrics(id string) func(*tsdbstore.Record) error {
 	dec := new(event.Decoder)
 	var e event.Event
 	one := []*event.Event{&e}
+	overflow := make([]event.LabelOverflow, 1)
 	n := int64(0)
 	return func(r *tsdbstore.Record) error {
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}
 		n++
-		m.opts.Metrics.Observe(id, one, n)
+		overflow[0] = r.Overflow()
+		m.opts.Metrics.Observe(id, one, overflow, n)
 		return nil
 	}
 }
@@ -647,10 +649,12 @@ func (x *Experiment) ingest(m *Manager, items []item, now time.Time, res *Ingest
 		return err
 	}
 	stored := evs[:0:0]
+	var overflow []event.LabelOverflow
 	for i, r := range results {
 		switch r.Status {
 		case tsdbstore.Stored:
 			stored = append(stored, evs[i])
+			overflow = append(overflow, r.Overflow)
 			res.Accepted++
 			if evs[i].Unpriced {
 				res.Unpriced++
@@ -662,7 +666,7 @@ func (x *Experiment) ingest(m *Manager, items []item, now time.Time, res *Ingest
 		}
 	}
 	if m.opts.Metrics != nil && len(stored) > 0 {
-		m.opts.Metrics.Observe(spec.ID, stored, x.store.Count())
+		m.opts.Metrics.Observe(spec.ID, stored, overflow, x.store.Count())
 	}
 	if spec.StopAtSampleSize && spec.SampleSize != nil && x.store.Count() >= *spec.SampleSize {
 		if _, err := m.Stop(spec.ID); err != nil {

@@ -8,14 +8,11 @@ import (
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 )
 
-// OverflowLabel is the value of an event, model or provider label once an
-// experiment has MaxLabelValues other values of it, as on /metrics.
-const OverflowLabel = "other"
-
 // DefaultMaxLabelValues caps each label when Options leave it zero.
 const DefaultMaxLabelValues = 50
 
-// Flags of a log record saying which of its labels went to OverflowLabel.
+// Flags of a log record saying which of its labels went to
+// event.OverflowValue: bits 1 to 3, event.LabelOverflow shifted by one.
 // The decision is stored with the event, so that a replay puts the samples
 // in the series they were first appended to, whatever the order in which
 // concurrent appends reached the cap.
@@ -25,6 +22,11 @@ const (
 	flagOtherProvider
 	labelFlags = flagOtherEvent | flagOtherModel | flagOtherProvider
 )
+
+func overflowOf(flags uint8) event.LabelOverflow { return event.LabelOverflow(flags&labelFlags) >> 1 }
+
+// Overflow is the label-cap decision stored with the record.
+func (r *Record) Overflow() event.LabelOverflow { return overflowOf(r.Flags) }
 
 // seriesLabels are the label values of an event's TSDB series.
 type seriesLabels struct {
@@ -57,7 +59,7 @@ func newLabelCap(max int, logger *slog.Logger) *labelCap {
 
 // place decides the series labels of an event about to be stored: known
 // values stay, new ones are admitted while there is room, the rest become
-// OverflowLabel. Callers hold the store's lock.
+// event.OverflowValue. Callers hold the store's lock.
 func (c *labelCap) place(condition string, e *event.Event) (seriesLabels, uint8) {
 	l := seriesLabels{condition, e.EventName, e.Model.V, e.Provider.V}
 	var flags uint8
@@ -74,10 +76,10 @@ func (c *labelCap) place(condition string, e *event.Event) (seriesLabels, uint8)
 		}
 		if !c.warned[i] {
 			c.warned[i] = true
-			c.logger.Warn("label value cap reached: further values go to the series labelled "+OverflowLabel,
+			c.logger.Warn("label value cap reached: further values go to the series labelled "+event.OverflowValue,
 				"label", cappedLabels[i], "max", c.max)
 		}
-		*v = OverflowLabel
+		*v = event.OverflowValue
 		flags |= flagOtherEvent << i
 	}
 	return l, flags
@@ -88,7 +90,7 @@ func stored(condition string, e *event.Event, flags uint8) seriesLabels {
 	l := seriesLabels{condition, e.EventName, e.Model.V, e.Provider.V}
 	for i, v := range [3]*string{&l.event, &l.model, &l.provider} {
 		if flags&(flagOtherEvent<<i) != 0 {
-			*v = OverflowLabel
+			*v = event.OverflowValue
 		}
 	}
 	return l

@@ -71,7 +71,7 @@ type Options struct {
 	Logger           *slog.Logger
 	// MaxLabelValues caps the distinct values of each of the event, model
 	// and provider labels (DefaultMaxLabelValues when 0); later values are
-	// stored under OverflowLabel.
+	// stored under event.OverflowValue.
 	MaxLabelValues int
 	// Visit, when set, sees every stored record while Open reads the log,
 	// so that callers can rebuild state from it without a second pass.
@@ -94,6 +94,9 @@ const (
 type Result struct {
 	Status Status
 	Err    error // set when Rejected
+	// Overflow is the label-cap decision of a stored event, for the live
+	// metrics to follow.
+	Overflow event.LabelOverflow
 }
 
 // Store is one experiment's event log and TSDB. Its methods are safe for
@@ -723,6 +726,9 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 	}
 	s.log.publish()
 	s.count.Add(int64(len(place)))
+	for _, p := range place {
+		results[p.i].Overflow = overflowOf(p.flags)
+	}
 	mark := replayMark{s.log.end(), s.applied.Load().Samples + int64(samples), s.applied.Load().Damaged}
 	s.applied.Store(&mark)
 	if s.pointsOK.Load() {

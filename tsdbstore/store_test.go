@@ -537,7 +537,7 @@ func TestLabelValuesCapped(t *testing.T) {
 		evs = append(evs, llmEvent(base+int64(i/4)*1000, fmt.Sprintf("m%d", i%6), float64(i+1)))
 	}
 	mustAppend(t, s, evs)
-	want := map[string]int{"m0": 10, "m1": 10, "m2": 10, OverflowLabel: 30}
+	want := map[string]int{"m0": 10, "m1": 10, "m2": 10, event.OverflowValue: 30}
 	if got := seriesByModel(t, s.db); !maps.Equal(got, want) {
 		t.Fatalf("samples by model %v, want %v", got, want)
 	}
@@ -557,7 +557,7 @@ func TestLabelValuesCapped(t *testing.T) {
 	// Admitted values stay admitted, new ones overflow.
 	mustAppend(t, s, []*event.Event{llmEvent(base+40_000, "m1", 1), llmEvent(base+40_000, "m9", 1)})
 	want["m1"]++
-	want[OverflowLabel]++
+	want[event.OverflowValue]++
 	if got := seriesByModel(t, s.db); !maps.Equal(got, want) {
 		t.Fatalf("after a restart: samples by model %v, want %v", got, want)
 	}
