@@ -622,7 +622,7 @@ func (x *Experiment) ingest(m *Manager, items []item, now time.Time, res *Ingest
 			continue
 		}
 		e := it.ev
-		e.ExperimentID, e.ExperimentName, e.Condition, e.Tags = spec.ID, spec.Name, spec.Condition, spec.Tags
+		spec.Stamp(e)
 		e.SampleWeight = 1 / spec.SamplingRate
 		kept = append(kept, it)
 	}

@@ -56,7 +56,7 @@ func (m *Manager) Events(id string, f Filter) ([]json.RawMessage, error) {
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}
-		e.ExperimentID, e.ExperimentName, e.Condition, e.Tags = spec.ID, spec.Name, spec.Condition, spec.Tags
+		spec.Stamp(&e)
 		if !f.Match(&e) {
 			return nil
 		}
@@ -65,7 +65,7 @@ func (m *Manager) Events(id string, f Filter) ([]json.RawMessage, error) {
 		if err := dec.DecodeRecord(r.Data, &e, true); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}
-		e.ExperimentID, e.ExperimentName, e.Condition, e.Tags = spec.ID, spec.Name, spec.Condition, spec.Tags
+		spec.Stamp(&e)
 		out = append(out, match{e.Timestamp, e.EventID, e.AppendJSON(nil)})
 		return nil
 	})

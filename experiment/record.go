@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
 )
 
 // Status is an experiment's lifecycle state.
@@ -72,6 +74,14 @@ type Spec struct {
 	StopAtSampleSize bool            `json:"stop_at_sample_size"`
 	SamplingRate     float64         `json:"sampling_rate"`
 	MetricsConfig    MetricsConfig   `json:"metrics_config"`
+}
+
+// Stamp gives an event its experiment's identity (SPEC §4.3). The log
+// stores events without it, as it is the same for every event of an
+// experiment: ingest stamps an event before it is stored, and every read
+// stamps it again.
+func (s *Spec) Stamp(e *event.Event) {
+	e.ExperimentID, e.ExperimentName, e.Condition, e.Tags = s.ID, s.Name, s.Condition, s.Tags
 }
 
 // Record is an experiment as stored and shown (SPEC §3).

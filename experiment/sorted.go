@@ -115,7 +115,7 @@ func (o *Ordered) Read(rs readSpec) error {
 		if err := dec.DecodeRecordView(data, &e, rs.AnnotateObjects && rs.Annotate != nil); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, pos, err)
 		}
-		o.fill(&e)
+		o.spec.Stamp(&e)
 		if !f.Match(&e) {
 			return nil
 		}
@@ -145,7 +145,7 @@ func (o *Ordered) Read(rs readSpec) error {
 		if err := dec.DecodeRecord(it.data, &e, rs.VisitObjects); err != nil {
 			return err
 		}
-		o.fill(&e)
+		o.spec.Stamp(&e)
 		return rs.Visit(&e, it.extra)
 	}
 	if len(runs) == 0 {
@@ -259,10 +259,6 @@ func (s *slab) reset() {
 		s.blocks[i] = s.blocks[i][:0]
 	}
 	s.cur = 0
-}
-
-func (o *Ordered) fill(e *event.Event) {
-	e.ExperimentID, e.ExperimentName, e.Condition, e.Tags = o.spec.ID, o.spec.Name, o.spec.Condition, o.spec.Tags
 }
 
 // writeRun writes sorted items: u32 data length | u32 extra length |

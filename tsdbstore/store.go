@@ -537,7 +537,6 @@ func (s *Store) replay(from replayMark) error {
 		if err := dec.DecodeRecord(r.Data, &ev, false); err != nil {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
 		}
-		ev.ExperimentID, ev.Condition = s.opts.ExperimentID, s.opts.Condition
 		k, err := s.appendSamples(app, &ev, r.Ms, s.refsFor(stored(s.opts.Condition, &ev, r.Flags), r.Slot))
 		samples += int64(k)
 		if err != nil {
