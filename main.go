@@ -58,6 +58,7 @@ type serveFlags struct {
 	pricingFile     string
 	seriesTTL       model.Duration
 	maxLabelValues  int
+	tsdbDetails     bool
 }
 
 type demoFlags struct {
@@ -91,6 +92,7 @@ func run(args []string) int {
 	serve.Flag("ingest.dedup-window", "How long a client-chosen event_id is remembered to drop retried events.").Default("1h").SetValue(&sf.dedupWindow)
 	serve.Flag("ingest.broadcast-unrouted", "Send an event that names no experiment to every running experiment, instead of rejecting it when several run.").Default("false").BoolVar(&sf.broadcast)
 	serve.Flag("metrics.stopped-series-ttl", "How long a stopped experiment's series stay on /metrics.").Default("15m").SetValue(&sf.seriesTTL)
+	serve.Flag("metrics.tsdb-details", "Show every metric of each experiment's TSDB (about a hundred series each), not only the few that tell its health.").Default("false").BoolVar(&sf.tsdbDetails)
 	serve.Flag("metrics.max-label-values", "Distinct values of model, provider and event per experiment, on /metrics and in the TSDB; the rest count as \"other\".").Default("50").IntVar(&sf.maxLabelValues)
 	serve.Flag("pricing.file", "YAML price table overriding the embedded one; re-read on SIGHUP and POST /-/reload.").StringVar(&sf.pricingFile)
 
@@ -227,12 +229,13 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		Metrics:           metrics,
 		BroadcastUnrouted: sf.broadcast,
 		Store: tsdbstore.Options{
-			OutOfOrderWindow: time.Duration(sf.oooWindow),
-			Retention:        time.Duration(sf.retention),
-			SyncInterval:     time.Duration(sf.syncInterval),
-			DedupWindow:      time.Duration(sf.dedupWindow),
-			MaxLabelValues:   sf.maxLabelValues,
-			Registerer:       reg,
+			OutOfOrderWindow:    time.Duration(sf.oooWindow),
+			Retention:           time.Duration(sf.retention),
+			SyncInterval:        time.Duration(sf.syncInterval),
+			DedupWindow:         time.Duration(sf.dedupWindow),
+			MaxLabelValues:      sf.maxLabelValues,
+			DetailedTSDBMetrics: sf.tsdbDetails,
+			Registerer:          reg,
 		},
 	})
 	defer func() {

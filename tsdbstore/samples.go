@@ -3,10 +3,8 @@ package tsdbstore
 import (
 	"errors"
 	"strconv"
-	"strings"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -133,62 +131,4 @@ func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, 
 		}
 	}
 	return n, errors.Join(errs...)
-}
-
-// unregisterer remembers what the TSDB registered so that closing the store
-// removes its metrics: two TSDBs on one registerer would otherwise collide.
-type unregisterer struct {
-	prometheus.Registerer
-	cs []prometheus.Collector
-}
-
-func newUnregisterer(r prometheus.Registerer) *unregisterer { return &unregisterer{Registerer: r} }
-
-// lintFailing are TSDB metrics whose names `promtool check metrics` rejects
-// ("should not include type 'histogram'"); they are left unregistered so that
-// /metrics passes the linter.
-var lintFailing = []string{
-	`fqName: "prometheus_tsdb_head_native_histogram_buckets"`,
-	`fqName: "prometheus_tsdb_head_native_histogram_series"`,
-}
-
-func lintClean(c prometheus.Collector) bool {
-	ch := make(chan *prometheus.Desc, 16)
-	go func() { c.Describe(ch); close(ch) }()
-	clean := true
-	for d := range ch {
-		s := d.String()
-		for _, bad := range lintFailing {
-			if strings.Contains(s, bad) {
-				clean = false
-			}
-		}
-	}
-	return clean
-}
-
-func (u *unregisterer) Register(c prometheus.Collector) error {
-	if !lintClean(c) {
-		return nil
-	}
-	if err := u.Registerer.Register(c); err != nil {
-		return err
-	}
-	u.cs = append(u.cs, c)
-	return nil
-}
-
-func (u *unregisterer) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		if err := u.Register(c); err != nil {
-			panic(err)
-		}
-	}
-}
-
-func (u *unregisterer) unregisterAll() {
-	for _, c := range u.cs {
-		u.Registerer.Unregister(c)
-	}
-	u.cs = nil
 }

@@ -73,6 +73,9 @@ type Options struct {
 	// and provider labels (DefaultMaxLabelValues when 0); later values are
 	// stored under event.OverflowValue.
 	MaxLabelValues int
+	// DetailedTSDBMetrics registers every metric of the TSDB, not only
+	// TSDBHealthMetrics.
+	DetailedTSDBMetrics bool
 	// Visit, when set, sees every stored record while Open reads the log,
 	// so that callers can rebuild state from it without a second pass.
 	Visit func(*Record) error
@@ -248,6 +251,12 @@ func (s *Store) openDerived() error {
 // openTSDB opens (or creates) the experiment's TSDB.
 func (s *Store) openTSDB() error {
 	s.tsdbReg = newUnregisterer(s.reg)
+	if !s.opts.DetailedTSDBMetrics {
+		s.tsdbReg.only = make(map[string]bool)
+		for _, n := range TSDBHealthMetrics {
+			s.tsdbReg.only[n] = true
+		}
+	}
 	tsdbOpts := tsdb.DefaultOptions()
 	tsdbOpts.OutOfOrderTimeWindow = s.opts.OutOfOrderWindow.Milliseconds()
 	tsdbOpts.RetentionDuration = s.opts.Retention.Milliseconds()
