@@ -66,22 +66,66 @@ func (s *Store) refsFor(l seriesLabels, slot uint8) *seriesRefs {
 	if r, ok := s.series[k]; ok {
 		return r
 	}
-	r := &seriesRefs{}
+	r := &seriesRefs{lbls: s.seriesOf(l, slot)}
+	s.series[k] = r
+	return r
+}
+
+// seriesOf builds the labels of each metric's series of labels l in slot.
+func (s *Store) seriesOf(l seriesLabels, slot uint8) [numMetrics]labels.Labels {
+	var out [numMetrics]labels.Labels
 	b := labels.NewBuilder(labels.EmptyLabels())
 	b.Set("experiment_id", s.opts.ExperimentID)
-	b.Set("condition", k.condition)
-	b.Set("event", k.event)
-	b.Set("model", k.model) // empty values drop the label
-	b.Set("provider", k.provider)
+	b.Set("condition", l.condition)
+	b.Set("event", l.event)
+	b.Set("model", l.model) // empty values drop the label
+	b.Set("provider", l.provider)
 	if slot > 0 {
 		b.Set(SlotLabel, strconv.Itoa(int(slot)))
 	}
 	for m, name := range MetricNames {
 		b.Set(model.MetricNameLabel, name)
-		r.lbls[m] = b.Labels()
+		out[m] = b.Labels()
 	}
-	s.series[k] = r
-	return r
+	return out
+}
+
+// SamplesOf calls emit for each raw sample event e has when cfg says which
+// numbers are recorded (SPEC §5): the metric, as an index into MetricNames,
+// and the value. It is the one definition of how an event becomes samples,
+// for the TSDB and for anything that sends them on.
+func SamplesOf(e *event.Event, cfg MetricsConfig, emit func(metric int, v float64)) {
+	if cfg.Latency && e.LatencyMs.Valid {
+		emit(mLatency, e.LatencyMs.V/1000)
+	}
+	if cfg.Cost && e.CostUSD.Valid {
+		emit(mCost, e.CostUSD.V)
+	}
+	if cfg.Tokens && e.Tokens != nil {
+		if e.Tokens.Prompt.Valid {
+			emit(mPrompt, float64(e.Tokens.Prompt.V))
+		}
+		if e.Tokens.Completion.Valid {
+			emit(mCompletion, float64(e.Tokens.Completion.V))
+		}
+	}
+	if cfg.SuccessRate && e.Success.Valid {
+		v := 0.0
+		if e.Success.V {
+			v = 1
+		}
+		emit(mSuccess, v)
+	}
+	if tr := e.Training; tr != nil {
+		for _, f := range [...]struct {
+			m int
+			v event.Null[float64]
+		}{{mLoss, tr.Loss}, {mAccuracy, tr.Accuracy}, {mLR, tr.LearningRate}, {mGradNorm, tr.GradientNorm}} {
+			if f.v.Valid {
+				emit(f.m, f.v.V)
+			}
+		}
+	}
 }
 
 // appendSamples appends the numbers of one event at ms to its series r. It
@@ -98,37 +142,6 @@ func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, 
 		}
 		r.refs[m].Store(uint64(ref))
 	}
-	cfg := s.opts.Metrics
-	if cfg.Latency && e.LatencyMs.Valid {
-		add(mLatency, e.LatencyMs.V/1000)
-	}
-	if cfg.Cost && e.CostUSD.Valid {
-		add(mCost, e.CostUSD.V)
-	}
-	if cfg.Tokens && e.Tokens != nil {
-		if e.Tokens.Prompt.Valid {
-			add(mPrompt, float64(e.Tokens.Prompt.V))
-		}
-		if e.Tokens.Completion.Valid {
-			add(mCompletion, float64(e.Tokens.Completion.V))
-		}
-	}
-	if cfg.SuccessRate && e.Success.Valid {
-		v := 0.0
-		if e.Success.V {
-			v = 1
-		}
-		add(mSuccess, v)
-	}
-	if tr := e.Training; tr != nil {
-		for _, f := range [...]struct {
-			m int
-			v event.Null[float64]
-		}{{mLoss, tr.Loss}, {mAccuracy, tr.Accuracy}, {mLR, tr.LearningRate}, {mGradNorm, tr.GradientNorm}} {
-			if f.v.Valid {
-				add(f.m, f.v.V)
-			}
-		}
-	}
+	SamplesOf(e, s.opts.Metrics, add)
 	return n, errors.Join(errs...)
 }

@@ -135,6 +135,9 @@ type Store struct {
 	stop chan struct{}
 	done chan struct{}
 
+	cmu   sync.Mutex    // guards moved
+	moved chan struct{} // closed when applied moves (see Committed)
+
 	// failCommit, set by tests, fails a commit as a full disk would.
 	failCommit func() error
 }
@@ -163,7 +166,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{
 		dir: dir, opts: opts, logger: opts.Logger,
 		series: make(map[seriesKey]*seriesRefs),
-		stop:   make(chan struct{}), done: make(chan struct{}),
+		stop:   make(chan struct{}), done: make(chan struct{}), moved: make(chan struct{}),
 	}
 	s.reg = newUnregisterer(prometheus.WrapRegistererWith(prometheus.Labels{"experiment_id": opts.ExperimentID}, opts.Registerer))
 	if err := s.openTSDB(); err != nil {
@@ -739,6 +742,7 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 	}
 	mark := replayMark{s.log.end(), s.applied.Load().Samples + int64(samples), s.applied.Load().Damaged}
 	s.applied.Store(&mark)
+	s.announce()
 	if s.pointsOK.Load() {
 		ordered := make([]*event.Event, len(place))
 		for i, p := range place {

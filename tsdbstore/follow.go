@@ -1,0 +1,88 @@
+package tsdbstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+)
+
+// Following the committed samples: what a queue that sends every raw sample
+// elsewhere (remote-write) needs. A follower keeps a Position durably,
+// reads the samples after it with ReadSamples, and waits on the channel of
+// Committed for more. Positions are frame boundaries of the event log, so
+// a follower that restarts from the last position it kept sends no sample
+// twice and misses none.
+
+// Sample is one raw sample as the TSDB holds it.
+type Sample struct {
+	Labels labels.Labels
+	T      int64 // ms
+	V      float64
+}
+
+// Committed returns the position up to which every frame's samples are
+// committed to the TSDB, and a channel closed when it next moves.
+func (s *Store) Committed() (Position, <-chan struct{}) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	return s.applied.Load().Position, s.moved
+}
+
+// announce closes the channel of Committed after a commit.
+func (s *Store) announce() {
+	s.cmu.Lock()
+	close(s.moved)
+	s.moved = make(chan struct{})
+	s.cmu.Unlock()
+}
+
+// ReadSamples calls visit, in log order, with the samples of each log frame
+// from 'from' up to 'to' (a position Committed returned) and the position
+// just after the frame, from which a later read goes on.
+func (s *Store) ReadSamples(ctx context.Context, from, to Position, visit func(samples []Sample, next Position) error) error {
+	dec := event.GetDecoder()
+	defer event.PutDecoder(dec)
+	var (
+		ev      event.Event
+		batch   []Sample
+		current Position
+		started bool
+		series  = map[seriesKey][numMetrics]labels.Labels{}
+	)
+	err := s.log.readRange(from, to, func(r *Record) error {
+		if started && r.Pos != current {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := visit(batch, r.Pos); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+		started, current = true, r.Pos
+		if err := dec.DecodeRecord(r.Data, &ev, false); err != nil {
+			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
+		}
+		l := stored(s.opts.Condition, &ev, r.Flags)
+		k := seriesKey{l.condition, l.event, l.model, l.provider, r.Slot}
+		lbls, ok := series[k]
+		if !ok {
+			lbls = s.seriesOf(l, r.Slot)
+			series[k] = lbls
+		}
+		SamplesOf(&ev, s.opts.Metrics, func(m int, v float64) {
+			batch = append(batch, Sample{Labels: lbls[m], T: r.Ms, V: v})
+		})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if started {
+		return visit(batch, to)
+	}
+	return nil
+}

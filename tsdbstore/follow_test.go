@@ -1,0 +1,121 @@
+package tsdbstore
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+)
+
+func TestSamplesOf(t *testing.T) {
+	trained := &event.Event{EventName: "crucible_train.epoch.stop", Training: &event.Training{Loss: event.Some(0.5), Accuracy: event.Some(0.9)}}
+	for _, tc := range []struct {
+		name string
+		e    *event.Event
+		cfg  MetricsConfig
+		want []string
+	}{
+		{"every number", llmEvent(1, "m", 250), AllMetrics, []string{
+			MetricLatency + "=0.25", MetricCost + "=0.025", MetricPromptTokens + "=10", MetricCompletionTokens + "=20", MetricSuccess + "=1"}},
+		{"failure is 0", func() *event.Event { e := llmEvent(1, "m", 950); return e }(), MetricsConfig{SuccessRate: true}, []string{MetricSuccess + "=0"}},
+		{"metrics_config off", llmEvent(1, "m", 250), MetricsConfig{Latency: true}, []string{MetricLatency + "=0.25"}},
+		{"nothing known", &event.Event{EventName: "x"}, AllMetrics, nil},
+		{"training numbers whatever the config", trained, MetricsConfig{}, []string{MetricTrainLoss + "=0.5", MetricTrainAccuracy + "=0.9"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			SamplesOf(tc.e, tc.cfg, func(m int, v float64) { got = append(got, fmt.Sprintf("%s=%g", MetricNames[m], v)) })
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("samples %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A follower reads exactly the samples the TSDB holds, in log order, and
+// resumes from any position it was handed without repeats or gaps.
+func TestReadSamplesFollowsCommits(t *testing.T) {
+	s := openStore(t, t.TempDir(), testOptions(t))
+	defer s.Close()
+	from, moved := s.Committed()
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	var all [][]Sample
+	var nexts []Position
+	for b := range 3 {
+		var evs []*event.Event
+		for i := range 20 {
+			evs = append(evs, llmEvent(base+int64(b*20+i/5)*1000, fmt.Sprintf("m%d", i%2), float64(b*20+i))) // same-ms bursts: slots
+		}
+		mustAppend(t, s, evs)
+		select {
+		case <-moved:
+		default:
+			t.Fatal("Committed's channel did not close after a commit")
+		}
+		var to Position
+		to, moved = s.Committed()
+		if err := s.ReadSamples(context.Background(), from, to, func(samples []Sample, next Position) error {
+			all = append(all, slices.Clone(samples))
+			nexts = append(nexts, next)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		from = to
+	}
+	if len(all) != 3 || nexts[2] != from {
+		t.Fatalf("%d frames, last next %v, want 3 and %v", len(all), nexts[len(nexts)-1], from)
+	}
+	if got, want := sampleSet(slices.Concat(all...)), tsdbSampleSet(t, s); !slices.Equal(got, want) {
+		t.Fatalf("followed %d samples, the TSDB holds %d", len(got), len(want))
+	}
+	// From the middle: the rest, nothing before.
+	var rest []Sample
+	if err := s.ReadSamples(context.Background(), nexts[0], from, func(samples []Sample, _ Position) error {
+		rest = append(rest, samples...)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sampleSet(rest), sampleSet(slices.Concat(all[1:]...))) {
+		t.Fatal("a read from a frame's next position is not the frames after it")
+	}
+}
+
+func sampleSet(ss []Sample) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%s %d %g", s.Labels, s.T, s.V)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func tsdbSampleSet(t *testing.T, s *Store) []string {
+	t.Helper()
+	q, err := s.DB().Querier(math.MinInt64, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	var out []Sample
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, ".+"))
+	for set.Next() {
+		it := set.At().Iterator(nil)
+		for it.Next() != 0 {
+			ts, v := it.At()
+			out = append(out, Sample{set.At().Labels(), ts, v})
+		}
+	}
+	if err := set.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return sampleSet(out)
+}
