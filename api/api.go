@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"mime"
@@ -32,7 +33,14 @@ type Options struct {
 	Manager         *experiment.Manager
 	Prices          *pricing.Holder
 	MaxRequestBytes int64
-	EnableAdminAPI  bool
+	// MaxInflightRequests bounds the ingest requests being decoded and
+	// stored at once, MaxInflightBytes the request bodies held in memory
+	// (0: no bound). A request waits up to QueueTimeout for room, then
+	// gets 429 with Retry-After.
+	MaxInflightRequests int
+	MaxInflightBytes    int64
+	QueueTimeout        time.Duration
+	EnableAdminAPI      bool
 	// Reload re-reads the configuration (the pricing file).
 	Reload     func() error
 	Registerer prometheus.Registerer
@@ -47,6 +55,8 @@ type API struct {
 	ingested *prometheus.CounterVec
 	requests *prometheus.HistogramVec
 	results  map[string]prometheus.Counter
+	bodies   *budget
+	slots    slots
 }
 
 // Ingest result reasons, the values of crucible_ingest_events_total{result}.
@@ -74,7 +84,19 @@ func New(o Options) *API {
 		Buckets:                     []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		NativeHistogramBucketFactor: 1.1,
 	}, []string{"handler", "code", "method"})
-	o.Registerer.MustRegister(a.ingested, a.requests)
+	a.bodies = newBudget(o.MaxInflightBytes)
+	if o.MaxInflightRequests > 0 {
+		a.slots = make(slots, o.MaxInflightRequests)
+	}
+	o.Registerer.MustRegister(a.ingested, a.requests,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "crucible_ingest_inflight_bytes",
+			Help: "Bytes of request bodies held in memory, bounded by --ingest.max-inflight-bytes.",
+		}, a.bodies.inUse),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "crucible_ingest_inflight_requests",
+			Help: "Ingest requests being decoded and stored, bounded by --ingest.max-inflight-requests.",
+		}, func() float64 { return float64(len(a.slots)) }))
 	a.results = make(map[string]prometheus.Counter, len(ingestResults))
 	for _, r := range ingestResults {
 		a.results[r] = a.ingested.WithLabelValues(r)
@@ -82,35 +104,81 @@ func New(o Options) *API {
 	return a
 }
 
-// Register adds the API's routes to mux.
+// Register adds the API's routes to mux. A known path asked with another
+// method answers 405 with Allow, an unknown path under /api/v1/ 404, both
+// in the envelope.
 func (a *API) Register(mux *http.ServeMux) {
-	route := func(pattern string, h http.HandlerFunc) {
-		handler := pattern[strings.IndexByte(pattern, ' ')+1:]
+	var paths []string
+	methods := map[string][]string{}
+	// params are the query parameters the route takes. The /-/ endpoints
+	// are not checked: tools probe them with what they like.
+	route := func(pattern string, h http.HandlerFunc, params []string) {
+		method, path, _ := strings.Cut(pattern, " ")
+		if methods[path] == nil {
+			paths = append(paths, path)
+		}
+		methods[path] = append(methods[path], method)
+		if method == http.MethodGet {
+			methods[path] = append(methods[path], http.MethodHead)
+		}
+		next := h
+		if !strings.HasPrefix(path, "/-/") {
+			next = func(w http.ResponseWriter, r *http.Request) {
+				if err := checkQuery(r.URL.RawQuery, params); err != nil {
+					a.fail(w, r, err)
+					return
+				}
+				h(w, r)
+			}
+		}
 		mux.Handle(pattern, promhttp.InstrumentHandlerDuration(
-			a.requests.MustCurryWith(prometheus.Labels{"handler": handler}), h))
+			a.requests.MustCurryWith(prometheus.Labels{"handler": path}), next))
 	}
-	route("GET /-/healthy", a.healthy)
-	route("GET /-/ready", a.ready)
-	route("POST /-/reload", a.reload)
-	route("GET /api/v1/experiments", a.listExperiments)
-	route("POST /api/v1/experiments", a.createExperiment)
-	route("GET /api/v1/experiments/{id}", a.getExperiment)
-	route("POST /api/v1/experiments/{id}/pause", a.transition(a.Manager.Pause))
-	route("POST /api/v1/experiments/{id}/resume", a.transition(a.Manager.Resume))
-	route("POST /api/v1/experiments/{id}/stop", a.transition(a.Manager.Stop))
-	route("POST /api/v1/experiments/{id}/archive", a.transition(a.Manager.Archive))
-	route("DELETE /api/v1/experiments/{id}", a.deleteExperiment)
-	route("POST /api/v1/events", a.ingest)
-	route("POST /api/v1/experiments/{id}/events", a.ingest)
-	route("GET /api/v1/experiments/{id}/events", a.events)
-	route("GET /api/v1/experiments/{id}/metrics", a.metrics)
-	route("GET /api/v1/experiments/{id}/windows", a.windows)
-	route("GET /api/v1/experiments/{id}/stream", a.stream(a.Manager.Stream))
-	route("POST /api/v1/experiments/{id}/stream/reset", a.stream(a.Manager.ResetStream))
-	route("GET /api/v1/experiments/{id}/export", a.export)
-	route("GET /api/v1/compare", a.compare)
-	route("GET /api/v1/event-types", a.eventTypes)
-	route("GET /api/v1/pricing", a.pricing)
+	route("GET /-/healthy", a.healthy, nil)
+	route("GET /-/ready", a.ready, nil)
+	route("POST /-/reload", a.reload, nil)
+	route("PUT /-/reload", a.reload, nil)
+	route("GET /api/v1/experiments", a.listExperiments, listParams)
+	route("POST /api/v1/experiments", a.createExperiment, nil)
+	route("GET /api/v1/experiments/{id}", a.getExperiment, nil)
+	route("POST /api/v1/experiments/{id}/pause", a.transition(a.Manager.Pause), nil)
+	route("POST /api/v1/experiments/{id}/resume", a.transition(a.Manager.Resume), nil)
+	route("POST /api/v1/experiments/{id}/stop", a.transition(a.Manager.Stop), nil)
+	route("POST /api/v1/experiments/{id}/archive", a.transition(a.Manager.Archive), nil)
+	route("DELETE /api/v1/experiments/{id}", a.deleteExperiment, nil)
+	route("POST /api/v1/events", a.ingest, nil)
+	route("POST /api/v1/experiments/{id}/events", a.ingest, nil)
+	route("GET /api/v1/experiments/{id}/events", a.events, eventsParams)
+	route("GET /api/v1/experiments/{id}/metrics", a.metrics, filterParams)
+	route("GET /api/v1/experiments/{id}/windows", a.windows, windowsParams)
+	route("GET /api/v1/experiments/{id}/stream", a.stream(a.Manager.Stream), nil)
+	route("POST /api/v1/experiments/{id}/stream/reset", a.stream(a.Manager.ResetStream), nil)
+	route("GET /api/v1/experiments/{id}/export", a.export, exportParams)
+	route("GET /api/v1/compare", a.compare, compareParams)
+	route("GET /api/v1/event-types", a.eventTypes, nil)
+	route("GET /api/v1/pricing", a.pricing, nil)
+
+	for _, path := range paths {
+		allow := strings.Join(methods[path], ", ")
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeJSON(w, a.logger, http.StatusMethodNotAllowed, envelope{Status: "error", ErrorType: errBadData,
+				Error: fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, path, allow)})
+		})
+	}
+	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		a.fail(w, r, fmt.Errorf("%w: %s %s", errNoRoute, r.Method, r.URL.Path))
+	})
+}
+
+// Probes serves /-/healthy and /-/ready alone: a handler for a listener
+// without TLS or authentication that Kubernetes probes can reach however
+// --web.config.file protects the API.
+func (a *API) Probes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /-/healthy", a.healthy)
+	mux.HandleFunc("GET /-/ready", a.ready)
+	return mux
 }
 
 func (a *API) healthy(w http.ResponseWriter, _ *http.Request) {
@@ -131,14 +199,14 @@ func (a *API) ready(w http.ResponseWriter, _ *http.Request) {
 
 func (a *API) reload(w http.ResponseWriter, r *http.Request) {
 	if a.Reload == nil {
-		respond(w, http.StatusOK, nil)
+		a.respond(w, http.StatusOK, nil)
 		return
 	}
 	if err := a.Reload(); err != nil {
 		a.fail(w, r, fmt.Errorf("%w: reload: %w", errBadRequest, err))
 		return
 	}
-	respond(w, http.StatusOK, nil)
+	a.respond(w, http.StatusOK, nil)
 }
 
 func (a *API) listExperiments(w http.ResponseWriter, r *http.Request) {
@@ -153,7 +221,7 @@ func (a *API) listExperiments(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	respond(w, http.StatusOK, list)
+	a.respond(w, http.StatusOK, list)
 }
 
 func validStatus(s experiment.Status) bool {
@@ -166,12 +234,12 @@ func validStatus(s experiment.Status) bool {
 }
 
 func (a *API) createExperiment(w http.ResponseWriter, r *http.Request) {
-	buf, err := readBody(w, r, a.MaxRequestBytes)
+	buf, err := readBody(w, r, a.MaxRequestBytes, a.bodies, time.Now().Add(a.QueueTimeout))
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	defer putBuffer(buf)
+	defer buf.release()
 	req, err := experiment.DecodeCreateRequest(buf.Bytes())
 	if err != nil {
 		a.fail(w, r, err)
@@ -187,7 +255,7 @@ func (a *API) createExperiment(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusCreated
 		w.Header().Set("Location", "/api/v1/experiments/"+rec.ID)
 	}
-	respond(w, code, rec)
+	a.respond(w, code, rec)
 }
 
 // pathID returns the {id} path value after checking its syntax.
@@ -204,7 +272,7 @@ func (a *API) getExperiment(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		var rec experiment.Record
 		if rec, err = a.Manager.Get(id); err == nil {
-			respond(w, http.StatusOK, rec)
+			a.respond(w, http.StatusOK, rec)
 			return
 		}
 	}
@@ -217,7 +285,7 @@ func (a *API) transition(op func(string) (experiment.Record, error)) http.Handle
 		if err == nil {
 			var rec experiment.Record
 			if rec, err = op(id); err == nil {
-				respond(w, http.StatusOK, rec)
+				a.respond(w, http.StatusOK, rec)
 				return
 			}
 		}
@@ -248,13 +316,22 @@ func (a *API) ingest(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, experiment.ErrNotReady)
 		return
 	}
-	buf, err := readBody(w, r, a.MaxRequestBytes)
+	// The body is read before a slot is taken, so a client trickling its
+	// body does not hold one of the few slots.
+	deadline := time.Now().Add(a.QueueTimeout)
+	buf, err := readBody(w, r, a.MaxRequestBytes, a.bodies, deadline)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	// Parsed events alias the buffer until they are stored.
-	defer putBuffer(buf)
+	defer buf.release()
+	done, ok := a.slots.acquire(r.Context(), deadline)
+	if !ok {
+		a.fail(w, r, fmt.Errorf("%w: %d ingest requests are being stored (--ingest.max-inflight-requests); retry later", errBusy, cap(a.slots)))
+		return
+	}
+	defer done()
 	parts, err := event.Split(buf.Bytes(), isNDJSON(r))
 	if err != nil {
 		a.fail(w, r, err)
@@ -289,7 +366,7 @@ func (a *API) ingest(w http.ResponseWriter, r *http.Request) {
 		res.Rejected = mergeRejections(parseRejects, res.Rejected)
 	}
 	a.count(res)
-	respond(w, http.StatusOK, res)
+	a.respond(w, http.StatusOK, res)
 }
 
 func (a *API) count(res experiment.IngestResult) {
@@ -333,7 +410,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	respond(w, http.StatusOK, evs)
+	a.respond(w, http.StatusOK, evs)
 }
 
 // ParseTime reads µs since the epoch or an RFC 3339 string.
@@ -399,11 +476,11 @@ func parseFilter(r *http.Request, now time.Time) (experiment.Filter, error) {
 }
 
 func (a *API) eventTypes(w http.ResponseWriter, _ *http.Request) {
-	respond(w, http.StatusOK, event.KnownTypes())
+	a.respond(w, http.StatusOK, event.KnownTypes())
 }
 
 func (a *API) pricing(w http.ResponseWriter, _ *http.Request) {
-	respond(w, http.StatusOK, a.Prices.Table())
+	a.respond(w, http.StatusOK, a.Prices.Table())
 }
 
 // nullable is a number that encodes as null when undefined (NaN).
@@ -469,7 +546,7 @@ func (a *API) stream(get func(string) (collector.Stream, error)) http.HandlerFun
 		v.Reliability.TotalRequests, v.Reliability.Judged = s.Events, s.Judged
 		v.Reliability.Successful, v.Reliability.Failed = s.Successful, s.Judged-s.Successful
 		v.Reliability.SuccessRate = nullable(s.SuccessRate())
-		respond(w, http.StatusOK, v)
+		a.respond(w, http.StatusOK, v)
 	}
 }
 
@@ -493,7 +570,7 @@ func (a *API) metrics(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	respond(w, http.StatusOK, analysis.Analyze(pts))
+	a.respond(w, http.StatusOK, analysis.Analyze(pts))
 }
 
 func (a *API) windows(w http.ResponseWriter, r *http.Request) {
@@ -528,7 +605,7 @@ func (a *API) windows(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	respond(w, http.StatusOK, analysis.Windows(pts, size.Microseconds(), step.Microseconds()))
+	a.respond(w, http.StatusOK, analysis.Windows(pts, size.Microseconds(), step.Microseconds()))
 }
 
 // comparison is the answer of GET /api/v1/compare (SPEC §8).
@@ -600,7 +677,7 @@ func (a *API) compare(w http.ResponseWriter, r *http.Request) {
 			out.Comparison[ids[i]] = cmp[i-1]
 		}
 	}
-	respond(w, http.StatusOK, out)
+	a.respond(w, http.StatusOK, out)
 }
 
 func (a *API) export(w http.ResponseWriter, r *http.Request) {
@@ -641,11 +718,39 @@ func (a *API) export(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", export.ContentType(opts.Format))
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s.%s"`, rec.ID, a.Now().UTC().Format("20060102T150405Z"), opts.Format))
-	// Streamed: once the first byte is out, a failure can only be logged
-	// and the body cut short.
-	if n, err := ordered.Export(w, opts); err != nil {
-		a.logger.Error("export failed part way", "experiment_id", id, "written", n, "err", err)
+	a.streamed(w, r, func(w io.Writer) (int64, error) { return ordered.Export(w, opts) })
+}
+
+// countingWriter counts the bytes that reached w.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// streamed writes a response body as write produces it. A failure before
+// the first byte is answered with the error; after it, the connection is
+// aborted, so the client sees a broken response, never a short one that
+// looks whole.
+func (a *API) streamed(w http.ResponseWriter, r *http.Request, write func(io.Writer) (int64, error)) {
+	cw := &countingWriter{w: w}
+	items, err := write(cw)
+	if err == nil {
+		return
 	}
+	if cw.n == 0 {
+		w.Header().Del("Content-Disposition")
+		a.fail(w, r, err)
+		return
+	}
+	a.logger.Error("response failed part way; aborting the connection", "method", r.Method, "path", r.URL.Path,
+		"items", items, "bytes", cw.n, "err", err)
+	panic(http.ErrAbortHandler)
 }
 
 func (a *API) deleteExperiment(w http.ResponseWriter, r *http.Request) {
@@ -661,7 +766,7 @@ func (a *API) deleteExperiment(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	respond(w, http.StatusOK, nil)
+	a.respond(w, http.StatusOK, nil)
 }
 
 // queryBool reads a true/false query parameter, def when absent.

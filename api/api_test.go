@@ -40,6 +40,12 @@ type fixture struct {
 
 func newFixture(t *testing.T, open bool) *fixture {
 	t.Helper()
+	return newFixtureWith(t, open, Options{})
+}
+
+// newFixtureWith is newFixture with the limits of o.
+func newFixtureWith(t *testing.T, open bool, o Options) *fixture {
+	t.Helper()
 	f := &fixture{reg: prometheus.NewRegistry(), dir: t.TempDir()}
 	f.manager = experiment.NewManager(experiment.Options{
 		Dir: f.dir, Logger: slog.New(slog.DiscardHandler), Metrics: collector.New(f.reg, collector.Options{}),
@@ -50,10 +56,9 @@ func newFixture(t *testing.T, open bool) *fixture {
 			t.Fatal(err)
 		}
 	}
-	f.api = New(Options{
-		Manager: f.manager, Prices: pricing.NewHolder(pricing.Default()), MaxRequestBytes: maxBody, Registerer: f.reg,
-		Reload: func() error { f.reloads++; return f.reload },
-	})
+	o.Manager, o.Prices, o.MaxRequestBytes, o.Registerer = f.manager, pricing.NewHolder(pricing.Default()), maxBody, f.reg
+	o.Reload = func() error { f.reloads++; return f.reload }
+	f.api = New(o)
 	mux := http.NewServeMux()
 	f.api.Register(mux)
 	f.srv = httptest.NewServer(mux)

@@ -5,21 +5,27 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"syscall"
 
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
-// errorType values of the error envelope (SPEC §2).
+// errorType values of the error envelope (SPEC §2), and forbidden, which
+// that list lacks: a 403 is neither bad data nor a passing unavailability.
 const (
 	errBadData     = "bad_data"
 	errNotFound    = "not_found"
 	errConflict    = "conflict"
 	errUnavailable = "unavailable"
 	errTooLarge    = "too_large"
+	errForbidden   = "forbidden"
 	errInternal    = "internal"
 )
 
@@ -27,7 +33,17 @@ const (
 var (
 	errBodyTooLarge = errors.New("request body too large")
 	errBadRequest   = errors.New("bad request")
+	errBodyTimeout  = errors.New("request body not received in time")
+	errBusy         = errors.New("too much ingest in flight")
+	errNoRoute      = errors.New("no such route")
 	errAdminAPI     = errors.New("admin APIs are disabled; start the sidecar with --web.enable-admin-api")
+)
+
+// Retry-After values in seconds: a busy or opening sidecar frees up
+// quickly; a full disk needs someone to make room.
+const (
+	retryBusy = 1
+	retryFull = 30
 )
 
 type envelope struct {
@@ -38,14 +54,29 @@ type envelope struct {
 	Code      string `json:"code,omitempty"`
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
+// writeJSON encodes v before writing anything, so an encoding failure is
+// answered with a 500 naming it rather than a 2xx with a cut body.
+func writeJSON(w http.ResponseWriter, logger *slog.Logger, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		logger.Error("cannot encode the response", "err", err)
+		code = http.StatusInternalServerError
+		b, _ = json.Marshal(envelope{Status: "error", ErrorType: errInternal, Error: "encoding the response: " + err.Error()})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	if _, err := w.Write(append(b, '\n')); err != nil {
+		logger.Debug("writing the response", "err", err)
+	}
 }
 
-func respond(w http.ResponseWriter, code int, data any) {
-	writeJSON(w, code, envelope{Status: "success", Data: data})
+func (a *API) respond(w http.ResponseWriter, code int, data any) {
+	writeJSON(w, a.logger, code, envelope{Status: "success", Data: data})
+}
+
+// storageFull tells a full filesystem (or quota) from other storage faults.
+func storageFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // classify maps an error to its HTTP status and errorType: the one place
@@ -55,7 +86,13 @@ func classify(err error) (int, string) {
 	case errors.Is(err, errBodyTooLarge):
 		return http.StatusRequestEntityTooLarge, errTooLarge
 	case errors.Is(err, errAdminAPI):
-		return http.StatusForbidden, errUnavailable
+		return http.StatusForbidden, errForbidden
+	case errors.Is(err, errBodyTimeout):
+		return http.StatusRequestTimeout, errBadData
+	case errors.Is(err, errBusy):
+		return http.StatusTooManyRequests, errUnavailable
+	case errors.Is(err, errNoRoute):
+		return http.StatusNotFound, errNotFound
 	case errors.Is(err, errBadRequest), errors.Is(err, experiment.ErrInvalid),
 		errors.Is(err, event.ErrInvalid), errors.Is(err, event.ErrBody):
 		return http.StatusBadRequest, errBadData
@@ -63,6 +100,9 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, errNotFound
 	case errors.Is(err, experiment.ErrConflict):
 		return http.StatusConflict, errConflict
+	case storageFull(err):
+		// The closest type of SPEC §2: the condition passes once there is room.
+		return http.StatusInsufficientStorage, errUnavailable
 	case errors.Is(err, experiment.ErrNotReady), errors.Is(err, tsdbstore.ErrClosed),
 		errors.Is(err, experiment.ErrUnavailable):
 		return http.StatusServiceUnavailable, errUnavailable
@@ -70,20 +110,36 @@ func classify(err error) (int, string) {
 	return http.StatusInternalServerError, errInternal
 }
 
+// message is the error text of the envelope; a full disk names the path
+// that could not be written.
+func message(err error) string {
+	if !storageFull(err) {
+		return err.Error()
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("storage full at %s: %v; retry once there is room", pe.Path, err)
+	}
+	return "storage full under --storage.path: " + err.Error() + "; retry once there is room"
+}
+
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code, typ := classify(err)
-	env := envelope{Status: "error", ErrorType: typ, Error: err.Error()}
+	env := envelope{Status: "error", ErrorType: typ, Error: message(err)}
 	var se *experiment.StateError
 	if errors.As(err, &se) {
 		env.Code = se.Code
 	}
-	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", strconv.Itoa(1))
+	switch code {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(retryBusy))
+	case http.StatusInsufficientStorage:
+		w.Header().Set("Retry-After", strconv.Itoa(retryFull))
 	}
 	if code >= 500 {
-		a.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		a.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 	} else {
 		a.logger.Debug("request rejected", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 	}
-	writeJSON(w, code, env)
+	writeJSON(w, a.logger, code, env)
 }

@@ -153,6 +153,15 @@ func DecodeCreateRequest(b []byte) (CreateRequest, error) {
 	if dec.More() {
 		return req, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalid)
 	}
+	if req.ID == "" {
+		// An omitted id is generated; an empty one is a mistake.
+		var id struct {
+			ID *string `json:"id"`
+		}
+		if json.Unmarshal(b, &id) == nil && id.ID != nil {
+			return req, fmt.Errorf("%w: id must not be empty; omit it to have one generated", ErrInvalid)
+		}
+	}
 	return req, nil
 }
 
