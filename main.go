@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -29,6 +30,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"golang.org/x/net/netutil"
 
 	"github.com/crucible-telemetry/crucible-telemetry/api"
 	"github.com/crucible-telemetry/crucible-telemetry/collector"
@@ -47,6 +49,13 @@ type serveFlags struct {
 	web             *web.FlagConfig
 	telemetryPath   string
 	maxRequestBytes units.Base2Bytes
+	readTimeout     model.Duration
+	idleTimeout     model.Duration
+	maxConnections  int
+	probeAddress    string
+	maxInflightReqs int
+	maxInflightSize units.Base2Bytes
+	queueTimeout    model.Duration
 	enableAdminAPI  bool
 	enablePprof     bool
 	storagePath     string
@@ -75,6 +84,7 @@ func run(args []string) int {
 	app := kingpin.New(appName, "Prometheus-native telemetry sidecar for AI/ML experiments.")
 	app.Version(version.Print(appName))
 	app.HelpFlag.Short('h')
+	app.UsageTemplate(usageTemplate)
 	logCfg := &promslog.Config{}
 	promslogflag.AddFlags(app, logCfg)
 
@@ -83,6 +93,13 @@ func run(args []string) int {
 	sf.web = kingpinflag.AddFlags(serve, ":9477")
 	serve.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&sf.telemetryPath)
 	serve.Flag("web.max-request-bytes", "Largest request body accepted, also after decompression.").Default("16MiB").BytesVar(&sf.maxRequestBytes)
+	serve.Flag("web.read-timeout", "Longest time to read a whole request, headers and body; a slower client is cut off.").Default("1m").SetValue(&sf.readTimeout)
+	serve.Flag("web.idle-timeout", "How long a keep-alive connection may wait for its next request.").Default("2m").SetValue(&sf.idleTimeout)
+	serve.Flag("web.max-connections", "Most connections open at once on each listen address (0: no limit); further clients wait to be accepted.").Default("512").IntVar(&sf.maxConnections)
+	serve.Flag("web.probe-listen-address", "Address serving only /-/healthy and /-/ready, without TLS or authentication, for Kubernetes probes when --web.config.file protects the API (empty: off).").Default("").StringVar(&sf.probeAddress)
+	serve.Flag("ingest.max-inflight-requests", "Ingest requests decoded and stored at once; more wait, then get 429 with Retry-After (0: no limit).").Default("16").IntVar(&sf.maxInflightReqs)
+	serve.Flag("ingest.max-inflight-bytes", "Request bodies held in memory at once; more wait, then get 429 with Retry-After. At least --web.max-request-bytes.").Default("32MiB").BytesVar(&sf.maxInflightSize)
+	serve.Flag("ingest.queue-timeout", "How long an ingest request waits for room under the two limits above before it gets 429.").Default("500ms").SetValue(&sf.queueTimeout)
 	serve.Flag("web.enable-admin-api", "Enable API endpoints that delete data.").Default("false").BoolVar(&sf.enableAdminAPI)
 	serve.Flag("web.enable-pprof", "Serve Go profiles under /debug/pprof/.").Default("false").BoolVar(&sf.enablePprof)
 	serve.Flag("storage.path", "Directory of the experiments' event logs and TSDBs.").Default("data/").StringVar(&sf.storagePath)
@@ -173,6 +190,17 @@ func run(args []string) int {
 	return runServe(sf, logger)
 }
 
+// usageTemplate is kingpin's, listing the flags of the default command
+// (serve) under the top-level help too: running the sidecar is what most
+// readers of --help want.
+var usageTemplate = kingpin.DefaultUsageTemplate + `{{if not .Context.SelectedCommand -}}
+{{range .App.Commands}}{{if .Default -}}
+Flags of "{{.Name}}", the default command (also: {{$.App.Name}} {{.Name}} --help):
+{{.Flags|FlagsToTwoColumns|FormatTwoColumns}}
+{{end}}{{end -}}
+{{end -}}
+`
+
 func loadPrices(path string) (*pricing.Table, error) {
 	if path == "" {
 		return pricing.Default(), nil
@@ -193,6 +221,11 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 	logger.Info("starting "+appName, "version", version.Info(), "build_context", version.BuildContext())
 	if sf.oooWindow <= 0 {
 		logger.Error("--storage.tsdb.out-of-order-window must be > 0")
+		return 2
+	}
+	if sf.maxInflightSize < sf.maxRequestBytes {
+		logger.Error("--ingest.max-inflight-bytes must be at least --web.max-request-bytes, or the largest body could never be read",
+			"max_inflight_bytes", sf.maxInflightSize.String(), "max_request_bytes", sf.maxRequestBytes.String())
 		return 2
 	}
 	prices, err := loadPrices(sf.pricingFile)
@@ -247,6 +280,7 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 
 	a := api.New(api.Options{
 		Manager: manager, Prices: priceHolder, MaxRequestBytes: int64(sf.maxRequestBytes),
+		MaxInflightRequests: sf.maxInflightReqs, MaxInflightBytes: int64(sf.maxInflightSize), QueueTimeout: time.Duration(sf.queueTimeout),
 		EnableAdminAPI: sf.enableAdminAPI, Reload: reload, Registerer: reg, Logger: logger,
 	})
 	mux := http.NewServeMux()
@@ -279,9 +313,27 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(srv, sf.web, logger) }()
+	srv := api.NewServer(mux, api.ServerOptions{
+		ReadTimeout: time.Duration(sf.readTimeout), IdleTimeout: time.Duration(sf.idleTimeout), Logger: logger,
+	})
+	listeners, err := api.Listen(sf.web, sf.maxConnections)
+	if err != nil {
+		logger.Error("cannot listen", "err", err)
+		return 1
+	}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- web.ServeMultiple(listeners, srv, sf.web, logger) }()
+	if sf.probeAddress != "" {
+		probes := api.NewServer(a.Probes(), api.ServerOptions{ReadTimeout: 10 * time.Second, IdleTimeout: time.Duration(sf.idleTimeout), Logger: logger})
+		l, err := net.Listen("tcp", sf.probeAddress)
+		if err != nil {
+			logger.Error("cannot listen for probes", "err", err)
+			return 1
+		}
+		logger.Info("serving /-/healthy and /-/ready without TLS or authentication", "address", l.Addr().String())
+		go func() { serveErr <- probes.Serve(netutil.LimitListener(l, 16)) }()
+		defer probes.Close()
+	}
 
 	openErr := make(chan error, 1)
 	go func() { openErr <- manager.Open() }()
