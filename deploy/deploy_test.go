@@ -184,15 +184,22 @@ func checkSidecar(t *testing.T, name string, pod corev1.PodTemplateSpec) {
 	if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 		t.Errorf("%s: not a native sidecar (restartPolicy %v)", name, c.RestartPolicy)
 	}
+	// The probes go to the port of --web.probe-listen-address, which has
+	// neither TLS nor basic auth, so turning on --web.config.file leaves
+	// them working (the root package's TestProbesWithWebConfig runs them).
 	probe := func(kind string, p *corev1.Probe, path string) {
-		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path || p.HTTPGet.Port.String() != "crucible" {
-			t.Errorf("%s: %s probe %+v, want GET %s on port crucible", name, kind, p, path)
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path || p.HTTPGet.Port.String() != "crucible-probes" ||
+			(p.HTTPGet.Scheme != "" && p.HTTPGet.Scheme != corev1.URISchemeHTTP) || len(p.HTTPGet.HTTPHeaders) != 0 {
+			t.Errorf("%s: %s probe %+v, want a plain GET %s on port crucible-probes", name, kind, p, path)
 		}
 	}
 	probe("startup", c.StartupProbe, "/-/ready")
+	probe("readiness", c.ReadinessProbe, "/-/ready")
 	probe("liveness", c.LivenessProbe, "/-/healthy")
-	if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "crucible" && p.ContainerPort == 9477 }) {
-		t.Errorf("%s: ports %+v", name, c.Ports)
+	if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "crucible" && p.ContainerPort == 9477 }) ||
+		!slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "crucible-probes" && p.ContainerPort == 9478 }) ||
+		!slices.Contains(c.Args, "--web.listen-address=:9477") || !slices.Contains(c.Args, "--web.probe-listen-address=:9478") {
+		t.Errorf("%s: ports %+v and args %q do not match", name, c.Ports, c.Args)
 	}
 
 	sc := c.SecurityContext
