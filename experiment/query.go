@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -52,7 +53,7 @@ func (m *Manager) Events(id string, f Filter) ([]json.RawMessage, error) {
 	var e event.Event
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
-	err = x.store.Scan(func(r *tsdbstore.Record) error {
+	err = x.store.Scan(context.Background(), func(r *tsdbstore.Record) error {
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}
@@ -101,7 +102,7 @@ func (m *Manager) Points(id string, f Filter) ([]analysis.Point, error) {
 	var out []analysis.Point
 	read := func() error {
 		out = make([]analysis.Point, 0, x.store.Count())
-		return x.store.Points(func(p *tsdbstore.Point) error {
+		return x.store.Points(context.Background(), func(p *tsdbstore.Point) error {
 			if matchPoint(&f, p) {
 				out = append(out, toAnalysis(p))
 			}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"container/heap"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -37,7 +38,8 @@ func (m *Manager) Ordered(id string) (*Ordered, Record, error) {
 		return nil, Record{}, err
 	}
 	rec := x.record(m.opts.Now())
-	return &Ordered{scan: x.store.Scan, spec: rec.Spec, tmpDir: m.opts.Dir, runSize: RunSize}, rec, nil
+	scan := func(visit func(*tsdbstore.Record) error) error { return x.store.Scan(context.Background(), visit) }
+	return &Ordered{scan: scan, spec: rec.Spec, tmpDir: m.opts.Dir, runSize: RunSize}, rec, nil
 }
 
 // OpenOrdered returns an ordered reader of an experiment in a data

@@ -41,8 +41,13 @@ func (s *Store) announce() {
 
 // ReadSamples calls visit, in log order, with the samples of each log frame
 // from 'from' up to 'to' (a position Committed returned) and the position
-// just after the frame, from which a later read goes on.
+// just after the frame, from which a later read goes on. The samples are
+// valid only during the call of visit that receives them.
 func (s *Store) ReadSamples(ctx context.Context, from, to Position, visit func(samples []Sample, next Position) error) error {
+	if err := s.beginRead(); err != nil {
+		return err
+	}
+	defer s.reads.Done()
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
 	var (

@@ -2,6 +2,7 @@ package tsdbstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -118,4 +119,57 @@ func tsdbSampleSet(t *testing.T, s *Store) []string {
 		t.Fatal(err)
 	}
 	return sampleSet(out)
+}
+
+// A read holds the store open: Close waits for it, a read after Close is
+// refused, and a read stops once its context is done.
+func TestReadsHaveALifetime(t *testing.T) {
+	s := openStore(t, t.TempDir(), testOptions(t))
+	frames(t, s, 3, 1000)
+	inside, release := make(chan struct{}), make(chan struct{})
+	scanned := make(chan error, 1)
+	go func() {
+		first := true
+		scanned <- s.Scan(context.Background(), func(*Record) error {
+			if first {
+				first = false
+				close(inside)
+				<-release
+			}
+			return nil
+		})
+	}()
+	<-inside
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a read was in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-scanned; err != nil {
+		t.Fatalf("the read in flight: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Scan(context.Background(), func(*Record) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("read after Close: %v, want ErrClosed", err)
+	}
+
+	s = openStore(t, t.TempDir(), testOptions(t))
+	defer s.Close()
+	frames(t, s, 3, 1000)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	err := s.Points(ctx, func(*Point) error {
+		if n++; n == 10 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || n >= 3000 {
+		t.Fatalf("after cancel: %d points, err %v", n, err)
+	}
 }

@@ -2,6 +2,7 @@ package tsdbstore
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io/fs"
@@ -211,7 +212,7 @@ func survivors(t *testing.T, s *Store, all []*event.Event) []*event.Event {
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
 	var e event.Event
-	if err := s.Scan(func(r *Record) error {
+	if err := s.Scan(context.Background(), func(r *Record) error {
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return err
 		}
@@ -293,7 +294,7 @@ func TestDerivedStoresRebuiltFromTheLog(t *testing.T) {
 func pointsOf(t *testing.T, s *Store) []Point {
 	t.Helper()
 	var pts []Point
-	if err := s.Points(func(p *Point) error { pts = append(pts, *p); return nil }); err != nil {
+	if err := s.Points(context.Background(), func(p *Point) error { pts = append(pts, *p); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return pts
@@ -308,7 +309,7 @@ func TestPointsIndexDamagedWhileOpen(t *testing.T) {
 	frames(t, s, 2, 50)
 	want := pointsOf(t, s)
 	editFile(t, filepath.Join(dir, pointsFile), func(b []byte) []byte { b[7*pointSize+9] ^= 1; return b })
-	err := s.Points(func(*Point) error { return nil })
+	err := s.Points(context.Background(), func(*Point) error { return nil })
 	if !errors.Is(err, ErrIndexDamaged) {
 		t.Fatalf("err = %v, want ErrIndexDamaged", err)
 	}

@@ -121,6 +121,7 @@ type Store struct {
 	series map[seriesKey]*seriesRefs
 	closed bool
 	active sync.WaitGroup // appends past their first step
+	reads  sync.WaitGroup // reads in flight (see beginRead)
 
 	points   *pointIndex
 	pointsOK atomic.Bool // the index holds exactly the log's events
@@ -477,20 +478,52 @@ func (s *Store) rebuildPoints() error {
 // log order, from the points index (or, should it have failed, the log).
 // When it meets damage in the index mid-way it returns ErrIndexDamaged:
 // visit has then seen part of the events, and a call again reads the log.
-func (s *Store) Points(visit func(*Point) error) error {
+func (s *Store) Points(ctx context.Context, visit func(*Point) error) error {
+	if err := s.beginRead(); err != nil {
+		return err
+	}
+	defer s.reads.Done()
 	s.tmu.Lock()
 	n, names, ok := s.points.count, s.points.list, s.pointsOK.Load()
 	s.tmu.Unlock()
 	if !ok {
-		return PointsFromLog(s.Scan, visit)
+		return PointsFromLog(func(v func(*Record) error) error { return s.scan(ctx, v) }, visit)
 	}
-	err := s.points.read(n, names, visit)
+	err := s.points.read(n, names, cancellable(ctx, visit))
 	if errors.Is(err, ErrCorrupt) {
 		s.pointsOK.Store(false)
 		s.logger.Error("the points index is damaged; reading the event log instead until the next start rebuilds it", "err", err)
 		return fmt.Errorf("%w: %w", ErrIndexDamaged, err)
 	}
 	return err
+}
+
+// beginRead starts a read that holds the store open: Close waits for it,
+// and once Close has begun no read starts. Callers end it with reads.Done.
+func (s *Store) beginRead() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.reads.Add(1)
+	return nil
+}
+
+// cancellable wraps visit so that a long read stops soon after ctx is done.
+func cancellable[T any](ctx context.Context, visit func(T) error) func(T) error {
+	if ctx.Done() == nil {
+		return visit
+	}
+	n := 0
+	return func(v T) error {
+		if n++; n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		return visit(v)
+	}
 }
 
 // PointsFromLog calls visit with the point of every record that scan (a
@@ -812,9 +845,18 @@ func (s *Store) Count() int64 { return s.count.Load() }
 func (s *Store) DB() *tsdb.DB { return s.db }
 
 // Scan calls visit for every stored record in log order. Records appended
-// while Scan runs are not visited.
-func (s *Store) Scan(visit func(*Record) error) error {
-	return s.log.readRange(Position{}, s.log.end(), visit)
+// while Scan runs are not visited. The store stays open until Scan returns;
+// it stops with ctx's error once ctx is done.
+func (s *Store) Scan(ctx context.Context, visit func(*Record) error) error {
+	if err := s.beginRead(); err != nil {
+		return err
+	}
+	defer s.reads.Done()
+	return s.scan(ctx, visit)
+}
+
+func (s *Store) scan(ctx context.Context, visit func(*Record) error) error {
+	return s.log.readRange(Position{}, s.log.end(), cancellable(ctx, visit))
 }
 
 // housekeepingInterval paces the store's background work.
@@ -934,6 +976,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.active.Wait()
+	s.reads.Wait()
 	close(s.stop)
 	<-s.done
 	applied := *s.applied.Load()

@@ -284,7 +284,7 @@ func TestTornTailIsCut(t *testing.T) {
 			// The log takes appends again after the cut.
 			mustAppend(t, s, []*event.Event{llmEvent(now+20_000, "gpt-4", 1)})
 			n := 0
-			if err := s.Scan(func(*Record) error { n++; return nil }); err != nil || int64(n) != tc.keep+1 {
+			if err := s.Scan(context.Background(), func(*Record) error { n++; return nil }); err != nil || int64(n) != tc.keep+1 {
 				t.Fatalf("scan: %d records, err %v", n, err)
 			}
 		})
@@ -374,7 +374,7 @@ func TestSegmentRotation(t *testing.T) {
 	s = openStore(t, dir, opts)
 	defer s.Close()
 	n := 0
-	s.Scan(func(*Record) error { n++; return nil })
+	s.Scan(context.Background(), func(*Record) error { n++; return nil })
 	if n != len(evs) || s.Count() != int64(len(evs)) {
 		t.Fatalf("scan %d, count %d, want %d", n, s.Count(), len(evs))
 	}
@@ -449,7 +449,7 @@ func TestPointsIndexMatchesLog(t *testing.T) {
 	mustAppend(t, s, evs[100:])
 	fromIndex := func(s *Store) []Point {
 		var out []Point
-		if err := s.Points(func(p *Point) error { out = append(out, *p); return nil }); err != nil {
+		if err := s.Points(context.Background(), func(p *Point) error { out = append(out, *p); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		return out
