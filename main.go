@@ -63,6 +63,7 @@ type serveFlags struct {
 	oooWindow       model.Duration
 	syncInterval    model.Duration
 	dedupWindow     model.Duration
+	dedupMaxIDs     int
 	broadcast       bool
 	pricingFile     string
 	seriesTTL       model.Duration
@@ -107,6 +108,7 @@ func run(args []string) int {
 	serve.Flag("storage.tsdb.out-of-order-window", "How far behind an experiment's newest event an event may be and still be stored.").Default("10m").SetValue(&sf.oooWindow)
 	serve.Flag("storage.sync-interval", "How often the event log is fsynced; 0 fsyncs before every answer.").Default("1s").SetValue(&sf.syncInterval)
 	serve.Flag("ingest.dedup-window", "How long a client-chosen event_id is remembered to drop retried events.").Default("1h").SetValue(&sf.dedupWindow)
+	serve.Flag("ingest.dedup-max-ids", "Most client-chosen event_ids an experiment remembers for the dedup window, at ~20 bytes each (23 at most): the default is ~80 MB of heap. Beyond it the oldest are forgotten early (crucible_ingest_dedup_evictions_total), and a retry of one is stored again.").Default(fmt.Sprint(tsdbstore.DefaultDedupMaxIDs)).IntVar(&sf.dedupMaxIDs)
 	serve.Flag("ingest.broadcast-unrouted", "Send an event that names no experiment to every running experiment, instead of rejecting it when several run.").Default("false").BoolVar(&sf.broadcast)
 	serve.Flag("metrics.stopped-series-ttl", "How long a stopped experiment's series stay on /metrics.").Default("15m").SetValue(&sf.seriesTTL)
 	serve.Flag("metrics.tsdb-details", "Show every metric of each experiment's TSDB (about a hundred series each), not only the few that tell its health.").Default("false").BoolVar(&sf.tsdbDetails)
@@ -228,6 +230,10 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 			"max_inflight_bytes", sf.maxInflightSize.String(), "max_request_bytes", sf.maxRequestBytes.String())
 		return 2
 	}
+	if sf.dedupMaxIDs <= 0 {
+		logger.Error("--ingest.dedup-max-ids must be > 0")
+		return 2
+	}
 	prices, err := loadPrices(sf.pricingFile)
 	if err != nil {
 		logger.Error("cannot load the price table", "err", err)
@@ -266,6 +272,7 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 			Retention:           time.Duration(sf.retention),
 			SyncInterval:        time.Duration(sf.syncInterval),
 			DedupWindow:         time.Duration(sf.dedupWindow),
+			DedupMaxIDs:         sf.dedupMaxIDs,
 			MaxLabelValues:      sf.maxLabelValues,
 			DetailedTSDBMetrics: sf.tsdbDetails,
 			Registerer:          reg,

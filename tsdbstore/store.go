@@ -65,6 +65,7 @@ type Options struct {
 	Retention        time.Duration // 0 keeps samples forever
 	SyncInterval     time.Duration // 0 fsyncs the log before Append returns
 	DedupWindow      time.Duration
+	DedupMaxIDs      int // ids remembered at most (DefaultDedupMaxIDs when 0); the oldest go first
 	SegmentSize      int64
 	Metrics          MetricsConfig
 	Registerer       prometheus.Registerer // wrapped with experiment_id here
@@ -185,7 +186,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	now := time.Now().UnixMicro()
 	s.slots = newSlotTracker(opts.OutOfOrderWindow.Milliseconds(), headMax)
-	s.dedup = newDedupSet(opts.DedupWindow.Microseconds())
+	s.dedup = newDedupSet(opts.DedupWindow.Microseconds(), opts.DedupMaxIDs, opts.Logger)
+	s.reg.MustRegister(s.dedup.collectors()...)
 	s.dedup.advance(now)
 	dedupFrom := now - opts.DedupWindow.Microseconds()
 

@@ -210,6 +210,36 @@ func TestDedup(t *testing.T) {
 	if s.Count() != 1 {
 		t.Fatalf("count %d", s.Count())
 	}
+
+	// The window is of arrival time, also when rebuilt from the log.
+	for _, c := range []struct {
+		id  string
+		ago time.Duration
+	}{{"client-59m", 59 * time.Minute}, {"client-61m", 61 * time.Minute}} {
+		old := *e
+		old.EventID = c.id
+		if res, err := s.Append([]*event.Event{&old}, time.Now().Add(-c.ago)); err != nil || res[0].Status != Stored {
+			t.Fatalf("%s: %+v, %v", c.id, res, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir, testOptions(t))
+	defer s.Close()
+	for _, c := range []struct {
+		id   string
+		want Status
+	}{{"client-1", Duplicate}, {"client-59m", Duplicate}, {"client-61m", Stored}} {
+		again := *e
+		again.EventID = c.id
+		if res := mustAppend(t, s, []*event.Event{&again}); res[0].Status != c.want {
+			t.Errorf("after a second reopen, %s: %+v, want status %d", c.id, res[0], c.want)
+		}
+	}
+	if s.Count() != 4 {
+		t.Fatalf("count %d, want 4", s.Count())
+	}
 }
 
 func TestReopenKeepsSlots(t *testing.T) {
