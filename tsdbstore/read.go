@@ -1,0 +1,116 @@
+package tsdbstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+	"github.com/prometheus/prometheus/tsdb"
+)
+
+// Points calls visit for what the analysis needs of every stored event, in
+// log order, from the points index (or, should it have failed, the log).
+// When it meets damage in the index mid-way it returns ErrIndexDamaged:
+// visit has then seen part of the events, and a call again reads the log.
+func (s *Store) Points(ctx context.Context, visit func(*Point) error) error {
+	if err := s.beginRead(); err != nil {
+		return err
+	}
+	defer s.reads.Done()
+	s.tmu.Lock()
+	n, names, ok := s.points.count, s.points.list, s.pointsOK.Load()
+	s.tmu.Unlock()
+	if !ok {
+		return PointsFromLog(func(v func(*Record) error) error { return s.scan(ctx, v) }, visit)
+	}
+	err := s.points.read(n, names, cancellable(ctx, visit))
+	if errors.Is(err, ErrCorrupt) {
+		s.pointsOK.Store(false)
+		s.logger.Error("the points index is damaged; reading the event log instead until the next start rebuilds it", "err", err)
+		return fmt.Errorf("%w: %w", ErrIndexDamaged, err)
+	}
+	return err
+}
+
+// beginRead starts a read that holds the store open: Close waits for it,
+// and once Close has begun no read starts. Callers end it with reads.Done.
+func (s *Store) beginRead() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.reads.Add(1)
+	return nil
+}
+
+// cancellable wraps visit so that a long read stops soon after ctx is done.
+func cancellable[T any](ctx context.Context, visit func(T) error) func(T) error {
+	if ctx.Done() == nil {
+		return visit
+	}
+	n := 0
+	return func(v T) error {
+		if n++; n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		return visit(v)
+	}
+}
+
+// PointsFromLog calls visit with the point of every record that scan (a
+// Store's Scan, or ReadLog on a directory) yields.
+func PointsFromLog(scan func(func(*Record) error) error, visit func(*Point) error) error {
+	dec := event.GetDecoder()
+	defer event.PutDecoder(dec)
+	var e event.Event
+	var p Point
+	return scan(func(r *Record) error {
+		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
+			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
+		}
+		p = PointOf(&e)
+		return visit(&p)
+	})
+}
+
+// PointOf is what the points index keeps of e.
+func PointOf(e *event.Event) Point {
+	p := Point{TimestampUs: e.Timestamp, LatencyMs: math.NaN(), CostUSD: math.NaN(),
+		Judged: e.Success.Valid, Success: e.Success.V, Event: e.EventName, Model: e.Model.V, Provider: e.Provider.V}
+	if e.LatencyMs.Valid {
+		p.LatencyMs = e.LatencyMs.V
+	}
+	if e.CostUSD.Valid {
+		p.CostUSD = e.CostUSD.V
+	}
+	if t := e.Tokens; t != nil {
+		p.HasTokens, p.Prompt, p.Completion, p.Total = true, t.Prompt.V, t.Completion.V, t.Total.V
+	}
+	return p
+}
+
+// Count is the number of events stored.
+func (s *Store) Count() int64 { return s.count.Load() }
+
+// DB is the experiment's TSDB, for reading.
+func (s *Store) DB() *tsdb.DB { return s.db }
+
+// Scan calls visit for every stored record in log order. Records appended
+// while Scan runs are not visited. The store stays open until Scan returns;
+// it stops with ctx's error once ctx is done.
+func (s *Store) Scan(ctx context.Context, visit func(*Record) error) error {
+	if err := s.beginRead(); err != nil {
+		return err
+	}
+	defer s.reads.Done()
+	return s.scan(ctx, visit)
+}
+
+func (s *Store) scan(ctx context.Context, visit func(*Record) error) error {
+	return s.log.readRange(Position{}, s.log.end(), cancellable(ctx, visit))
+}
