@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -92,4 +93,37 @@ func (l *dirLock) release() error {
 	// Unlocking before closing: the file stays, its content is stale but
 	// harmless, as the flock, not the file, is the lock.
 	return errors.Join(syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN), l.f.Close())
+}
+
+// AnonymizeKey returns the data directory's key for anonymized exports,
+// creating it on first use: exports of one data directory hash an id the
+// same way every time.
+func (m *Manager) AnonymizeKey() ([]byte, error) { return AnonymizeKey(m.opts.Dir) }
+
+// AnonymizeKey reads (or creates) the key of a data directory.
+func AnonymizeKey(storagePath string) ([]byte, error) {
+	path := filepath.Join(storagePath, anonymizeFile)
+	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		b, err := os.ReadFile(path) // created meanwhile
+		if err == nil && len(b) != 32 {
+			err = fmt.Errorf("%s: not a 32-byte key", path)
+		}
+		return b, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.Write(key)
+	if err == nil {
+		err = f.Sync()
+	}
+	return key, errors.Join(err, f.Close())
 }
