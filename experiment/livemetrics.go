@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/crucible-telemetry/crucible-telemetry/collector"
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 var unavailableDesc = prometheus.NewDesc("crucible_experiment_storage_unavailable",

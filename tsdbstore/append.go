@@ -8,8 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
 )
 
 // appendBuffers are the scratch space of one Append.

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
 )
 
 // Points calls visit for what the analysis needs of every stored event, in

@@ -10,10 +10,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
 )
 
 // openDerived brings the points index and the TSDB up to the log: each is
