@@ -89,7 +89,7 @@ func writeArchive(dest, id string, rec Record, logDir, blocks string) (err error
 	if err := addBytes(tw, filepath.Join(root, recordFile), append(b, '\n')); err != nil {
 		return err
 	}
-	if err := addTree(tw, logDir, filepath.Join(root, logDir)); err != nil {
+	if err := addTree(tw, logDir, filepath.Join(root, eventsDir)); err != nil {
 		return err
 	}
 	if _, statErr := os.Stat(blocks); statErr == nil {

@@ -30,7 +30,7 @@ const (
 	// recordCopy is the record written a second time, so that damage to
 	// one file leaves the other readable.
 	recordCopy = recordFile + ".prev"
-	logDir     = "events"
+	eventsDir  = "events"
 )
 
 func experimentDir(storagePath, id string) string {

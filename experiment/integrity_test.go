@@ -1,9 +1,12 @@
 package experiment
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math"
@@ -90,12 +93,12 @@ func TestCreateKeepsDirectoriesItDidNotMake(t *testing.T) {
 		t.Fatalf("re-create over lost events: err = %v, want a conflict", err)
 	}
 	n := 0
-	if _, err := tsdbstore.ReadLog(filepath.Join(xdir, logDir), func(*tsdbstore.Record) error { n++; return nil }); err != nil || n != 5 {
+	if _, err := tsdbstore.ReadLog(filepath.Join(xdir, eventsDir), func(*tsdbstore.Record) error { n++; return nil }); err != nil || n != 5 {
 		t.Fatalf("the old events: %d, %v; want all 5 kept", n, err)
 	}
 
 	// A directory a create left without events is reused.
-	if err := os.MkdirAll(filepath.Join(experimentDir(dir, "empty"), logDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(experimentDir(dir, "empty"), eventsDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	create(t, m, `{"id":"empty","name":"E"}`)
@@ -307,4 +310,54 @@ func tsdbModelCounts(t *testing.T, s *tsdbstore.Store) map[string]float64 {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// An archive unpacks as a data directory the offline commands read.
+func TestArchiveUnpacksAsADataDirectory(t *testing.T) {
+	dir := t.TempDir()
+	m := newManager(t, dir, &clock{time.Now()})
+	create(t, m, `{"id":"arc","name":"Arc"}`)
+	if _, err := m.Ingest("arc", events(t, 5, ""), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Archive("arc"); err != nil {
+		t.Fatal(err)
+	}
+	unpacked := t.TempDir()
+	f, err := os.Open(ArchivePath(dir, "arc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(unpacked, h.Name)
+		if h.Typeflag == tar.TypeDir {
+			os.MkdirAll(path, 0o755)
+			continue
+		}
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, pts, err := LoadPoints(unpacked, "arc", Filter{})
+	if err != nil || len(pts) != 5 || rec.Status != Archived {
+		t.Fatalf("unpacked archive: %d points, status %s, %v", len(pts), rec.Status, err)
+	}
 }

@@ -148,7 +148,7 @@ func LoadPoints(storagePath, id string, f Filter) (Record, []analysis.Point, err
 	dir := experimentDir(storagePath, id)
 	var damage tsdbstore.Damage
 	scan := func(visit func(*tsdbstore.Record) error) (err error) {
-		damage, err = tsdbstore.ReadLog(filepath.Join(dir, logDir), visit)
+		damage, err = tsdbstore.ReadLog(filepath.Join(dir, eventsDir), visit)
 		return err
 	}
 	pts, err := points(scan, rec.Spec, f, 0)

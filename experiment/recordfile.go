@@ -114,7 +114,7 @@ func (m *Manager) readRecord(dir string) (Record, error) {
 // logEmpty tells whether an experiment directory holds no events: then it
 // is what a create that did not finish left behind.
 func logEmpty(dir string) bool {
-	entries, err := os.ReadDir(filepath.Join(dir, logDir))
+	entries, err := os.ReadDir(filepath.Join(dir, eventsDir))
 	if errors.Is(err, os.ErrNotExist) {
 		return true
 	}

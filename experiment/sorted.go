@@ -51,7 +51,7 @@ func OpenOrdered(storagePath, id string) (*Ordered, Record, error) {
 	}
 	dir := experimentDir(storagePath, id)
 	scan := func(visit func(*tsdbstore.Record) error) error {
-		_, err := tsdbstore.ReadLog(filepath.Join(dir, logDir), visit)
+		_, err := tsdbstore.ReadLog(filepath.Join(dir, eventsDir), visit)
 		return err
 	}
 	return &Ordered{scan: scan, spec: rec.Spec, tmpDir: storagePath, runSize: RunSize}, rec, nil
