@@ -86,13 +86,7 @@ func TestExportSpanningMoreThanTheWindowImportsWhole(t *testing.T) {
 	s.stop(syscall.SIGTERM)
 
 	file := filepath.Join(t.TempDir(), "long.jsonl")
-	run := func(args ...string) string {
-		out, err := exec.Command(binary, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
+	run := func(args ...string) string { return runBinary(t, args...) }
 	run("export", "--storage.path="+dir, "--experiment=long", "--format=jsonl", "--output="+file)
 	if out := run("import", "--storage.path="+dir2, "--experiment=copy", file); !strings.Contains(out, "accepted=900 duplicates=0 rejected=0") {
 		t.Fatalf("import: %s", out)

@@ -87,6 +87,20 @@ func startProcess(t *testing.T, name string, args ...string) *syncBuffer {
 	return logs
 }
 
+// runBinary runs the built sidecar with args and returns its standard
+// output; a failure fails the test with what it printed.
+func runBinary(t *testing.T, args ...string) string {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd := exec.Command(binary, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v: %v\n%s%s", args, err, out, stderr.String())
+	}
+	return string(out)
+}
+
 func freePort(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -448,13 +462,7 @@ func TestOfflineAnalyzeAndCompare(t *testing.T) {
 	if code := s.stop(syscall.SIGTERM); code != 0 {
 		t.Fatal(code)
 	}
-	run := func(args ...string) string {
-		out, err := exec.Command(binary, args...).Output()
-		if err != nil {
-			t.Fatalf("%v: %v", args, err)
-		}
-		return string(out)
-	}
+	run := func(args ...string) string { return runBinary(t, args...) }
 	if got := canonical(t, []byte(run("analyze", "--storage.path="+dir, "--experiment=ctl", "--format=json"))); got != wantMetrics {
 		t.Errorf("analyze --format=json differs from the API:\n%s\n%s", got, wantMetrics)
 	}
@@ -499,13 +507,7 @@ func TestOfflineExportImport(t *testing.T) {
 	s.stop(syscall.SIGTERM)
 
 	file := filepath.Join(t.TempDir(), "orig.jsonl")
-	run := func(args ...string) string {
-		out, err := exec.Command(binary, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
+	run := func(args ...string) string { return runBinary(t, args...) }
 	run("export", "--storage.path="+dir, "--experiment=orig", "--format=jsonl", "--output="+file)
 	if out := run("import", "--storage.path="+dir2, "--experiment=copy", file); !strings.Contains(out, "accepted=400 duplicates=0 rejected=0") {
 		t.Fatalf("import: %s", out)
