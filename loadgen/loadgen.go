@@ -40,6 +40,7 @@ type Report struct {
 	Events       int64
 	Batches      int64
 	Errors       int64
+	Throttled    int64 // answers 429 or 503 with Retry-After, waited out and sent again
 	Elapsed      time.Duration
 	EventsPerSec float64
 	P50, P99     time.Duration
@@ -47,8 +48,8 @@ type Report struct {
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("events=%d batches=%d errors=%d elapsed=%s events/s=%.0f batch_p50=%s batch_p99=%s sidecar_rss=%.1fMiB",
-		r.Events, r.Batches, r.Errors, r.Elapsed.Round(time.Millisecond), r.EventsPerSec,
+	return fmt.Sprintf("events=%d batches=%d errors=%d throttled=%d elapsed=%s events/s=%.0f batch_p50=%s batch_p99=%s sidecar_rss=%.1fMiB",
+		r.Events, r.Batches, r.Errors, r.Throttled, r.Elapsed.Round(time.Millisecond), r.EventsPerSec,
 		r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.SidecarRSS/(1<<20))
 }
 
@@ -119,7 +120,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	url := target + "/api/v1/experiments/" + cfg.Experiment + "/events"
 	var (
-		sent, batches, failures atomic.Int64
+		sent, batches, failures, throttled atomic.Int64
 		mu                      sync.Mutex
 		latencies               []time.Duration
 		firstErr                error
@@ -169,6 +170,16 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 				}
 				body = Batch(body[:0], rng, n, time.Now().UnixMicro())
 				err := post(ctx, client, url, body, n)
+				// Backpressure: wait as the sidecar asks, then send the
+				// same batch again, as a well-behaved client does.
+				for wait := (*throttle)(nil); errors.As(err, &wait) && ctx.Err() == nil; {
+					throttled.Add(1)
+					select {
+					case <-time.After(wait.after):
+					case <-ctx.Done():
+					}
+					err = post(ctx, client, url, body, n)
+				}
 				if ctx.Err() != nil {
 					return
 				}
@@ -190,7 +201,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	rep := Report{Batches: batches.Load(), Errors: failures.Load(), Elapsed: elapsed}
+	rep := Report{Batches: batches.Load(), Errors: failures.Load(), Throttled: throttled.Load(), Elapsed: elapsed}
 	rep.Events = (rep.Batches - rep.Errors) * int64(cfg.BatchSize)
 	if cfg.Events > 0 {
 		rep.Events = min(rep.Events, cfg.Events)
@@ -221,6 +232,14 @@ func createExperiment(ctx context.Context, client *http.Client, target, id strin
 	return nil
 }
 
+// throttle is an answer that asks the client to wait and send again.
+type throttle struct{ after time.Duration }
+
+func (t *throttle) Error() string { return "throttled: retry after " + t.after.String() }
+
+// maxRetryAfter bounds how long a Retry-After makes a connection wait.
+const maxRetryAfter = 5 * time.Second
+
 func post(ctx context.Context, client *http.Client, url string, body []byte, n int) error {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-ndjson")
@@ -230,6 +249,11 @@ func post(ctx context.Context, client *http.Client, url string, body []byte, n i
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
+			return &throttle{after: min(time.Duration(secs)*time.Second, maxRetryAfter)}
+		}
+	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s: %s", resp.Status, b)
 	}

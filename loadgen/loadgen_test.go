@@ -89,3 +89,33 @@ func TestRunClosesItsConnections(t *testing.T) {
 	}
 	goleak.VerifyNone(t, before)
 }
+
+// A 429 with Retry-After is waited out and the same batch sent again: it
+// counts as throttled, not as an error, and no event is lost or doubled.
+func TestRunHonoursRetryAfter(t *testing.T) {
+	var events, refusals atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/api/v1/experiments":
+			w.WriteHeader(http.StatusCreated)
+		case strings.HasSuffix(r.URL.Path, "/events"):
+			b, _ := io.ReadAll(r.Body)
+			if refusals.Add(1) <= 3 {
+				w.Header().Set("Retry-After", "0")
+				w.WriteHeader(http.StatusTooManyRequests)
+				return
+			}
+			n := bytes.Count(b, []byte("\n"))
+			events.Add(int64(n))
+			io.WriteString(w, `{"status":"success","data":{"accepted":`+strconv.Itoa(n)+`,"duplicates":0}}`)
+		}
+	}))
+	defer srv.Close()
+	rep, err := Run(context.Background(), Config{Target: srv.URL, Experiment: "x", Events: 3000, Connections: 1, BatchSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Events != 3000 || events.Load() != 3000 || rep.Throttled != 3 || rep.Errors != 0 {
+		t.Fatalf("report %+v, server stored %d", rep, events.Load())
+	}
+}
