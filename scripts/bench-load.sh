@@ -2,12 +2,13 @@
 # Starts a fresh sidecar on a temporary data directory, drives it with the
 # load generator, and prints the load generator's report, the sidecar's
 # resident memory every 10 s, its stored event count and its disk use.
+# BIN and PORT choose another binary (to compare builds) and port.
 set -euo pipefail
 duration=${1:-60s}
 rate=${2:-0}  # events/s; 0 = as fast as the sidecar answers
-bin=./crucible-telemetry
+bin=${BIN:-./crucible-telemetry}
 data=$(mktemp -d)
-addr=127.0.0.1:19477
+addr=127.0.0.1:${PORT:-19477}
 trap 'kill "$pid" "$sampler" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 "$bin" serve --storage.path="$data" --web.listen-address="$addr" --log.level=warn &
