@@ -39,6 +39,24 @@ func BenchmarkParseInto(b *testing.B) {
 	}
 }
 
+// BenchmarkParseForStorage is BenchmarkParseInto the way ingest calls it:
+// metadata and measurements stay in the client's bytes.
+func BenchmarkParseForStorage(b *testing.B) {
+	lines := benchLines()
+	d := GetDecoder()
+	defer PutDecoder(d)
+	var e Event
+	b.ReportAllocs()
+	b.SetBytes(int64(len(bytes.Join(lines, nil)) / len(lines)))
+	i := 0
+	for b.Loop() {
+		if err := d.ParseForStorage(&e, lines[i%len(lines)], testNow, testPrices); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
 // BenchmarkAppendRecord measures the log encoding of one event.
 func BenchmarkAppendRecord(b *testing.B) {
 	e, err := Parse(benchLines()[0], testNow, testPrices)
