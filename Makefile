@@ -33,7 +33,7 @@ test: vet
 vet:
 	$(GO) vet ./...
 
-## fuzz: run each fuzz target for FUZZTIME (default 30s)
+## fuzz: run each fuzz target for FUZZTIME (default 30s); a failing input lands in event/testdata/fuzz
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./event -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)

@@ -40,6 +40,11 @@ type Decoder struct {
 	p      fastjson.Parser
 	arena  []byte
 	intern map[string]string
+
+	// scratch space of the strict checks (strict.go)
+	keys    []uint64 // hashes of the keys of the objects being walked
+	nkeys   int
+	scratch []byte
 }
 
 var decoderPool = sync.Pool{New: func() any { return &Decoder{intern: make(map[string]string)} }}
@@ -56,6 +61,9 @@ func (d *Decoder) Reset() { d.arena = d.arena[:0] }
 func PutDecoder(d *Decoder) {
 	if cap(d.arena) > 32<<20 {
 		d.arena = nil // let an outsized arena go
+	}
+	if cap(d.keys) > 1<<16 || cap(d.scratch) > 1<<16 {
+		d.keys, d.scratch = nil, nil
 	}
 	decoderPool.Put(d)
 }
@@ -126,9 +134,10 @@ func wrongType(path string, v *fastjson.Value, want string) error {
 func present(v *fastjson.Value) bool { return v != nil && v.Type() != fastjson.TypeNull }
 
 // The known fields of an event, its metadata and measurements, collected in
-// one pass over each object's keys. The first occurrence of a key counts.
+// one pass over each object's keys. A key given twice rejects the event.
 type topFields struct {
-	eventName, experimentID, eventID, timestamp, measurements, metadata, latency, cost, success *fastjson.Value
+	eventName, experimentID, eventID, measurements, metadata, success *fastjson.Value
+	timestamp, latency, cost                                          num
 }
 
 type trainFields struct {
@@ -136,157 +145,288 @@ type trainFields struct {
 }
 
 type metaFields struct {
-	model, provider, sessionID, userID, sampleID, cohort, tokens, cost, err, exception, status, response *fastjson.Value
-	train                                                                                                trainFields
+	model, provider, sessionID, userID, sampleID, cohort, tokens, err, exception, status, response *fastjson.Value
+	cost                                                                                           num
+	train                                                                                          trainFields
 }
 
 type measFields struct {
-	duration, start, stop, status, promptTokens, completionTokens, cost *fastjson.Value
-	train                                                               trainFields
+	status                                                      *fastjson.Value
+	duration, start, stop, promptTokens, completionTokens, cost num
+	train                                                       trainFields
 }
 
 type tokenFields struct {
-	prompt, input, completion, output, total, cached *fastjson.Value
+	prompt, input, completion, output, total, cached num
 }
 
-func set(dst **fastjson.Value, v *fastjson.Value) {
-	if *dst == nil {
-		*dst = v
+// num is a known field read as a number: collect checks it against RFC
+// 8259's grammar and reads it in the same pass (setNum).
+type num struct {
+	v     *fastjson.Value
+	f     float64 // the value, when v is a number
+	i     int64   // the value, when isInt: an integer of at most 18 digits
+	isInt bool
+}
+
+// set records the value of a known key; false when the key came before.
+func set(dst **fastjson.Value, v *fastjson.Value) bool {
+	if *dst != nil {
+		return false
 	}
+	*dst = v
+	return true
 }
 
-func (t *trainFields) visit(k string, v *fastjson.Value) {
+// setNum is set for a numeric field: a number is checked and read, any
+// other value walked (a wrong type where it is read, free-form where not).
+func (d *Decoder) setNum(dst *num, k []byte, v *fastjson.Value) *walkError {
+	if dst.v != nil {
+		return duplicateKey(k)
+	}
+	dst.v = v
+	if v.Type() != fastjson.TypeNumber {
+		return d.member(k, v)
+	}
+	w := d.readNumber(v, dst, true)
+	if w != nil {
+		w.in(shorten(k))
+	}
+	return w
+}
+
+// visit records a training field; ok is false when k is none.
+func (t *trainFields) visit(k string, v *fastjson.Value) (fresh, ok bool) {
 	switch k {
 	case "epoch":
-		set(&t.epoch, v)
+		return set(&t.epoch, v), true
 	case "batch":
-		set(&t.batch, v)
+		return set(&t.batch, v), true
 	case "loss":
-		set(&t.loss, v)
+		return set(&t.loss, v), true
 	case "accuracy":
-		set(&t.accuracy, v)
+		return set(&t.accuracy, v), true
 	case "learning_rate":
-		set(&t.learningRate, v)
+		return set(&t.learningRate, v), true
 	case "gradient_norm":
-		set(&t.gradientNorm, v)
+		return set(&t.gradientNorm, v), true
 	case "checkpoint_path":
-		set(&t.checkpointPath, v)
+		return set(&t.checkpointPath, v), true
 	}
+	return true, false
 }
 
-func (f *topFields) collect(o *fastjson.Object) {
+// The collect methods do walk's checks (strict.go) on the way, so the
+// objects an event usually has are visited once. A known key given twice is
+// caught by set; the other keys are noted for endObject.
+
+func (f *topFields) collect(d *Decoder, o *fastjson.Object) *walkError {
+	start := d.nkeys
+	var w *walkError
 	o.Visit(func(k []byte, v *fastjson.Value) {
+		if w != nil {
+			return
+		}
+		fresh := true
+		var n *num
 		switch string(k) {
+		// Fields read as strings on every path (anything else rejects the
+		// event) hold nothing for walk to check.
 		case "event_name":
-			set(&f.eventName, v)
+			fresh, v = set(&f.eventName, v), nil
 		case "experiment_id":
-			set(&f.experimentID, v)
+			fresh, v = set(&f.experimentID, v), nil
 		case "event_id":
-			set(&f.eventID, v)
+			fresh, v = set(&f.eventID, v), nil
 		case "timestamp":
-			set(&f.timestamp, v)
+			n = &f.timestamp
 		case "measurements":
-			set(&f.measurements, v)
+			if !set(&f.measurements, v) {
+				w = duplicateKey(k)
+			}
+			return // measFields.collect walks it
 		case "metadata":
-			set(&f.metadata, v)
+			if !set(&f.metadata, v) {
+				w = duplicateKey(k)
+			}
+			return // metaFields.collect walks it
 		case "latency_ms":
-			set(&f.latency, v)
+			n = &f.latency
 		case "cost_usd":
-			set(&f.cost, v)
+			n = &f.cost
 		case "success":
-			set(&f.success, v)
-		}
-	})
-}
-
-func (f *metaFields) collect(o *fastjson.Object) {
-	o.Visit(func(k []byte, v *fastjson.Value) {
-		switch string(k) {
-		case "model":
-			set(&f.model, v)
-		case "provider":
-			set(&f.provider, v)
-		case "session_id":
-			set(&f.sessionID, v)
-		case "user_id":
-			set(&f.userID, v)
-		case "sample_id":
-			set(&f.sampleID, v)
-		case "cohort":
-			set(&f.cohort, v)
-		case "tokens":
-			set(&f.tokens, v)
-		case "cost":
-			set(&f.cost, v)
-		case "error":
-			set(&f.err, v)
-		case "exception":
-			set(&f.exception, v)
-		case "status":
-			set(&f.status, v)
-		case "response":
-			set(&f.response, v)
+			fresh = set(&f.success, v)
 		default:
-			f.train.visit(string(k), v)
+			d.key(k)
+		}
+		switch {
+		case n != nil:
+			w = d.setNum(n, k, v)
+		case !fresh:
+			w = duplicateKey(k)
+		case v != nil && compound(v):
+			w = d.member(k, v)
 		}
 	})
+	return d.endObject(o, start, w)
 }
 
-func (f *measFields) collect(o *fastjson.Object) {
+func (f *metaFields) collect(d *Decoder, o *fastjson.Object) *walkError {
+	start := d.nkeys
+	var w *walkError
 	o.Visit(func(k []byte, v *fastjson.Value) {
+		if w != nil {
+			return
+		}
+		fresh := true
+		var n *num
+		switch string(k) {
+		// Read as strings (ids also as numbers, which id checks) on every
+		// path: nothing for walk to check.
+		case "model":
+			fresh, v = set(&f.model, v), nil
+		case "provider":
+			fresh, v = set(&f.provider, v), nil
+		case "session_id":
+			fresh, v = set(&f.sessionID, v), nil
+		case "user_id":
+			fresh, v = set(&f.userID, v), nil
+		case "sample_id":
+			fresh, v = set(&f.sampleID, v), nil
+		case "cohort":
+			fresh, v = set(&f.cohort, v), nil
+		case "tokens":
+			if !set(&f.tokens, v) {
+				w = duplicateKey(k)
+			}
+			return // tokenFields.collect walks it
+		case "cost":
+			n = &f.cost
+		case "error":
+			fresh = set(&f.err, v)
+		case "exception":
+			fresh = set(&f.exception, v)
+		case "status":
+			fresh = set(&f.status, v)
+		case "response":
+			fresh = set(&f.response, v)
+		default:
+			var ok bool
+			if fresh, ok = f.train.visit(string(k), v); !ok {
+				d.key(k)
+			}
+		}
+		switch {
+		case n != nil:
+			w = d.setNum(n, k, v)
+		case !fresh:
+			w = duplicateKey(k)
+		case v != nil && compound(v):
+			w = d.member(k, v)
+		}
+	})
+	return d.endObject(o, start, w).in("metadata")
+}
+
+func (f *measFields) collect(d *Decoder, o *fastjson.Object) *walkError {
+	start := d.nkeys
+	var w *walkError
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if w != nil {
+			return
+		}
+		fresh := true
+		var n *num
 		switch string(k) {
 		case "duration":
-			set(&f.duration, v)
+			n = &f.duration
 		case "start":
-			set(&f.start, v)
+			n = &f.start
 		case "stop":
-			set(&f.stop, v)
+			n = &f.stop
 		case "status":
-			set(&f.status, v)
+			fresh = set(&f.status, v)
 		case "prompt_tokens":
-			set(&f.promptTokens, v)
+			n = &f.promptTokens
 		case "completion_tokens":
-			set(&f.completionTokens, v)
+			n = &f.completionTokens
 		case "cost":
-			set(&f.cost, v)
+			n = &f.cost
 		default:
-			f.train.visit(string(k), v)
+			var ok bool
+			if fresh, ok = f.train.visit(string(k), v); !ok {
+				d.key(k)
+			}
+		}
+		switch {
+		case n != nil:
+			w = d.setNum(n, k, v)
+		case !fresh:
+			w = duplicateKey(k)
+		case v != nil && compound(v):
+			w = d.member(k, v)
 		}
 	})
+	return d.endObject(o, start, w).in("measurements")
 }
 
-func (f *tokenFields) collect(o *fastjson.Object) {
+func (f *tokenFields) collect(d *Decoder, o *fastjson.Object) *walkError {
+	start := d.nkeys
+	var w *walkError
 	o.Visit(func(k []byte, v *fastjson.Value) {
+		if w != nil {
+			return
+		}
+		fresh := true
+		var n *num
 		switch string(k) {
 		case "prompt":
-			set(&f.prompt, v)
+			n = &f.prompt
 		case "input":
-			set(&f.input, v)
+			n = &f.input
 		case "completion":
-			set(&f.completion, v)
+			n = &f.completion
 		case "output":
-			set(&f.output, v)
+			n = &f.output
 		case "total":
-			set(&f.total, v)
+			n = &f.total
 		case "cached":
-			set(&f.cached, v)
+			n = &f.cached
+		default:
+			d.key(k)
+		}
+		switch {
+		case n != nil:
+			w = d.setNum(n, k, v)
+		case !fresh:
+			w = duplicateKey(k)
+		case v != nil && compound(v):
+			w = d.member(k, v)
 		}
 	})
+	return d.endObject(o, start, w).in("tokens").in("metadata")
 }
 
-// number reads an optional finite number named path.
-func number(v *fastjson.Value, path string) (float64, bool, error) {
-	if !present(v) {
+// number reads an optional number named path (finite: collect checked it).
+func number(n num, path string) (float64, bool, error) {
+	if !present(n.v) {
 		return 0, false, nil
 	}
-	if v.Type() != fastjson.TypeNumber {
-		return 0, false, wrongType(path, v, "a number")
+	if n.v.Type() != fastjson.TypeNumber {
+		return 0, false, wrongType(path, n.v, "a number")
 	}
-	f, err := v.Float64()
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, false, invalid("%s must be a finite number", path)
+	return n.f, true, nil
+}
+
+// num reads a number that walk checked.
+func (d *Decoder) num(v *fastjson.Value, path string) (num, error) {
+	n := num{v: v}
+	if present(v) && v.Type() == fastjson.TypeNumber {
+		if w := d.readNumber(v, &n, true); w != nil {
+			return n, w.under(path).err()
+		}
 	}
-	return f, true, nil
+	return n, nil
 }
 
 // text reads an optional string named path.
@@ -302,18 +442,28 @@ func (d *Decoder) text(v *fastjson.Value, path string) (Null[string], error) {
 }
 
 // id reads an identifier that clients send as a string or a number.
-func id(v *fastjson.Value, path string) (Null[string], error) {
+func (d *Decoder) id(v *fastjson.Value, path string) (Null[string], error) {
 	if !present(v) {
 		return Null[string]{}, nil
 	}
+	var b []byte
 	switch v.Type() {
 	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		return Some(string(b)), nil
+		b, _ = v.StringBytes()
 	case fastjson.TypeNumber:
-		return Some(string(v.MarshalTo(nil))), nil
+		b = v.MarshalTo(d.scratch[:0])
+		if cap(b) > cap(d.scratch) {
+			d.scratch = b[:0]
+		}
+		var n num
+		if w := readNumber(b, &n, false); w != nil {
+			w.number = bytes.Clone(w.number)
+			return Null[string]{}, w.under(path).err()
+		}
+	default:
+		return Null[string]{}, wrongType(path, v, "a string or a number")
 	}
-	return Null[string]{}, wrongType(path, v, "a string or a number")
+	return Some(string(b)), nil
 }
 
 // object reads an optional JSON object named path.
@@ -349,13 +499,18 @@ func (d *Decoder) parse(e *Event, data []byte, now time.Time, prices *pricing.Ta
 	if err != nil {
 		return invalid("malformed JSON: %v", err)
 	}
+	if err := checkText(data); err != nil {
+		return err
+	}
 	o, err := v.Object()
 	if err != nil {
 		return invalid("expected a JSON object, got %s", typeName(v.Type()))
 	}
 	*e = Event{}
 	var top topFields
-	top.collect(o)
+	if w := top.collect(d, o); w != nil {
+		return w.err()
+	}
 
 	if e.EventName, err = parseEventName(top.eventName); err != nil {
 		return err
@@ -380,27 +535,34 @@ func (d *Decoder) parse(e *Event, data []byte, now time.Time, prices *pricing.Ta
 
 	var meta metaFields
 	var meas measFields
+	// Metadata and measurements are copied before collect unescapes their
+	// keys: fastjson writes an unescaped key or string back with Go's
+	// quoting, which is not JSON.
 	if obj, err := object(top.metadata, "metadata"); err != nil {
 		return err
 	} else if obj != nil {
-		meta.collect(obj)
 		if objects {
 			e.Metadata = d.raw(top.metadata)
+		}
+		if w := meta.collect(d, obj); w != nil {
+			return w.err()
 		}
 	}
 	if obj, err := object(top.measurements, "measurements"); err != nil {
 		return err
 	} else if obj != nil {
-		meas.collect(obj)
 		if objects {
 			e.Measurements = d.raw(top.measurements)
+		}
+		if w := meas.collect(d, obj); w != nil {
+			return w.err()
 		}
 	}
 
 	if err := fillLatency(e, &top, &meas); err != nil {
 		return err
 	}
-	cached, err := fillTokens(e, &meta, &meas)
+	cached, err := d.fillTokens(e, &meta, &meas)
 	if err != nil {
 		return err
 	}
@@ -410,16 +572,16 @@ func (d *Decoder) parse(e *Event, data []byte, now time.Time, prices *pricing.Ta
 	if e.Provider, err = d.text(meta.provider, "metadata.provider"); err != nil {
 		return err
 	}
-	if e.SessionID, err = id(meta.sessionID, "metadata.session_id"); err != nil {
+	if e.SessionID, err = d.id(meta.sessionID, "metadata.session_id"); err != nil {
 		return err
 	}
-	if e.UserID, err = id(meta.userID, "metadata.user_id"); err != nil {
+	if e.UserID, err = d.id(meta.userID, "metadata.user_id"); err != nil {
 		return err
 	}
-	if e.SampleID, err = id(meta.sampleID, "metadata.sample_id"); err != nil {
+	if e.SampleID, err = d.id(meta.sampleID, "metadata.sample_id"); err != nil {
 		return err
 	}
-	if e.Cohort, err = id(meta.cohort, "metadata.cohort"); err != nil {
+	if e.Cohort, err = d.id(meta.cohort, "metadata.cohort"); err != nil {
 		return err
 	}
 	if err := fillCost(e, &top, &meta, &meas, cached, prices); err != nil {
@@ -524,8 +686,9 @@ func checkSegments(segs []string) error {
 	return nil
 }
 
-func parseTimestamp(v *fastjson.Value, now time.Time) (int64, error) {
+func parseTimestamp(n num, now time.Time) (int64, error) {
 	nowUs := now.UnixMicro()
+	v := n.v
 	if !present(v) {
 		return nowUs, nil
 	}
@@ -539,15 +702,13 @@ func parseTimestamp(v *fastjson.Value, now time.Time) (int64, error) {
 		}
 		ts = t.UnixMicro()
 	case fastjson.TypeNumber:
-		n, err := v.Int64()
-		if err != nil {
-			f, ferr := v.Float64()
-			if ferr != nil || f != math.Trunc(f) || math.Abs(f) > maxExactInt {
+		ts = n.i
+		if !n.isInt {
+			if n.f != math.Trunc(n.f) || math.Abs(n.f) > maxExactInt {
 				return 0, invalid("timestamp must be integer microseconds since the epoch or an RFC 3339 string")
 			}
-			n = int64(f)
+			ts = int64(n.f)
 		}
-		ts = n
 	default:
 		return 0, wrongType("timestamp", v, "microseconds or an RFC 3339 string")
 	}
@@ -571,7 +732,7 @@ func count(path string, v float64) (int64, error) {
 }
 
 // tokenCount reads an optional whole, non-negative number.
-func tokenCount(v *fastjson.Value, path string) (Null[int64], error) {
+func tokenCount(v num, path string) (Null[int64], error) {
 	f, ok, err := number(v, path)
 	if err != nil || !ok {
 		return Null[int64]{}, err
@@ -590,8 +751,15 @@ func firstPresent(a, b *fastjson.Value) *fastjson.Value {
 	return b
 }
 
+func firstNum(a, b num) num {
+	if present(a.v) {
+		return a
+	}
+	return b
+}
+
 // fillTokens sets e.Tokens and returns the count of cached prompt tokens.
-func fillTokens(e *Event, meta *metaFields, meas *measFields) (int64, error) {
+func (d *Decoder) fillTokens(e *Event, meta *metaFields, meas *measFields) (int64, error) {
 	var tok Tokens
 	var cached Null[int64]
 	obj, err := object(meta.tokens, "metadata.tokens")
@@ -600,11 +768,13 @@ func fillTokens(e *Event, meta *metaFields, meas *measFields) (int64, error) {
 	}
 	if obj != nil {
 		var t tokenFields
-		t.collect(obj)
-		if tok.Prompt, err = tokenCount(firstPresent(t.prompt, t.input), "metadata.tokens.prompt"); err != nil {
+		if w := t.collect(d, obj); w != nil {
+			return 0, w.err()
+		}
+		if tok.Prompt, err = tokenCount(firstNum(t.prompt, t.input), "metadata.tokens.prompt"); err != nil {
 			return 0, err
 		}
-		if tok.Completion, err = tokenCount(firstPresent(t.completion, t.output), "metadata.tokens.completion"); err != nil {
+		if tok.Completion, err = tokenCount(firstNum(t.completion, t.output), "metadata.tokens.completion"); err != nil {
 			return 0, err
 		}
 		if tok.Total, err = tokenCount(t.total, "metadata.tokens.total"); err != nil {
@@ -635,7 +805,7 @@ func fillTokens(e *Event, meta *metaFields, meas *measFields) (int64, error) {
 // fillCost: explicit cost_usd, metadata.cost, tokens × price, measurements.cost.
 func fillCost(e *Event, top *topFields, meta *metaFields, meas *measFields, cached int64, prices *pricing.Table) error {
 	for _, src := range [...]struct {
-		v    *fastjson.Value
+		v    num
 		path string
 	}{{top.cost, "cost_usd"}, {meta.cost, "metadata.cost"}} {
 		c, ok, err := number(src.v, src.path)
@@ -724,7 +894,11 @@ func (d *Decoder) training(meta, meas *trainFields) (*Training, error) {
 		path   string
 		dst    *Null[int64]
 	}{{meta.epoch, meas.epoch, "epoch", &tr.Epoch}, {meta.batch, meas.batch, "batch", &tr.Batch}} {
-		if *f.dst, err = tokenCount(firstPresent(f.m1, f.m2), f.path); err != nil {
+		n, err := d.num(firstPresent(f.m1, f.m2), f.path)
+		if err != nil {
+			return nil, err
+		}
+		if *f.dst, err = tokenCount(n, f.path); err != nil {
 			return nil, err
 		}
 	}
@@ -737,7 +911,11 @@ func (d *Decoder) training(meta, meas *trainFields) (*Training, error) {
 		{meta.learningRate, meas.learningRate, "learning_rate", &tr.LearningRate},
 		{meta.gradientNorm, meas.gradientNorm, "gradient_norm", &tr.GradientNorm},
 	} {
-		v, ok, err := number(firstPresent(f.m1, f.m2), f.path)
+		n, err := d.num(firstPresent(f.m1, f.m2), f.path)
+		if err != nil {
+			return nil, err
+		}
+		v, ok, err := number(n, f.path)
 		if err != nil {
 			return nil, err
 		}

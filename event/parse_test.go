@@ -243,6 +243,14 @@ func TestSplit(t *testing.T) {
 		{"broken array", `[{"a":1},`, false, 0, true},
 		{"empty", "  \n", false, 0, true},
 		{"garbage", `xyz`, false, 0, true},
+		// A body that is not JSON is refused whole (400); what only an
+		// event's parse finds is that event's rejection.
+		{"array with a raw NUL", "[{\"a\":\"\x00\"}]", false, 0, true},
+		{"array with a bad number", `[{"a":01}]`, false, 0, true},
+		{"object with NaN", `{"a":NaN}`, false, 0, true},
+		{"ndjson keeps bad lines apart", "{\"a\":01}\n{\"b\":\"\x00\"}\n{\"c\":1}", true, 3, false},
+		{"array with a repeated key", `[{"a":1,"a":2},{"b":1}]`, false, 2, false},
+		{"array with invalid UTF-8", "[{\"a\":\"\xff\"}]", false, 1, false},
 	}
 	for _, c := range cases {
 		t.Run(c.desc, func(t *testing.T) {
