@@ -26,6 +26,15 @@ const MaxFuture = 5 * time.Minute
 // MaxEventIDLen bounds client-chosen event ids.
 const MaxEventIDLen = 128
 
+// Bounds on the strings of an event that become label values (TSDB series,
+// /metrics, the points index) or keys a query groups by: one outsized value
+// must not reach them. Lengths are in bytes, after unescaping.
+const (
+	MaxEventNameLen = 256  // event_name, dotted
+	MaxLabelLen     = 256  // metadata.model, metadata.provider
+	MaxIDLen        = 1024 // metadata.session_id, user_id, sample_id, cohort
+)
+
 // maxExactInt is the largest integer a float64 holds exactly (2^53).
 const maxExactInt = 1 << 53
 
@@ -138,6 +147,7 @@ func present(v *fastjson.Value) bool { return v != nil && v.Type() != fastjson.T
 type topFields struct {
 	eventName, experimentID, eventID, measurements, metadata, success *fastjson.Value
 	timestamp, latency, cost                                          num
+	unknown                                                           []byte // the first key that is no field
 }
 
 type trainFields struct {
@@ -257,6 +267,12 @@ func (f *topFields) collect(d *Decoder, o *fastjson.Object) *walkError {
 		case "success":
 			fresh = set(&f.success, v)
 		default:
+			if !ignoredField(string(k)) {
+				if f.unknown == nil {
+					f.unknown = k
+				}
+				return // rejected
+			}
 			d.key(k)
 		}
 		switch {
@@ -429,8 +445,8 @@ func (d *Decoder) num(v *fastjson.Value, path string) (num, error) {
 	return n, nil
 }
 
-// text reads an optional string named path.
-func (d *Decoder) text(v *fastjson.Value, path string) (Null[string], error) {
+// text reads an optional string named path of at most max bytes (0: any).
+func (d *Decoder) text(v *fastjson.Value, path string, max int) (Null[string], error) {
 	if !present(v) {
 		return Null[string]{}, nil
 	}
@@ -438,10 +454,18 @@ func (d *Decoder) text(v *fastjson.Value, path string) (Null[string], error) {
 		return Null[string]{}, wrongType(path, v, "a string")
 	}
 	b, _ := v.StringBytes()
+	if max > 0 && len(b) > max {
+		return Null[string]{}, tooLong(path, max, len(b))
+	}
 	return Some(d.str(b)), nil
 }
 
-// id reads an identifier that clients send as a string or a number.
+func tooLong(path string, max, n int) error {
+	return invalid("%s must be at most %d bytes, got %d", path, max, n)
+}
+
+// id reads an identifier that clients send as a string or a number, of at
+// most MaxIDLen bytes.
 func (d *Decoder) id(v *fastjson.Value, path string) (Null[string], error) {
 	if !present(v) {
 		return Null[string]{}, nil
@@ -462,6 +486,9 @@ func (d *Decoder) id(v *fastjson.Value, path string) (Null[string], error) {
 		}
 	default:
 		return Null[string]{}, wrongType(path, v, "a string or a number")
+	}
+	if len(b) > MaxIDLen {
+		return Null[string]{}, tooLong(path, MaxIDLen, len(b))
 	}
 	return Some(string(b)), nil
 }
@@ -511,11 +538,14 @@ func (d *Decoder) parse(e *Event, data []byte, now time.Time, prices *pricing.Ta
 	if w := top.collect(d, o); w != nil {
 		return w.err()
 	}
+	if top.unknown != nil {
+		return unknownField(top.unknown)
+	}
 
 	if e.EventName, err = parseEventName(top.eventName); err != nil {
 		return err
 	}
-	if s, err := d.text(top.experimentID, "experiment_id"); err != nil {
+	if s, err := d.text(top.experimentID, "experiment_id", 0); err != nil {
 		return err
 	} else if s.Valid {
 		e.ExperimentID = s.V
@@ -566,10 +596,10 @@ func (d *Decoder) parse(e *Event, data []byte, now time.Time, prices *pricing.Ta
 	if err != nil {
 		return err
 	}
-	if e.Model, err = d.text(meta.model, "metadata.model"); err != nil {
+	if e.Model, err = d.text(meta.model, "metadata.model", MaxLabelLen); err != nil {
 		return err
 	}
-	if e.Provider, err = d.text(meta.provider, "metadata.provider"); err != nil {
+	if e.Provider, err = d.text(meta.provider, "metadata.provider", MaxLabelLen); err != nil {
 		return err
 	}
 	if e.SessionID, err = d.id(meta.sessionID, "metadata.session_id"); err != nil {
@@ -646,6 +676,9 @@ func parseEventName(v *fastjson.Value) (string, error) {
 		if t, ok := knownByName[string(b)]; ok {
 			return t.Name, nil
 		}
+		if len(b) > MaxEventNameLen {
+			return "", tooLong("event_name", MaxEventNameLen, len(b))
+		}
 		name := string(b)
 		if err := checkSegments(strings.Split(name, ".")); err != nil {
 			return "", err
@@ -653,12 +686,20 @@ func parseEventName(v *fastjson.Value) (string, error) {
 		return name, nil
 	case fastjson.TypeArray:
 		items, _ := v.Array()
-		segs := make([]string, len(items))
-		for i, it := range items {
+		n := len(items) - 1 // the dots
+		for _, it := range items {
 			b, err := it.StringBytes()
 			if err != nil {
 				return "", invalid("event_name must be a string or a list of strings")
 			}
+			n += len(b)
+		}
+		if n > MaxEventNameLen {
+			return "", tooLong("event_name", MaxEventNameLen, n)
+		}
+		segs := make([]string, len(items))
+		for i, it := range items {
+			b, _ := it.StringBytes()
 			segs[i] = string(b)
 		}
 		if err := checkSegments(segs); err != nil {
@@ -702,6 +743,9 @@ func parseTimestamp(n num, now time.Time) (int64, error) {
 		}
 		ts = t.UnixMicro()
 	case fastjson.TypeNumber:
+		if err := checkTimestampUnit(n.f, v); err != nil {
+			return 0, err
+		}
 		ts = n.i
 		if !n.isInt {
 			if n.f != math.Trunc(n.f) || math.Abs(n.f) > maxExactInt {
@@ -719,6 +763,33 @@ func parseTimestamp(n num, now time.Time) (int64, error) {
 		return 0, invalid("timestamp is more than %s in the future", MaxFuture)
 	}
 	return ts, nil
+}
+
+// Times since the epoch, in seconds, of the dates a timestamp in another
+// unit is taken to mean: 2000-01-01 and 2100-01-01. The ranges they give
+// in each unit do not overlap.
+const (
+	plausibleFrom = 946684800
+	plausibleTo   = 4102444800
+)
+
+// checkTimestampUnit rejects a number that reads as a date between 2000 and
+// 2100 in seconds, milliseconds or nanoseconds: as microseconds it would be
+// far in the past or the future, and the client most likely sent the wrong
+// unit.
+func checkTimestampUnit(f float64, v *fastjson.Value) error {
+	if f < plausibleFrom || f >= plausibleTo*1e9 {
+		return nil
+	}
+	for _, u := range [...]struct {
+		perSecond float64
+		name      string
+	}{{1, "seconds"}, {1e3, "milliseconds"}, {1e9, "nanoseconds"}} {
+		if f >= plausibleFrom*u.perSecond && f < plausibleTo*u.perSecond {
+			return invalid("timestamp %s looks like %s since the epoch; timestamps are microseconds", v.MarshalTo(nil), u.name)
+		}
+	}
+	return nil
 }
 
 func count(path string, v float64) (int64, error) {
@@ -923,7 +994,7 @@ func (d *Decoder) training(meta, meas *trainFields) (*Training, error) {
 			*f.dst = Some(v)
 		}
 	}
-	if tr.CheckpointPath, err = d.text(firstPresent(meta.checkpointPath, meas.checkpointPath), "checkpoint_path"); err != nil {
+	if tr.CheckpointPath, err = d.text(firstPresent(meta.checkpointPath, meas.checkpointPath), "checkpoint_path", 0); err != nil {
 		return nil, err
 	}
 	return tr, nil

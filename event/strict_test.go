@@ -219,6 +219,143 @@ func repeatedKey(data []byte) (string, bool) {
 	}
 }
 
+// TestParseLimits: label-like strings are bounded at ingest.
+func TestParseLimits(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("m", n) }
+	seg := strings.Repeat("a", 31) // 8 segments of 31 and 7 dots: 255 bytes
+	name8 := strings.Repeat(seg+".", 7) + seg
+	cases := []struct {
+		desc, in, msg string
+	}{
+		{"model", `{"event_name":"x","metadata":{"model":"` + long(MaxLabelLen+1) + `"}}`, "metadata.model must be at most 256 bytes, got 257"},
+		{"huge model", `{"event_name":"x","metadata":{"model":"` + long(1536<<10) + `"}}`, "metadata.model must be at most 256 bytes"},
+		{"provider", `{"event_name":"x","metadata":{"provider":"` + long(MaxLabelLen+1) + `"}}`, "metadata.provider must be at most 256 bytes"},
+		{"event name", `{"event_name":"` + name8 + `aa"}`, "event_name must be at most 256 bytes, got 257"},
+		{"event name list", `{"event_name":["` + strings.Join(strings.Split(name8+"aa", "."), `","`) + `"]}`, "event_name must be at most 256 bytes, got 257"},
+		{"long single segment", `{"event_name":"` + long(100000) + `"}`, "event_name must be at most 256 bytes"},
+		{"session_id", `{"event_name":"x","metadata":{"session_id":"` + long(MaxIDLen+1) + `"}}`, "metadata.session_id must be at most 1024 bytes, got 1025"},
+		{"user_id", `{"event_name":"x","metadata":{"user_id":"` + long(MaxIDLen+1) + `"}}`, "metadata.user_id must be at most 1024 bytes"},
+		{"sample_id", `{"event_name":"x","metadata":{"sample_id":"` + long(MaxIDLen+1) + `"}}`, "metadata.sample_id must be at most 1024 bytes"},
+		{"numeric sample_id", `{"event_name":"x","metadata":{"sample_id":0.` + strings.Repeat("7", MaxIDLen-1) + `}}`, "metadata.sample_id must be at most 1024 bytes"},
+		{"cohort", `{"event_name":"x","metadata":{"cohort":"` + long(MaxIDLen+1) + `"}}`, "metadata.cohort must be at most 1024 bytes"},
+		{"model with escapes counts decoded bytes", `{"event_name":"x","metadata":{"model":"` + strings.Repeat(`\u00e9`, 129) + `"}}`, "metadata.model must be at most 256 bytes, got 258"},
+	}
+	for _, c := range cases {
+		t.Run(c.desc, func(t *testing.T) {
+			_, err := Parse([]byte(c.in), testNow, testPrices)
+			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("err = %v, want ErrInvalid mentioning %q", err, c.msg)
+			}
+		})
+	}
+	t.Run("at the limits", func(t *testing.T) {
+		in := `{"event_name":"` + name8 + `a","metadata":{"model":"` + long(MaxLabelLen) + `","provider":"` + long(MaxLabelLen) +
+			`","session_id":"` + long(MaxIDLen) + `","user_id":"` + long(MaxIDLen) + `","sample_id":"` + long(MaxIDLen) + `","cohort":"` + long(MaxIDLen) + `"}}`
+		e, err := Parse([]byte(in), testNow, testPrices)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(e.EventName) != MaxEventNameLen || len(e.Model.V) != MaxLabelLen || len(e.Cohort.V) != MaxIDLen {
+			t.Fatalf("lengths %d %d %d", len(e.EventName), len(e.Model.V), len(e.Cohort.V))
+		}
+	})
+}
+
+// TestParseUnknownField: a misspelled top-level field rejects the event and
+// names the field it was probably meant to be.
+func TestParseUnknownField(t *testing.T) {
+	cases := []struct{ desc, in, msg string }{
+		{"measurments", `{"event_name":"x","measurments":{"duration":1}}`, `unknown field "measurments" (did you mean "measurements"?)`},
+		{"latncy_ms", `{"event_name":"x","latncy_ms":5}`, `unknown field "latncy_ms" (did you mean "latency_ms"?)`},
+		{"sucess", `{"event_name":"x","sucess":true}`, `unknown field "sucess" (did you mean "success"?)`},
+		{"capitalised", `{"event_name":"x","Success":true}`, `unknown field "Success" (did you mean "success"?)`},
+		{"camel case", `{"eventName":"x"}`, `unknown field "eventName" (did you mean "event_name"?)`},
+		{"transposed", `{"event_name":"x","metdaata":{}}`, `unknown field "metdaata" (did you mean "metadata"?)`},
+		{"timestmap", `{"event_name":"x","timestmap":1}`, `unknown field "timestmap" (did you mean "timestamp"?)`},
+		{"a prefix", `{"event_name":"x","latency":5}`, `unknown field "latency" (did you mean "latency_ms"?)`},
+		{"nothing close", `{"event_name":"x","foo":1}`, `unknown field "foo"`},
+		{"long key is cut", `{"event_name":"x","` + strings.Repeat("k", 5000) + `":1}`, `unknown field "` + strings.Repeat("k", 64) + `…"`},
+		{"long key is cut at a rune", `{"event_name":"x","k` + strings.Repeat("é", 100) + `":1}`, `unknown field "k` + strings.Repeat("é", 31) + `…"`},
+	}
+	for _, c := range cases {
+		t.Run(c.desc, func(t *testing.T) {
+			_, err := Parse([]byte(c.in), testNow, testPrices)
+			if err == nil || !errors.Is(err, ErrInvalid) || !strings.HasSuffix(err.Error(), c.msg) {
+				t.Fatalf("err = %v, want ErrInvalid ending in %q", err, c.msg)
+			}
+			if c.desc == "nothing close" && strings.Contains(err.Error(), "did you mean") {
+				t.Fatalf("err = %v suggests a field for an unrelated key", err)
+			}
+		})
+	}
+	t.Run("free-form objects", func(t *testing.T) {
+		if _, err := Parse([]byte(`{"event_name":"x","metadata":{"measurments":1,"sucess":2},"measurements":{"latncy_ms":3}}`), testNow, testPrices); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("an exported event imports back", func(t *testing.T) {
+		e, err := Parse([]byte(`{"event_name":"crucible_train.epoch.stop","event_id":"c1","timestamp":1764220000123456,"latency_ms":3,
+			"metadata":{"model":"gpt-4","provider":"openai","tokens":{"prompt":1,"completion":2},"session_id":"s","user_id":"u",
+			"sample_id":"q","cohort":"c","loss":0.5,"epoch":1,"checkpoint_path":"/c"},"measurements":{"batch":2}}`), testNow, testPrices)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.ExperimentID, e.ExperimentName, e.Condition, e.Tags, e.SampleWeight = "exp", "Exp", "treatment", []string{"a"}, 2
+		out := e.AppendJSON(nil)
+		back, err := Parse(out, testNow, testPrices)
+		if err != nil {
+			t.Fatalf("export does not import: %v\n%s", err, out)
+		}
+		if back.EventID != e.EventID || back.Timestamp != e.Timestamp || *back.Training != *e.Training || back.Model != e.Model {
+			t.Fatalf("import differs:\n got %+v\nwant %+v", back, e)
+		}
+	})
+}
+
+// TestParseTimestampUnit: a timestamp in seconds, milliseconds or
+// nanoseconds is rejected with the unit it looks like.
+func TestParseTimestampUnit(t *testing.T) {
+	cases := []struct{ desc, ts, msg string }{
+		{"seconds", "1764220000", "timestamp 1764220000 looks like seconds since the epoch; timestamps are microseconds"},
+		{"fractional seconds", "1764220000.25", "timestamp 1764220000.25 looks like seconds since the epoch; timestamps are microseconds"},
+		{"seconds in 2000", "946684800", "looks like seconds"},
+		{"milliseconds", "1764220000123", "timestamp 1764220000123 looks like milliseconds since the epoch; timestamps are microseconds"},
+		{"nanoseconds", "1764220000123456789", "timestamp 1764220000123456789 looks like nanoseconds since the epoch; timestamps are microseconds"},
+		{"nanoseconds as a float", "1.764220000123456789e18", "looks like nanoseconds"},
+	}
+	for _, c := range cases {
+		t.Run(c.desc, func(t *testing.T) {
+			_, err := Parse([]byte(`{"event_name":"x","timestamp":`+c.ts+`}`), testNow, testPrices)
+			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("err = %v, want ErrInvalid mentioning %q", err, c.msg)
+			}
+		})
+	}
+	for _, ts := range []int64{1, 1764220000123456, testNow.UnixMicro(), 946684800000000} {
+		if e, err := Parse([]byte(`{"event_name":"x","timestamp":`+itoa(ts)+`}`), testNow, testPrices); err != nil || e.Timestamp != ts {
+			t.Errorf("timestamp %d: %v", ts, err)
+		}
+	}
+}
+
+// TestKeyHash: keys that differ hash apart (a collision would only cost an
+// exact comparison, but the common keys should not pay it).
+func TestKeyHash(t *testing.T) {
+	seen := map[uint64]string{}
+	var keys []string
+	for i := range 3000 {
+		keys = append(keys, itoa(int64(i)), "k"+itoa(int64(i)), "latency_p"+itoa(int64(i))+"_milliseconds", strings.Repeat("x", i%40)+itoa(int64(i)))
+	}
+	keys = append(keys, "", "a", "ab", "abc", "abcd", "prompt", "completion", "prompt_tokens", "completion_tokens")
+	for _, k := range keys {
+		h := keyHash([]byte(k))
+		if other, ok := seen[h]; ok && other != k {
+			t.Fatalf("%q and %q hash alike", k, other)
+		}
+		seen[h] = k
+	}
+}
+
 // TestReadNumber: numbers read in collect's pass equal strconv's reading,
 // and what is no JSON number is refused.
 func TestReadNumber(t *testing.T) {
