@@ -25,6 +25,9 @@ const rulesFile = "deploy/prometheus/crucible.rules.yml"
 // TestRulesWithPromtool: the plain rule file and the operator's
 // PrometheusRule pass promtool check rules, and the rules' unit tests pass.
 func TestRulesWithPromtool(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs promtool: slow; runs without -short")
+	}
 	promtool := needTool(t, "promtool", installPrometheus)
 	var pr struct {
 		Spec yaml.Node `yaml:"spec"`
@@ -109,6 +112,9 @@ func withBoolComparisons(t *testing.T, expr string) string {
 // runs every dashboard query and every rule expression against it: each
 // must be accepted and return data.
 func TestDashboardsAndRulesAgainstPrometheus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar, the demo and Prometheus: slow; runs without -short")
+	}
 	prom := needTool(t, "prometheus", installPrometheus)
 	dir := t.TempDir()
 	s := startSidecar(t, filepath.Join(dir, "data"))

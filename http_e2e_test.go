@@ -12,6 +12,9 @@ import (
 // TestHelpListsServeFlags: serve is the default command, so the top-level
 // help shows its flags, not only those of every command.
 func TestHelpListsServeFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}} {
 		out, err := exec.Command(binary, args...).CombinedOutput()
 		if err != nil {
@@ -29,6 +32,9 @@ func TestHelpListsServeFlags(t *testing.T) {
 // trickles in past --web.read-timeout, and refuses to start when the
 // in-flight budget could never hold the largest body.
 func TestServeFlagsBoundRequests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	s := startSidecar(t, t.TempDir(), "--web.read-timeout=1s")
 	c, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
 	if err != nil {

@@ -15,6 +15,9 @@ import (
 // A second sidecar or an import on a data directory in use exits with an
 // error naming the lock and its holder, and the first one's data is whole.
 func TestSecondProcessOnADataDirectoryIsRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	dir := t.TempDir()
 	a := startSidecar(t, dir)
 	a.post("/api/v1/experiments", `{"id":"shared","name":"Shared"}`)
@@ -72,6 +75,9 @@ func TestSecondProcessOnADataDirectoryIsRefused(t *testing.T) {
 // An export spanning more than the out-of-order window imports back whole,
 // and so does one batch of a live client spanning it in time order.
 func TestExportSpanningMoreThanTheWindowImportsWhole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	dir, dir2 := t.TempDir(), t.TempDir()
 	s := startSidecar(t, dir)
 	s.post("/api/v1/experiments", `{"id":"long","name":"Long"}`)

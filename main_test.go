@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,6 +33,11 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Every test that runs the binary skips with -short: no build.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "crucible-e2e")
 	if err != nil {
 		panic(err)
@@ -180,6 +186,9 @@ func (s *sidecar) get(path string, into any) {
 }
 
 func TestCommandLine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	for _, args := range [][]string{{"--help"}, {"version"}, {"--version"}, {"serve", "--help"}} {
 		out, err := exec.Command(binary, args...).CombinedOutput()
 		if err != nil {
@@ -196,6 +205,9 @@ func TestCommandLine(t *testing.T) {
 
 // TestServeEndToEnd walks the README's first steps against the built binary.
 func TestServeEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	s := startSidecar(t, t.TempDir())
 	for _, p := range []string{"/", "/metrics", "/-/healthy", "/api/v1/event-types"} {
 		resp, err := http.Get(s.url + p)
@@ -277,6 +289,9 @@ func ingestUntilStopped(t *testing.T, s *sidecar, clients int) map[string]bool {
 // ingest and checks that every acknowledged event is in the log and that
 // the TSDB holds one sample per stored event per number.
 func TestKillNineLosesNothingAcknowledged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills the built sidecar during ingest: slow; runs without -short")
+	}
 	dir := t.TempDir()
 	s := startSidecar(t, dir)
 	if code, body := s.post("/api/v1/experiments", `{"id":"crash","name":"Crash"}`); code != 201 {
@@ -330,6 +345,9 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 // TestSIGTERMDrains stops the sidecar during ingest: it finishes the requests
 // in flight, exits 0, and everything it acknowledged is there after a restart.
 func TestSIGTERMDrains(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops the built sidecar during ingest: slow; runs without -short")
+	}
 	dir := t.TempDir()
 	s := startSidecar(t, dir)
 	s.post("/api/v1/experiments", `{"id":"crash","name":"Drain"}`)
@@ -357,6 +375,9 @@ func TestSIGTERMDrains(t *testing.T) {
 }
 
 func TestPricingFileAndReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	dir := t.TempDir()
 	prices := filepath.Join(dir, "prices.yaml")
 	os.WriteFile(prices, []byte("models:\n  my-llm: {input: 1, output: 2}\n"), 0o644)
@@ -391,6 +412,9 @@ func TestPricingFileAndReload(t *testing.T) {
 // TestWebConfigBasicAuth serves behind exporter-toolkit's web config: every
 // endpoint needs the password.
 func TestWebConfigBasicAuth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	dir := t.TempDir()
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	if err != nil {
@@ -435,6 +459,9 @@ func TestWebConfigBasicAuth(t *testing.T) {
 // TestOfflineAnalyzeAndCompare: the offline commands print the numbers the
 // API gives, from the data directory of a stopped sidecar.
 func TestOfflineAnalyzeAndCompare(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	dir := t.TempDir()
 	s := startSidecar(t, dir)
 	for k, id := range []string{"ctl", "trt"} {
@@ -494,6 +521,9 @@ func canonical(t *testing.T, b []byte) string {
 // TestOfflineExportImport: export from a stopped sidecar's data, import
 // into another data directory, and the copy analyses the same.
 func TestOfflineExportImport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	dir, dir2 := t.TempDir(), t.TempDir()
 	s := startSidecar(t, dir)
 	s.post("/api/v1/experiments", `{"id":"orig","name":"Orig"}`)

@@ -38,6 +38,9 @@ const installPrometheus = "apt-get update && apt-get install -y prometheus"
 
 // TestPromtoolCheckMetrics lints the sidecar's /metrics with promtool.
 func TestPromtoolCheckMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	promtool := needTool(t, "promtool", installPrometheus)
 	s := startSidecar(t, t.TempDir())
 	defer s.stop(syscall.SIGTERM)
@@ -70,6 +73,9 @@ func typ7(xs []float64, p float64) float64 {
 // built sidecar: protobuf scrapes with native histograms, event counts that
 // add up, and a p95 from the native histogram within its bucket error.
 func TestPrometheusScrapesSidecar(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar and Prometheus: slow; runs without -short")
+	}
 	prom := needTool(t, "prometheus", installPrometheus)
 	dir := t.TempDir()
 	s := startSidecar(t, filepath.Join(dir, "data"))
@@ -146,6 +152,9 @@ func TestPrometheusScrapesSidecar(t *testing.T) {
 // TSDB blocks promtool reads and hold one sample per event per number, and
 // that the offline commands read.
 func TestArchiveIsStandard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	promtool := needTool(t, "promtool", installPrometheus)
 	dir := t.TempDir()
 	s := startSidecar(t, dir)

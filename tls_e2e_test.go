@@ -65,6 +65,9 @@ func selfSigned(t *testing.T, dir string) *x509.CertPool {
 // deploy/ beside a self-signed certificate: promtool accepts the file, and
 // every endpoint needs TLS and one of its bcrypt users.
 func TestWebConfigTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	promtool := needTool(t, "promtool", installPrometheus)
 	dir := t.TempDir()
 	pool := selfSigned(t, dir)
@@ -148,6 +151,9 @@ func TestWebConfigTLS(t *testing.T) {
 // the scheme, port, path and headers the manifest gives, no certificate
 // check, success for 200-399. The probe port serves nothing else.
 func TestProbesWithWebConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
 	var d appsv1.Deployment
 	b, err := os.ReadFile("deploy/kubernetes/components/sidecar/sidecar.yaml")
 	if err != nil {
