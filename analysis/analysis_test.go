@@ -289,6 +289,9 @@ func TestCompareAgreesWithScipy(t *testing.T) {
 // against plain resampling: their 95% intervals agree within Monte Carlo
 // error, and the same seed gives the same intervals.
 func TestBootstrapMatchesResampling(t *testing.T) {
+	if testing.Short() {
+		t.Skip("24000 plain resamples: slow; runs without -short")
+	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	draw := func(n int, mu float64) []float64 {
 		xs := make([]float64, n)

@@ -625,6 +625,9 @@ func TestNewestSegments(t *testing.T) {
 // TestReplayPositionFollowsTheWAL: the housekeeping records the replay
 // position (after syncing the TSDB's logs), and only when it moved.
 func TestReplayPositionFollowsTheWAL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out housekeeping rounds: slow; runs without -short")
+	}
 	dir := t.TempDir()
 	s := openStore(t, dir, testOptions(t))
 	defer s.Close()
