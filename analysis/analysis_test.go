@@ -233,22 +233,24 @@ func TestWindowsCoverShortRuns(t *testing.T) {
 func TestPercentilesMatchSorting(t *testing.T) {
 	for _, n := range []int{1, 2, 3, 65, 100, 1000, 4097} {
 		for _, ties := range []bool{false, true} {
-			xs := make([]float64, n)
-			for i := range xs {
-				xs[i] = float64((i * 7919) % (n + 3))
-				if ties {
-					xs[i] = float64(i % 4)
+			t.Run(fmt.Sprintf("n=%d,ties=%v", n, ties), func(t *testing.T) {
+				xs := make([]float64, n)
+				for i := range xs {
+					xs[i] = float64((i * 7919) % (n + 3))
+					if ties {
+						xs[i] = float64(i % 4)
+					}
 				}
-			}
-			sorted := append([]float64(nil), xs...)
-			sort.Float64s(sorted)
-			ps := []float64{0, 1, 50, 90, 95, 99, 99.9, 100}
-			got := Percentiles(append([]float64(nil), xs...), ps...)
-			for i, p := range ps {
-				if want := Percentile(sorted, p); got[i] != want {
-					t.Errorf("n=%d ties=%v p%v: got %v, want %v", n, ties, p, got[i], want)
+				sorted := append([]float64(nil), xs...)
+				sort.Float64s(sorted)
+				ps := []float64{0, 1, 50, 90, 95, 99, 99.9, 100}
+				got := Percentiles(append([]float64(nil), xs...), ps...)
+				for i, p := range ps {
+					if want := Percentile(sorted, p); got[i] != want {
+						t.Errorf("p%v: got %v, want %v", p, got[i], want)
+					}
 				}
-			}
+			})
 		}
 	}
 }

@@ -6,35 +6,41 @@ import (
 )
 
 func TestWelfordMatchesTwoPass(t *testing.T) {
-	cases := [][]float64{
-		{5},
-		{1, 2},
-		{1e9 + 1, 1e9 + 2, 1e9 + 3, 1e9 + 4}, // large offset: naive sums lose digits
-		{0.001, 0.002, 0.003, 100, 1e-9},
+	cases := []struct {
+		name string
+		xs   []float64
+	}{
+		{"one value", []float64{5}},
+		{"two values", []float64{1, 2}},
+		{"large offset", []float64{1e9 + 1, 1e9 + 2, 1e9 + 3, 1e9 + 4}}, // naive sums lose digits
+		{"mixed magnitudes", []float64{0.001, 0.002, 0.003, 100, 1e-9}},
 	}
-	for _, xs := range cases {
-		var w Welford
-		for _, x := range xs {
-			w.Add(x)
-		}
-		mean := 0.0
-		for _, x := range xs {
-			mean += x
-		}
-		mean /= float64(len(xs))
-		ss := 0.0
-		lo, hi := math.Inf(1), math.Inf(-1)
-		for _, x := range xs {
-			ss += (x - mean) * (x - mean)
-			lo, hi = math.Min(lo, x), math.Max(hi, x)
-		}
-		sd := 0.0
-		if len(xs) > 1 {
-			sd = math.Sqrt(ss / float64(len(xs)-1))
-		}
-		if rel(w.Mean, mean) > 1e-12 || rel(w.StdDev(), sd) > 1e-9 || w.Min != lo || w.Max != hi {
-			t.Errorf("%v: got mean %v sd %v min %v max %v, want %v %v %v %v", xs, w.Mean, w.StdDev(), w.Min, w.Max, mean, sd, lo, hi)
-		}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			xs := c.xs
+			var w Welford
+			for _, x := range xs {
+				w.Add(x)
+			}
+			mean := 0.0
+			for _, x := range xs {
+				mean += x
+			}
+			mean /= float64(len(xs))
+			ss := 0.0
+			lo, hi := math.Inf(1), math.Inf(-1)
+			for _, x := range xs {
+				ss += (x - mean) * (x - mean)
+				lo, hi = math.Min(lo, x), math.Max(hi, x)
+			}
+			sd := 0.0
+			if len(xs) > 1 {
+				sd = math.Sqrt(ss / float64(len(xs)-1))
+			}
+			if rel(w.Mean, mean) > 1e-12 || rel(w.StdDev(), sd) > 1e-9 || w.Min != lo || w.Max != hi {
+				t.Errorf("%v: got mean %v sd %v min %v max %v, want %v %v %v %v", xs, w.Mean, w.StdDev(), w.Min, w.Max, mean, sd, lo, hi)
+			}
+		})
 	}
 	var empty Welford
 	if !math.IsNaN(empty.StdDev()) {

@@ -22,23 +22,25 @@ var update = flag.Bool("update", false, "rewrite the dashboards' JSON files from
 // TestFilesAreGenerated: the JSON files are what the definitions produce.
 func TestFilesAreGenerated(t *testing.T) {
 	for name, d := range All() {
-		want, err := JSON(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if *update {
-			if err := os.WriteFile(name, want, 0o644); err != nil {
+		t.Run(name, func(t *testing.T) {
+			want, err := JSON(d)
+			if err != nil {
 				t.Fatal(err)
 			}
-			continue
-		}
-		got, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs from its definition; run go test ./dashboards -update", name)
-		}
+			if *update {
+				if err := os.WriteFile(name, want, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			got, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from its definition; run go test ./dashboards -update", name)
+			}
+		})
 	}
 }
 
@@ -95,111 +97,115 @@ func readDashboards(t *testing.T) map[string]grafanaDashboard {
 func TestDashboards(t *testing.T) {
 	uids := map[string]string{}
 	for file, d := range readDashboards(t) {
-		if d.UID == "" || d.Title == "" {
-			t.Errorf("%s: uid %q, title %q", file, d.UID, d.Title)
-		}
-		if other, dup := uids[d.UID]; dup {
-			t.Errorf("%s and %s share the uid %q", file, other, d.UID)
-		}
-		uids[d.UID] = file
+		t.Run(file, func(t *testing.T) {
+			if d.UID == "" || d.Title == "" {
+				t.Errorf("%s: uid %q, title %q", file, d.UID, d.Title)
+			}
+			if other, dup := uids[d.UID]; dup {
+				t.Errorf("%s and %s share the uid %q", file, other, d.UID)
+			}
+			uids[d.UID] = file
 
-		vars := map[string]string{}
-		for _, v := range d.Templating.List {
-			switch v.Type {
-			case "datasource":
-				if v.Name != "datasource" || string(v.Query) != `"prometheus"` {
-					t.Errorf("%s: datasource variable %s of %s", file, v.Name, v.Query)
+			vars := map[string]string{}
+			for _, v := range d.Templating.List {
+				switch v.Type {
+				case "datasource":
+					if v.Name != "datasource" || string(v.Query) != `"prometheus"` {
+						t.Errorf("%s: datasource variable %s of %s", file, v.Name, v.Query)
+					}
+				case "query":
+					if v.Datasource == nil || v.Datasource.UID != "${datasource}" {
+						t.Errorf("%s: variable %s does not query ${datasource}", file, v.Name)
+					}
+					if !strings.HasPrefix(v.Definition, "label_values(") {
+						t.Errorf("%s: variable %s is not a label_values() query: %s", file, v.Name, v.Definition)
+					}
 				}
-			case "query":
-				if v.Datasource == nil || v.Datasource.UID != "${datasource}" {
-					t.Errorf("%s: variable %s does not query ${datasource}", file, v.Name)
-				}
-				if !strings.HasPrefix(v.Definition, "label_values(") {
-					t.Errorf("%s: variable %s is not a label_values() query: %s", file, v.Name, v.Definition)
+				vars[v.Name] = "x"
+			}
+			for _, want := range []string{"datasource", "experiment"} {
+				if _, ok := vars[want]; !ok {
+					t.Errorf("%s: no %s variable", file, want)
 				}
 			}
-			vars[v.Name] = "x"
-		}
-		for _, want := range []string{"datasource", "experiment"} {
-			if _, ok := vars[want]; !ok {
-				t.Errorf("%s: no %s variable", file, want)
+			conditionVar := false
+			for _, v := range d.Templating.List {
+				conditionVar = conditionVar || strings.HasSuffix(v.Definition, ", condition)")
 			}
-		}
-		conditionVar := false
-		for _, v := range d.Templating.List {
-			conditionVar = conditionVar || strings.HasSuffix(v.Definition, ", condition)")
-		}
-		if !conditionVar {
-			t.Errorf("%s: no variable of the conditions", file)
-		}
+			if !conditionVar {
+				t.Errorf("%s: no variable of the conditions", file)
+			}
 
-		ids := map[int]bool{}
-		for _, p := range d.Panels {
-			if p.ID <= 0 || ids[p.ID] {
-				t.Errorf("%s: panel %q has id %d, not unique and positive", file, p.Title, p.ID)
-			}
-			ids[p.ID] = true
-			if p.GridPos == nil || p.GridPos.W <= 0 || p.GridPos.X+p.GridPos.W > 24 {
-				t.Errorf("%s: panel %q placed at %+v", file, p.Title, p.GridPos)
-			}
-			if len(p.Targets) == 0 {
-				if p.Type != "row" && p.Type != "text" {
-					t.Errorf("%s: panel %q (%s) has no query", file, p.Title, p.Type)
+			ids := map[int]bool{}
+			for _, p := range d.Panels {
+				if p.ID <= 0 || ids[p.ID] {
+					t.Errorf("%s: panel %q has id %d, not unique and positive", file, p.Title, p.ID)
 				}
-				continue
-			}
-			if p.Datasource == nil || p.Datasource.UID != "${datasource}" || p.Datasource.Type != "prometheus" {
-				t.Errorf("%s: panel %q data source %+v", file, p.Title, p.Datasource)
-			}
-			refs := map[string]bool{}
-			for _, tg := range p.Targets {
-				if tg.Datasource == nil || tg.Datasource.UID != "${datasource}" {
-					t.Errorf("%s: panel %q query %s data source %+v", file, p.Title, tg.RefID, tg.Datasource)
+				ids[p.ID] = true
+				if p.GridPos == nil || p.GridPos.W <= 0 || p.GridPos.X+p.GridPos.W > 24 {
+					t.Errorf("%s: panel %q placed at %+v", file, p.Title, p.GridPos)
 				}
-				if refs[tg.RefID] || tg.RefID == "" {
-					t.Errorf("%s: panel %q refId %q", file, p.Title, tg.RefID)
+				if len(p.Targets) == 0 {
+					if p.Type != "row" && p.Type != "text" {
+						t.Errorf("%s: panel %q (%s) has no query", file, p.Title, p.Type)
+					}
+					continue
 				}
-				refs[tg.RefID] = true
-				expr, missing := Expand(tg.Expr, vars)
-				if len(missing) > 0 {
-					t.Errorf("%s: panel %q uses undefined variables %v", file, p.Title, missing)
+				if p.Datasource == nil || p.Datasource.UID != "${datasource}" || p.Datasource.Type != "prometheus" {
+					t.Errorf("%s: panel %q data source %+v", file, p.Title, p.Datasource)
 				}
-				if _, err := promql.ParseExpr(expr); err != nil {
-					t.Errorf("%s: panel %q: %v\n%s", file, p.Title, err, expr)
-				}
-				if !strings.Contains(tg.Expr, "crucible_") {
-					t.Errorf("%s: panel %q queries no CrucibleTelemetry metric: %s", file, p.Title, tg.Expr)
+				refs := map[string]bool{}
+				for _, tg := range p.Targets {
+					if tg.Datasource == nil || tg.Datasource.UID != "${datasource}" {
+						t.Errorf("%s: panel %q query %s data source %+v", file, p.Title, tg.RefID, tg.Datasource)
+					}
+					if refs[tg.RefID] || tg.RefID == "" {
+						t.Errorf("%s: panel %q refId %q", file, p.Title, tg.RefID)
+					}
+					refs[tg.RefID] = true
+					expr, missing := Expand(tg.Expr, vars)
+					if len(missing) > 0 {
+						t.Errorf("%s: panel %q uses undefined variables %v", file, p.Title, missing)
+					}
+					if _, err := promql.ParseExpr(expr); err != nil {
+						t.Errorf("%s: panel %q: %v\n%s", file, p.Title, err, expr)
+					}
+					if !strings.Contains(tg.Expr, "crucible_") {
+						t.Errorf("%s: panel %q queries no CrucibleTelemetry metric: %s", file, p.Title, tg.Expr)
+					}
 				}
 			}
-		}
-		for _, v := range d.Templating.List {
-			if v.Type != "query" {
-				continue
+			for _, v := range d.Templating.List {
+				if v.Type != "query" {
+					continue
+				}
+				expr, missing := Expand(LabelValuesSelector(v.Definition), vars)
+				if _, err := promql.ParseExpr(expr); err != nil || len(missing) > 0 {
+					t.Errorf("%s: variable %s: %v %v", file, v.Name, err, missing)
+				}
 			}
-			expr, missing := Expand(LabelValuesSelector(v.Definition), vars)
-			if _, err := promql.ParseExpr(expr); err != nil || len(missing) > 0 {
-				t.Errorf("%s: variable %s: %v %v", file, v.Name, err, missing)
-			}
-		}
+		})
 	}
 }
 
 func TestExpand(t *testing.T) {
 	vars := map[string]string{"experiment": "a|b", "control": "c"}
 	for _, tc := range []struct {
-		in, want string
-		missing  []string
+		name, in, want string
+		missing        []string
 	}{
-		{`x{e=~"$experiment"}[$__rate_interval]`, `x{e=~"a|b"}[1m]`, nil},
-		{`x{e="${control}", f="${experiment:regex}"}`, `x{e="c", f="a|b"}`, nil},
-		{`x{e="$nope"} offset $__range`, `x{e=""} offset 1h`, []string{"nope"}},
-		{`no variables`, `no variables`, nil},
-		{`trailing ${`, `trailing ${`, nil},
+		{"plain variable and interval", `x{e=~"$experiment"}[$__rate_interval]`, `x{e=~"a|b"}[1m]`, nil},
+		{"braced, with a format", `x{e="${control}", f="${experiment:regex}"}`, `x{e="c", f="a|b"}`, nil},
+		{"undefined variable and range", `x{e="$nope"} offset $__range`, `x{e=""} offset 1h`, []string{"nope"}},
+		{"no variables", `no variables`, `no variables`, nil},
+		{"unclosed brace", `trailing ${`, `trailing ${`, nil},
 	} {
-		got, missing := Expand(tc.in, vars)
-		if got != tc.want || !slices.Equal(missing, tc.missing) {
-			t.Errorf("Expand(%q) = %q %v, want %q %v", tc.in, got, missing, tc.want, tc.missing)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			got, missing := Expand(tc.in, vars)
+			if got != tc.want || !slices.Equal(missing, tc.missing) {
+				t.Errorf("Expand(%q) = %q %v, want %q %v", tc.in, got, missing, tc.want, tc.missing)
+			}
+		})
 	}
 }
 

@@ -139,11 +139,13 @@ func TestExampleInjectsTheSidecar(t *testing.T) {
 		t.Error("the application's containers changed")
 	}
 	for name, pod := range pods {
-		checkSidecar(t, name, pod)
-		sel, err := metav1LabelSelector(o.podMonitors[0].Spec.Selector.MatchLabels)
-		if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
-			t.Errorf("%s: the PodMonitor does not select the pod (labels %v)", name, pod.Labels)
-		}
+		t.Run(name, func(t *testing.T) {
+			checkSidecar(t, name, pod)
+			sel, err := metav1LabelSelector(o.podMonitors[0].Spec.Selector.MatchLabels)
+			if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
+				t.Errorf("%s: the PodMonitor does not select the pod (labels %v)", name, pod.Labels)
+			}
+		})
 	}
 	ep := o.podMonitors[0].Spec.PodMetricsEndpoints
 	if len(ep) != 1 || ep[0].Port == nil || *ep[0].Port != "crucible" || ep[0].Path != "/metrics" {

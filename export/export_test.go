@@ -23,9 +23,11 @@ func TestCell(t *testing.T) {
 		{`[[1,2]]`, `[[1,2]]`},
 	}
 	for _, c := range cases {
-		if got := cell(fastjson.MustParse(c.in)); got != c.want {
-			t.Errorf("%s: got %q, want %q", c.in, got, c.want)
-		}
+		t.Run(c.in, func(t *testing.T) {
+			if got := cell(fastjson.MustParse(c.in)); got != c.want {
+				t.Errorf("%s: got %q, want %q", c.in, got, c.want)
+			}
+		})
 	}
 }
 

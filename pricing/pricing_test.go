@@ -18,15 +18,19 @@ func TestDefaultSeedPrices(t *testing.T) {
 		"claude-3-sonnet":      {3, 15},
 	}
 	for model, want := range seed {
-		p, ok := tab.Lookup(model)
-		if !ok || p.Input != want[0] || p.Output != want[1] {
-			t.Errorf("%s: got %+v ok=%v, want %v", model, p, ok, want)
-		}
+		t.Run(model, func(t *testing.T) {
+			p, ok := tab.Lookup(model)
+			if !ok || p.Input != want[0] || p.Output != want[1] {
+				t.Errorf("got %+v ok=%v, want %v", p, ok, want)
+			}
+		})
 	}
 	for _, m := range []string{"gpt-4o", "gpt-5", "claude-sonnet-4-5", "gemini-2.5-pro"} {
-		if _, ok := tab.Lookup(m); !ok {
-			t.Errorf("current model %s missing from the default table", m)
-		}
+		t.Run(m, func(t *testing.T) {
+			if _, ok := tab.Lookup(m); !ok {
+				t.Errorf("current model %s missing from the default table", m)
+			}
+		})
 	}
 }
 

@@ -292,9 +292,11 @@ func TestDedupStoreBound(t *testing.T) {
 		name string
 		want float64
 	}{{"crucible_ingest_dedup_evictions_total", float64(n - kept)}, {"crucible_ingest_dedup_ids", float64(kept)}} {
-		if got := gathered(t, reg, c.name); got != c.want {
-			t.Errorf("%s = %v, want %v", c.name, got, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			if got := gathered(t, reg, c.name); got != c.want {
+				t.Errorf("%s = %v, want %v", c.name, got, c.want)
+			}
+		})
 	}
 	if kept > 8 || kept < 6 {
 		t.Fatalf("%d ids remembered with a bound of 8", kept)

@@ -231,11 +231,13 @@ func TestDedup(t *testing.T) {
 		id   string
 		want Status
 	}{{"client-1", Duplicate}, {"client-59m", Duplicate}, {"client-61m", Stored}} {
-		again := *e
-		again.EventID = c.id
-		if res := mustAppend(t, s, []*event.Event{&again}); res[0].Status != c.want {
-			t.Errorf("after a second reopen, %s: %+v, want status %d", c.id, res[0], c.want)
-		}
+		t.Run(c.id, func(t *testing.T) {
+			again := *e
+			again.EventID = c.id
+			if res := mustAppend(t, s, []*event.Event{&again}); res[0].Status != c.want {
+				t.Errorf("after a second reopen, %s: %+v, want status %d", c.id, res[0], c.want)
+			}
+		})
 	}
 	if s.Count() != 4 {
 		t.Fatalf("count %d, want 4", s.Count())
@@ -494,27 +496,32 @@ func TestPointsIndexMatchesLog(t *testing.T) {
 		t.Fatal("the log and the index disagree")
 	}
 	s.Close()
-	for _, wreck := range []func() error{ // an error: nothing was wrecked, the rebuild untested
-		func() error { return os.Remove(filepath.Join(dir, pointsFile)) },
-		func() error {
+	for _, tc := range []struct {
+		name  string
+		wreck func() error // an error: nothing was wrecked, the rebuild untested
+	}{
+		{"index missing", func() error { return os.Remove(filepath.Join(dir, pointsFile)) }},
+		{"index torn", func() error {
 			fi, err := os.Stat(filepath.Join(dir, pointsFile))
 			if err != nil {
 				return err
 			}
 			return os.Truncate(filepath.Join(dir, pointsFile), fi.Size()-pointSize-5)
-		},
-		func() error {
+		}},
+		{"names and index missing", func() error {
 			return errors.Join(os.Remove(filepath.Join(dir, namesFile)), os.Remove(filepath.Join(dir, pointsFile)))
-		},
+		}},
 	} {
-		if err := wreck(); err != nil {
-			t.Fatal(err)
-		}
-		s = openStore(t, dir, testOptions(t))
-		if got := fromIndex(s); !samePoints(got, want) {
-			t.Fatalf("after a rebuild: %d points", len(got))
-		}
-		s.Close()
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.wreck(); err != nil {
+				t.Fatal(err)
+			}
+			s := openStore(t, dir, testOptions(t))
+			defer s.Close()
+			if got := fromIndex(s); !samePoints(got, want) {
+				t.Fatalf("after a rebuild: %d points", len(got))
+			}
+		})
 	}
 }
 
@@ -598,27 +605,30 @@ func TestLabelValuesCapped(t *testing.T) {
 
 func TestNewestSegments(t *testing.T) {
 	for _, tc := range []struct {
+		name  string
 		names []string
 		want  []string
 	}{
-		{nil, nil},
-		{[]string{"00000000"}, []string{"00000000"}},
-		{[]string{"00000002", "00000010", "00000009", "checkpoint.00000001"}, []string{"00000009", "00000010"}},
-		{[]string{"99999999", "100000000"}, []string{"99999999", "100000000"}}, // past eight digits
+		{"empty", nil, nil},
+		{"one", []string{"00000000"}, []string{"00000000"}},
+		{"by number, checkpoint ignored", []string{"00000002", "00000010", "00000009", "checkpoint.00000001"}, []string{"00000009", "00000010"}},
+		{"past eight digits", []string{"99999999", "100000000"}, []string{"99999999", "100000000"}},
 	} {
-		dir := t.TempDir()
-		var entries []os.DirEntry
-		for _, n := range tc.names {
-			if strings.HasPrefix(n, "checkpoint") {
-				os.Mkdir(filepath.Join(dir, n), 0o755)
-			} else {
-				os.WriteFile(filepath.Join(dir, n), nil, 0o644)
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var entries []os.DirEntry
+			for _, n := range tc.names {
+				if strings.HasPrefix(n, "checkpoint") {
+					os.Mkdir(filepath.Join(dir, n), 0o755)
+				} else {
+					os.WriteFile(filepath.Join(dir, n), nil, 0o644)
+				}
 			}
-		}
-		entries, _ = os.ReadDir(dir)
-		if got := newestSegments(entries, 2); !slices.Equal(got, tc.want) && len(got)+len(tc.want) > 0 {
-			t.Errorf("%v: %v, want %v", tc.names, got, tc.want)
-		}
+			entries, _ = os.ReadDir(dir)
+			if got := newestSegments(entries, 2); !slices.Equal(got, tc.want) && len(got)+len(tc.want) > 0 {
+				t.Errorf("%v: %v, want %v", tc.names, got, tc.want)
+			}
+		})
 	}
 }
 
