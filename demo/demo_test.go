@@ -38,6 +38,9 @@ func sidecar(t *testing.T) *httptest.Server {
 // TestDemoShowsADifference: the demo's events are stored and accepted, and
 // the comparison finds what the arms were built to differ in.
 func TestDemoShowsADifference(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams into a sidecar for two seconds: slow; runs without -short")
+	}
 	srv := sidecar(t)
 	cfg := demo.Config{Target: srv.URL, Rate: 2000, Duration: 1500 * time.Millisecond, SampleSize: 100_000, Seed: 7}
 	sent, err := demo.Run(context.Background(), cfg)
