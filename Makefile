@@ -10,7 +10,7 @@ LDFLAGS     := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$
                -X $(VERSION_PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 ARGS        ?=
 
-.PHONY: all build run demo test vet fuzz bench bench-go bench-load clean
+.PHONY: all build run demo test test-short vet fuzz bench bench-go bench-load clean
 
 all: build
 
@@ -29,6 +29,10 @@ demo: build
 ## test: every test, with the race detector
 test: vet
 	$(GO) test -race -count=1 ./...
+
+## test-short: the quick tier: no race detector, and the slow end-to-end tests skipped
+test-short:
+	$(GO) test -short -count=1 ./...
 
 vet:
 	$(GO) vet ./...
