@@ -39,16 +39,22 @@ func unknownField(k []byte) error {
 	return invalid("%s", msg)
 }
 
-// suggest returns the field closest to k by edit distance (case and '-'
-// versus '_' aside), or the field k begins, when it is close enough to be
-// a slip rather than another name.
-func suggest(k string) string {
+// suggest returns the top-level field k was probably meant to be, or "".
+func suggest(k string) string { return Closest(k, topLevelFields[:]) }
+
+// Closest returns the name of known closest to k by edit distance (case and
+// '-' versus '_' aside), or the name k begins, when it is close enough to be
+// a slip rather than another name; else "". Known names are lower case.
+func Closest(k string, known []string) string {
 	if len(k) > 64 {
 		return ""
 	}
 	key := strings.ReplaceAll(strings.ToLower(k), "-", "_")
 	best, bestD := "", len(key)+1
-	for _, f := range topLevelFields {
+	for _, f := range known {
+		if len(f) > 64 {
+			continue
+		}
 		d := distance(key, f)
 		// Up to one edit in four characters: "sucess", "latncy_ms" and
 		// "measurments" are slips; "cost" is not "cohort".
@@ -59,7 +65,7 @@ func suggest(k string) string {
 	if best != "" {
 		return best
 	}
-	for _, f := range topLevelFields {
+	for _, f := range known {
 		// "latency" for "latency_ms", "cost" for "cost_usd"
 		if len(key) >= 4 && strings.HasPrefix(f, key+"_") {
 			return f
