@@ -661,7 +661,11 @@ func fillLatency(e *Event, top *topFields, meas *measFields) error {
 		if stop < start {
 			return invalid("measurements.stop is before measurements.start")
 		}
-		e.LatencyMs = Some((stop - start) / 1e6)
+		lat := (stop - start) / 1e6
+		if math.IsInf(lat, 0) {
+			return invalid("measurements.stop - measurements.start is too large")
+		}
+		e.LatencyMs = Some(lat)
 	}
 	return nil
 }

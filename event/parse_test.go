@@ -146,6 +146,7 @@ func TestParseRejects(t *testing.T) {
 		{"name wrong type", `{"event_name":5}`, "string or a list"},
 		{"latency wrong type", `{"event_name":"x","latency_ms":"fast"}`, `"latency_ms"`},
 		{"negative latency", `{"event_name":"x","latency_ms":-1}`, ">= 0"},
+		{"start and stop too far apart", `{"event_name":"x","measurements":{"start":-1e308,"stop":1e308}}`, "too large"},
 		{"negative duration", `{"event_name":"x","measurements":{"duration":-5}}`, ">= 0"},
 		{"stop before start", `{"event_name":"x","measurements":{"start":5,"stop":1}}`, "before"},
 		{"negative tokens", `{"event_name":"x","metadata":{"tokens":{"prompt":-1}}}`, ">= 0"},
