@@ -121,10 +121,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	url := target + "/api/v1/experiments/" + cfg.Experiment + "/events"
 	var (
 		sent, batches, failures, throttled atomic.Int64
-		mu                      sync.Mutex
-		latencies               []time.Duration
-		firstErr                error
-		wg                      sync.WaitGroup
+		mu                                 sync.Mutex
+		latencies                          []time.Duration
+		firstErr                           error
+		wg                                 sync.WaitGroup
 	)
 	start := time.Now()
 	for c := range cfg.Connections {
