@@ -37,11 +37,13 @@ test-short:
 vet:
 	$(GO) vet ./...
 
-## fuzz: run each fuzz target for FUZZTIME (default 30s); a failing input lands in event/testdata/fuzz
+## fuzz: run each fuzz target for FUZZTIME (default 30s); a failing input lands in the package's testdata/fuzz
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./event -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./event -run '^$$' -fuzz '^FuzzSplit$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzScanSegment$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzPointsNames$$' -fuzztime $(FUZZTIME)
 
 ## bench: Go micro-benchmarks, then the load generator against a fresh sidecar
 bench: bench-go bench-load
