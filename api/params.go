@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
 )
 
 // Query parameters of the routes that take them. Any other is refused, so a
@@ -48,7 +50,7 @@ func checkQuery(rawQuery string, allowed []string) error {
 			b.WriteString(", ")
 		}
 		fmt.Fprintf(&b, "%q", name)
-		if s := closest(name, allowed); s != "" {
+		if s := event.Closest(name, allowed); s != "" {
 			fmt.Fprintf(&b, " (did you mean %q?)", s)
 		}
 	}
@@ -60,37 +62,4 @@ func checkQuery(rawQuery string, allowed []string) error {
 		return fmt.Errorf("%w: unknown query %s %s; this route takes none", errBadRequest, noun, b.String())
 	}
 	return fmt.Errorf("%w: unknown query %s %s; this route takes %s", errBadRequest, noun, b.String(), strings.Join(allowed, ", "))
-}
-
-// closest returns the allowed name nearest to name by edit distance, if
-// it is near enough to be a slip of the keyboard.
-func closest(name string, allowed []string) string {
-	best, bestD := "", 3
-	for _, a := range allowed {
-		if d := editDistance(strings.ToLower(name), a); d < bestD && d < len(a) {
-			best, bestD = a, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance of a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -1,0 +1,316 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crucible-telemetry/crucible-telemetry/analysis"
+	"github.com/crucible-telemetry/crucible-telemetry/experiment"
+	"github.com/crucible-telemetry/crucible-telemetry/export"
+)
+
+// DefaultEventsLimit bounds GET .../events when no limit is given.
+const DefaultEventsLimit = 10000
+
+func (a *API) events(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	f, err := parseFilter(r, a.Now())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	evs, err := a.Manager.Events(id, f)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.respond(w, http.StatusOK, evs)
+}
+
+// ParseTime reads µs since the epoch or an RFC 3339 string.
+func ParseTime(s string) (int64, error) {
+	if us, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return us, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %q is neither microseconds since the epoch nor RFC 3339", errBadRequest, s)
+	}
+	return t.UnixMicro(), nil
+}
+
+func parseFilter(r *http.Request, now time.Time) (experiment.Filter, error) {
+	q := r.URL.Query()
+	f := experiment.Filter{
+		Event: q.Get("event"), Condition: q.Get("condition"), Model: q.Get("model"), Provider: q.Get("provider"),
+		Limit: DefaultEventsLimit,
+	}
+	if q.Get("success") != "" {
+		b, err := queryBool(q, "success", false)
+		if err != nil {
+			return f, err
+		}
+		f.Success = &b
+	}
+	for _, p := range []struct {
+		name string
+		dst  **int64
+	}{{"from", &f.From}, {"to", &f.To}} {
+		if s := q.Get(p.name); s != "" {
+			v, err := ParseTime(s)
+			if err != nil {
+				return f, err
+			}
+			*p.dst = &v
+		}
+	}
+	if s := q.Get("last"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return f, fmt.Errorf("%w: last must be a positive duration like 5m", errBadRequest)
+		}
+		from := now.Add(-d).UnixMicro()
+		if f.From == nil || *f.From < from {
+			f.From = &from
+		}
+	}
+	for _, p := range []struct {
+		name string
+		dst  *int
+	}{{"last_n", &f.LastN}, {"limit", &f.Limit}} {
+		if s := q.Get(p.name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				return f, fmt.Errorf("%w: %s must be a positive integer", errBadRequest, p.name)
+			}
+			*p.dst = n
+		}
+	}
+	return f, nil
+}
+
+// points reads the events the request's filters select.
+func (a *API) points(r *http.Request) ([]analysis.Point, error) {
+	id, err := pathID(r)
+	if err != nil {
+		return nil, err
+	}
+	f, err := parseFilter(r, a.Now())
+	if err != nil {
+		return nil, err
+	}
+	f.Limit, f.LastN = 0, 0
+	return a.Manager.Points(id, f)
+}
+
+func (a *API) metrics(w http.ResponseWriter, r *http.Request) {
+	pts, err := a.points(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.respond(w, http.StatusOK, analysis.Analyze(pts))
+}
+
+func (a *API) windows(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	size, step := 5*time.Minute, time.Duration(0)
+	for _, p := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"size", &size}, {"step", &step}} {
+		if s := q.Get(p.name); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 {
+				a.fail(w, r, fmt.Errorf("%w: %s must be a positive duration like 5m", errBadRequest, p.name))
+				return
+			}
+			*p.dst = d
+		}
+	}
+	if step == 0 {
+		step = size
+	}
+	if step > size {
+		a.fail(w, r, fmt.Errorf("%w: step (%s) must not exceed size (%s), or events between windows would be left out", errBadRequest, step, size))
+		return
+	}
+	if size.Microseconds() < 1 || step.Microseconds() < 1 {
+		a.fail(w, r, fmt.Errorf("%w: size and step must be at least 1µs", errBadRequest))
+		return
+	}
+	pts, err := a.points(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.respond(w, http.StatusOK, analysis.Windows(pts, size.Microseconds(), step.Microseconds()))
+}
+
+// comparison is the answer of GET /api/v1/compare (SPEC §8).
+type comparison struct {
+	Experiments []string                       `json:"experiments"`
+	Individual  []analysis.Report              `json:"individual"`
+	Comparison  map[string]analysis.Comparison `json:"comparison"`
+}
+
+func (a *API) compare(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var ids []string
+	seen := map[string]bool{}
+	for _, part := range strings.Split(q.Get("experiments"), ",") {
+		id := strings.TrimSpace(part)
+		if id == "" {
+			continue
+		}
+		if !experiment.IDPattern.MatchString(id) {
+			a.fail(w, r, fmt.Errorf("%w: invalid experiment id %q", errBadRequest, id))
+			return
+		}
+		if seen[id] {
+			a.fail(w, r, fmt.Errorf("%w: experiment %s named twice", errBadRequest, id))
+			return
+		}
+		seen[id] = true
+		ids = append(ids, id)
+	}
+	if len(ids) < 2 {
+		a.fail(w, r, fmt.Errorf("%w: experiments=A,B[,C...] needs at least two ids; the first is the baseline", errBadRequest))
+		return
+	}
+	opts := analysis.CompareOptions{Resamples: analysis.DefaultResamples, Seed: 1}
+	if s := q.Get("bootstrap_resamples"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > 100000 {
+			a.fail(w, r, fmt.Errorf("%w: bootstrap_resamples must be 0 to 100000", errBadRequest))
+			return
+		}
+		opts.Resamples = n
+	}
+	if s := q.Get("seed"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || n == 0 {
+			a.fail(w, r, fmt.Errorf("%w: seed must be a positive integer", errBadRequest))
+			return
+		}
+		opts.Seed = n
+	}
+	f, err := parseFilter(r, a.Now())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	f.Limit, f.LastN = 0, 0
+	groups := make([][]analysis.Point, len(ids))
+	for i, id := range ids {
+		if groups[i], err = a.Manager.Points(id, f); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	cmp := analysis.Compare(groups[0], groups[1:], opts)
+	out := comparison{Experiments: ids, Comparison: map[string]analysis.Comparison{}}
+	for i, g := range groups {
+		out.Individual = append(out.Individual, analysis.Analyze(g))
+		if i > 0 {
+			out.Comparison[ids[i]] = cmp[i-1]
+		}
+	}
+	a.respond(w, http.StatusOK, out)
+}
+
+func (a *API) export(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	opts := experiment.ExportOptions{Format: q.Get("format"), Flatten: true}
+	if opts.Format == "" {
+		opts.Format = "jsonl"
+	}
+	if !slices.Contains(export.Formats, opts.Format) {
+		a.fail(w, r, fmt.Errorf("%w: format must be csv, jsonl or json", errBadRequest))
+		return
+	}
+	var anonymize bool
+	if opts.Flatten, err = queryBool(q, "flatten", true); err == nil {
+		anonymize, err = queryBool(q, "anonymize", false)
+	}
+	if err == nil && anonymize {
+		opts.Anonymize, err = a.Manager.AnonymizeKey()
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if opts.Filter, err = parseFilter(r, a.Now()); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	opts.Filter.Limit, opts.Filter.LastN = 0, 0
+	ordered, rec, err := a.Manager.Ordered(id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", export.ContentType(opts.Format))
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s.%s"`, rec.ID, a.Now().UTC().Format("20060102T150405Z"), opts.Format))
+	a.streamed(w, r, func(w io.Writer) (int64, error) { return ordered.Export(w, opts) })
+}
+
+// countingWriter counts the bytes that reached w.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// streamed writes a response body as write produces it. A failure before
+// the first byte is answered with the error; after it, the connection is
+// aborted, so the client sees a broken response, never a short one that
+// looks whole.
+func (a *API) streamed(w http.ResponseWriter, r *http.Request, write func(io.Writer) (int64, error)) {
+	cw := &countingWriter{w: w}
+	items, err := write(cw)
+	if err == nil {
+		return
+	}
+	if cw.n == 0 {
+		w.Header().Del("Content-Disposition")
+		a.fail(w, r, err)
+		return
+	}
+	a.logger.Error("response failed part way; aborting the connection", "method", r.Method, "path", r.URL.Path,
+		"items", items, "bytes", cw.n, "err", err)
+	panic(http.ErrAbortHandler)
+}
+
+// queryBool reads a true/false query parameter, def when absent.
+func queryBool(q url.Values, name string, def bool) (bool, error) {
+	s := q.Get(name)
+	if s == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("%w: %s must be true or false", errBadRequest, name)
+	}
+	return b, nil
+}
