@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,12 +41,16 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 func runAnalyze(af analyzeFlags, w io.Writer) int {
-	rec, pts, err := experiment.LoadPoints(af.storagePath, af.experiment, experiment.Filter{})
+	d := experiment.NewOffline(af.storagePath)
+	rec, err := d.Get(af.experiment)
+	var report analysis.Report
+	if err == nil {
+		report, err = d.Analyze(context.Background(), af.experiment, experiment.Filter{})
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s analyze: %v\n", appName, err)
 		return 1
 	}
-	report := analysis.Analyze(pts)
 	if af.format == "json" {
 		err = writeJSON(w, report)
 	} else {
@@ -67,26 +72,20 @@ func runCompare(cf compareFlags, w io.Writer) int {
 		fmt.Fprintf(os.Stderr, "%s compare: --bootstrap-resamples must be >= 0\n", appName)
 		return 2
 	}
-	groups := make([][]analysis.Point, len(cf.experiments))
-	reports := make([]analysis.Report, len(cf.experiments))
-	for i, id := range cf.experiments {
-		_, pts, err := experiment.LoadPoints(cf.storagePath, id, experiment.Filter{})
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "%s compare: %v\n", appName, err)
-			return 1
-		}
-		groups[i], reports[i] = pts, analysis.Analyze(pts)
+	opts := analysis.CompareOptions{Resamples: cf.resamples, Seed: cf.seed}
+	report, err := experiment.NewOffline(cf.storagePath).Compare(context.Background(), cf.experiments, experiment.Filter{}, opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s compare: %v\n", appName, err)
+		return 1
 	}
-	comps := analysis.Compare(groups[0], groups[1:], analysis.CompareOptions{Resamples: cf.resamples, Seed: cf.seed})
-	var err error
 	if cf.format == "json" {
-		byID := map[string]analysis.Comparison{}
-		for i, c := range comps {
-			byID[cf.experiments[i+1]] = c
-		}
-		err = writeJSON(w, map[string]any{"experiments": cf.experiments, "individual": reports, "comparison": byID})
+		err = writeJSON(w, report)
 	} else {
-		err = analysis.WriteComparison(w, cf.experiments, reports, comps)
+		comps := make([]analysis.Comparison, len(report.Experiments)-1)
+		for i, id := range report.Experiments[1:] {
+			comps[i] = report.Comparison[id]
+		}
+		err = analysis.WriteComparison(w, report.Experiments, report.Individual, comps)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s compare: %v\n", appName, err)
@@ -105,11 +104,13 @@ func runExport(ef exportFlags) int {
 		fmt.Fprintf(os.Stderr, "%s export: %v\n", appName, err)
 		return 1
 	}
-	ordered, _, err := experiment.OpenOrdered(ef.storagePath, ef.experiment)
-	if err != nil {
+	d := experiment.NewOffline(ef.storagePath)
+	// A missing experiment fails before the output file is created.
+	if _, err := d.Get(ef.experiment); err != nil {
 		return fail(err)
 	}
 	opts := experiment.ExportOptions{Format: ef.format, Flatten: ef.flatten}
+	var err error
 	if ef.anonymize {
 		if opts.Anonymize, err = experiment.AnonymizeKey(ef.storagePath); err != nil {
 			return fail(err)
@@ -126,7 +127,7 @@ func runExport(ef exportFlags) int {
 		}
 	}
 	w := bufio.NewWriterSize(out, 1<<20)
-	n, err := ordered.Export(w, opts)
+	n, err := d.Export(context.Background(), w, ef.experiment, opts)
 	if err == nil {
 		err = w.Flush()
 	}

@@ -18,6 +18,10 @@ import (
 // DefaultEventsLimit bounds GET .../events when no limit is given.
 const DefaultEventsLimit = 10000
 
+// The read handlers parse a request's parameters, have the Manager read
+// and assemble the answer (the analysis and export are its, as they are
+// the offline commands'), and answer.
+
 func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err != nil {
@@ -29,7 +33,10 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	evs, err := a.Manager.Events(id, f)
+	if f.Limit == 0 {
+		f.Limit = DefaultEventsLimit
+	}
+	evs, err := a.Manager.Events(r.Context(), id, f)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -49,11 +56,12 @@ func ParseTime(s string) (int64, error) {
 	return t.UnixMicro(), nil
 }
 
+// parseFilter reads the filters of SPEC §7 (last_n and limit only the
+// events route takes).
 func parseFilter(r *http.Request, now time.Time) (experiment.Filter, error) {
 	q := r.URL.Query()
 	f := experiment.Filter{
 		Event: q.Get("event"), Condition: q.Get("condition"), Model: q.Get("model"), Provider: q.Get("provider"),
-		Limit: DefaultEventsLimit,
 	}
 	if q.Get("success") != "" {
 		b, err := queryBool(q, "success", false)
@@ -99,27 +107,28 @@ func parseFilter(r *http.Request, now time.Time) (experiment.Filter, error) {
 	return f, nil
 }
 
-// points reads the events the request's filters select.
-func (a *API) points(r *http.Request) ([]analysis.Point, error) {
+// selection reads the experiment and the filters a request names.
+func (a *API) selection(r *http.Request) (string, experiment.Filter, error) {
 	id, err := pathID(r)
 	if err != nil {
-		return nil, err
+		return "", experiment.Filter{}, err
 	}
 	f, err := parseFilter(r, a.Now())
-	if err != nil {
-		return nil, err
-	}
-	f.Limit, f.LastN = 0, 0
-	return a.Manager.Points(id, f)
+	return id, f, err
 }
 
 func (a *API) metrics(w http.ResponseWriter, r *http.Request) {
-	pts, err := a.points(r)
+	id, f, err := a.selection(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.respond(w, http.StatusOK, analysis.Analyze(pts))
+	rep, err := a.Manager.Analyze(r.Context(), id, f)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.respond(w, http.StatusOK, rep)
 }
 
 func (a *API) windows(w http.ResponseWriter, r *http.Request) {
@@ -149,19 +158,17 @@ func (a *API) windows(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, fmt.Errorf("%w: size and step must be at least 1µs", errBadRequest))
 		return
 	}
-	pts, err := a.points(r)
+	id, f, err := a.selection(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.respond(w, http.StatusOK, analysis.Windows(pts, size.Microseconds(), step.Microseconds()))
-}
-
-// comparison is the answer of GET /api/v1/compare (SPEC §8).
-type comparison struct {
-	Experiments []string                       `json:"experiments"`
-	Individual  []analysis.Report              `json:"individual"`
-	Comparison  map[string]analysis.Comparison `json:"comparison"`
+	ws, err := a.Manager.Windows(r.Context(), id, f, size, step)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.respond(w, http.StatusOK, ws)
 }
 
 func (a *API) compare(w http.ResponseWriter, r *http.Request) {
@@ -210,21 +217,10 @@ func (a *API) compare(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	f.Limit, f.LastN = 0, 0
-	groups := make([][]analysis.Point, len(ids))
-	for i, id := range ids {
-		if groups[i], err = a.Manager.Points(id, f); err != nil {
-			a.fail(w, r, err)
-			return
-		}
-	}
-	cmp := analysis.Compare(groups[0], groups[1:], opts)
-	out := comparison{Experiments: ids, Comparison: map[string]analysis.Comparison{}}
-	for i, g := range groups {
-		out.Individual = append(out.Individual, analysis.Analyze(g))
-		if i > 0 {
-			out.Comparison[ids[i]] = cmp[i-1]
-		}
+	out, err := a.Manager.Compare(r.Context(), ids, f, opts)
+	if err != nil {
+		a.fail(w, r, err)
+		return
 	}
 	a.respond(w, http.StatusOK, out)
 }
@@ -259,15 +255,10 @@ func (a *API) export(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	opts.Filter.Limit, opts.Filter.LastN = 0, 0
-	ordered, rec, err := a.Manager.Ordered(id)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
 	w.Header().Set("Content-Type", export.ContentType(opts.Format))
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s.%s"`, rec.ID, a.Now().UTC().Format("20060102T150405Z"), opts.Format))
-	a.streamed(w, r, func(w io.Writer) (int64, error) { return ordered.Export(w, opts) })
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s.%s"`, id, a.Now().UTC().Format("20060102T150405Z"), opts.Format))
+	// An unknown experiment fails before the first byte: answered as an error.
+	a.streamed(w, r, func(w io.Writer) (int64, error) { return a.Manager.Export(r.Context(), w, id, opts) })
 }
 
 // countingWriter counts the bytes that reached w.

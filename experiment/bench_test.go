@@ -64,11 +64,10 @@ func BenchmarkMetrics1M(b *testing.B) {
 	m := benchManager(b, []string{"big"}, 1_000_000)
 	b.ResetTimer()
 	for b.Loop() {
-		pts, err := m.Points("big", Filter{})
-		if err != nil || len(pts) != 1_000_000 {
-			b.Fatal(len(pts), err)
+		r, err := m.Analyze(b.Context(), "big", Filter{})
+		if err != nil || r.Summary.TotalEvents != 1_000_000 {
+			b.Fatal(r.Summary.TotalEvents, err)
 		}
-		analysis.Analyze(pts)
 	}
 }
 
@@ -78,11 +77,9 @@ func BenchmarkWindows1M(b *testing.B) {
 	m := benchManager(b, []string{"big"}, 1_000_000)
 	b.ResetTimer()
 	for b.Loop() {
-		pts, err := m.Points("big", Filter{})
-		if err != nil {
+		if _, err := m.Windows(b.Context(), "big", Filter{}, 5*time.Minute, 5*time.Minute); err != nil {
 			b.Fatal(err)
 		}
-		analysis.Windows(pts, 300_000_000, 300_000_000)
 	}
 }
 
@@ -92,11 +89,9 @@ func BenchmarkCompare1M(b *testing.B) {
 	m := benchManager(b, []string{"a", "b"}, 1_000_000)
 	b.ResetTimer()
 	for b.Loop() {
-		pa, _ := m.Points("a", Filter{})
-		pb, _ := m.Points("b", Filter{})
-		analysis.Analyze(pa)
-		analysis.Analyze(pb)
-		analysis.Compare(pa, [][]analysis.Point{pb}, analysis.CompareOptions{Resamples: analysis.DefaultResamples, Seed: 1})
+		if _, err := m.Compare(b.Context(), []string{"a", "b"}, Filter{}, analysis.CompareOptions{Resamples: analysis.DefaultResamples, Seed: 1}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -123,10 +118,6 @@ func BenchmarkExport1M(b *testing.B) {
 		b.Run(format, func(b *testing.B) {
 			var peak, peakRSS uint64
 			for b.Loop() {
-				o, _, err := m.Ordered("big")
-				if err != nil {
-					b.Fatal(err)
-				}
 				runtime.GC()
 				var before runtime.MemStats
 				runtime.ReadMemStats(&before)
@@ -152,7 +143,7 @@ func BenchmarkExport1M(b *testing.B) {
 						}
 					}
 				}()
-				n, err := o.Export(io.Discard, ExportOptions{Format: format, Flatten: true})
+				n, err := m.Export(b.Context(), io.Discard, "big", ExportOptions{Format: format, Flatten: true})
 				close(stop)
 				grew := <-done
 				peak, peakRSS = max(peak, grew[0]), max(peakRSS, grew[1])

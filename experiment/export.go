@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"context"
 	"errors"
 	"io"
 
@@ -18,12 +19,25 @@ type ExportOptions struct {
 	Progress func(written int64)
 }
 
-// Export writes the experiment's events in (timestamp, event_id) order and
-// returns how many it wrote. A CSV header is the sorted union of every
-// row's columns: while sorting, each event's metadata and measurements are
-// flattened once, for the header and into cells that travel with the event
-// to its row.
-func (o *Ordered) Export(w io.Writer, opts ExportOptions) (int64, error) {
+// Export writes an experiment's events in (timestamp, event_id) order and
+// returns how many it wrote (SPEC §9).
+func (m *Manager) Export(ctx context.Context, w io.Writer, id string, opts ExportOptions) (int64, error) {
+	return exportEvents(ctx, m, w, id, opts)
+}
+
+func exportEvents(ctx context.Context, s source, w io.Writer, id string, opts ExportOptions) (int64, error) {
+	o, err := s.ordered(id)
+	if err != nil {
+		return 0, err
+	}
+	return o.export(ctx, w, opts)
+}
+
+// export writes the events in (timestamp, event_id) order. A CSV header is
+// the sorted union of every row's columns: while sorting, each event's
+// metadata and measurements are flattened once, for the header and into
+// cells that travel with the event to its row.
+func (o *orderedReader) export(ctx context.Context, w io.Writer, opts ExportOptions) (int64, error) {
 	var anon *export.Anonymizer
 	if opts.Anonymize != nil {
 		anon = export.NewAnonymizer(opts.Anonymize)
@@ -40,7 +54,7 @@ func (o *Ordered) Export(w io.Writer, opts ExportOptions) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		err = o.Read(readSpec{Filter: opts.Filter, VisitObjects: true, Visit: func(e *event.Event, _ []byte) error {
+		err = o.Read(ctx, readSpec{Filter: opts.Filter, VisitObjects: true, Visit: func(e *event.Event, _ []byte) error {
 			if anon != nil {
 				if err := anon.Apply(e); err != nil {
 					return err
@@ -58,7 +72,7 @@ func (o *Ordered) Export(w io.Writer, opts ExportOptions) (int64, error) {
 	cols := export.NewColumnSet(opts.Flatten)
 	var cells []byte
 	var rows *rowWriter
-	err := o.Read(readSpec{
+	err := o.Read(ctx, readSpec{
 		Filter: opts.Filter,
 		// Ids in metadata are anonymized before they become cells.
 		AnnotateObjects: anon != nil,

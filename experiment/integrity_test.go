@@ -183,7 +183,7 @@ crucible_experiment_storage_unavailable{experiment_id="bad"} 1
 			if _, err := m.Ingest("bad", events(t, 1, ""), time.Now()); !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("ingest into the damaged experiment: %v", err)
 			}
-			if _, err := m.Points("bad", Filter{}); !errors.Is(err, ErrUnavailable) {
+			if _, err := m.Points(t.Context(), "bad", Filter{}); !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("read of the damaged experiment: %v", err)
 			}
 			res, _ := m.Ingest("", events(t, 1, `,"experiment_id":"bad"`), time.Now())
@@ -356,7 +356,12 @@ func TestArchiveUnpacksAsADataDirectory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rec, pts, err := LoadPoints(unpacked, "arc", Filter{})
+	d := NewOffline(unpacked)
+	rec, err := d.Get("arc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := d.Points(t.Context(), "arc", Filter{})
 	if err != nil || len(pts) != 5 || rec.Status != Archived {
 		t.Fatalf("unpacked archive: %d points, status %s, %v", len(pts), rec.Status, err)
 	}

@@ -212,7 +212,7 @@ func TestIngestRouting(t *testing.T) {
 		t.Fatalf("unknown path: %v", err)
 	}
 	// The stored event carries the experiment's fields.
-	got, _ := m.Events("b", Filter{})
+	got, _ := m.Events(t.Context(), "b", Filter{})
 	var e event.Event
 	json.Unmarshal(got[0], &e)
 	if e.ExperimentID != "b" || e.ExperimentName != "B" || e.Condition != "treatment" || e.SampleWeight != 1 {
@@ -227,7 +227,7 @@ func TestSamplingAndSampleSize(t *testing.T) {
 	if res.Accepted+res.DroppedSampled != 4000 || res.Accepted < 800 || res.Accepted > 1200 {
 		t.Fatalf("sampling 0.25 of 4000: %+v", res)
 	}
-	got, _ := m.Events("s", Filter{Limit: 1})
+	got, _ := m.Events(t.Context(), "s", Filter{Limit: 1})
 	var e event.Event
 	json.Unmarshal(got[0], &e)
 	if e.SampleWeight != 4 {
@@ -278,7 +278,7 @@ func TestEventsFilter(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := m.Events("f", c.f)
+			got, err := m.Events(t.Context(), "f", c.f)
 			if err != nil || len(got) != c.n {
 				t.Fatalf("got %d events (%v), want %d", len(got), err, c.n)
 			}
@@ -395,7 +395,7 @@ func TestStreamAgreesWithStoredEvents(t *testing.T) {
 	if _, err := m.Ingest("s", lines, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	stored, _ := m.Events("s", Filter{})
+	stored, _ := m.Events(t.Context(), "s", Filter{})
 	var lat, cost []float64
 	judged, ok := 0, 0
 	for _, raw := range stored {
@@ -521,7 +521,7 @@ func TestOrderedReadMergesRuns(t *testing.T) {
 		}
 	}
 	for _, runSize := range []int{RunSize, 300, 1} {
-		o, _, err := m.Ordered("o")
+		o, err := m.ordered("o")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -530,7 +530,7 @@ func TestOrderedReadMergesRuns(t *testing.T) {
 		var prevTS int64
 		prevID := ""
 		firsts := 0
-		err = o.Read(readSpec{
+		err = o.Read(t.Context(), readSpec{
 			// Each event's annotation must reach it through the sort.
 			Annotate: func(e *event.Event) ([]byte, error) { firsts++; return []byte("note " + e.EventID), nil },
 			Visit: func(e *event.Event, note []byte) error {
@@ -584,20 +584,19 @@ func TestExportStopsWhenTheWriterFails(t *testing.T) {
 	}
 	for _, format := range []string{"csv", "jsonl", "json"} {
 		for _, limit := range []int{0, 100_000} {
-			o, _, err := m.Ordered("f")
+			o, err := m.ordered("f")
 			if err != nil {
 				t.Fatal(err)
 			}
 			o.runSize = 700
-			n, err := o.Export(&failingWriter{n: limit}, ExportOptions{Format: format, Flatten: true})
+			n, err := o.export(t.Context(), &failingWriter{n: limit}, ExportOptions{Format: format, Flatten: true})
 			if err == nil || !strings.Contains(err.Error(), "client went away") {
 				t.Errorf("%s, failing after %d bytes: %d events, error %v", format, limit, n, err)
 			}
 		}
 	}
 	var sink strings.Builder
-	o, _, _ := m.Ordered("f")
-	if n, err := o.Export(&sink, ExportOptions{Format: "csv", Flatten: true}); err != nil || n != 5000 {
+	if n, err := m.Export(t.Context(), &sink, "f", ExportOptions{Format: "csv", Flatten: true}); err != nil || n != 5000 {
 		t.Fatalf("export after the failures: %d, %v", n, err)
 	}
 	header := strings.SplitN(sink.String(), "\n", 2)[0]

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 
 	json "github.com/goccy/go-json"
@@ -44,7 +43,7 @@ type match struct {
 
 // Events returns the stored events that match f, encoded as the API shows
 // them (SPEC §4.3), ascending by (timestamp, event_id).
-func (m *Manager) Events(id string, f Filter) ([]json.RawMessage, error) {
+func (m *Manager) Events(ctx context.Context, id string, f Filter) ([]json.RawMessage, error) {
 	x, spec, err := m.lookupSpec(id)
 	if err != nil {
 		return nil, err
@@ -53,7 +52,7 @@ func (m *Manager) Events(id string, f Filter) ([]json.RawMessage, error) {
 	var e event.Event
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
-	err = x.store.Scan(context.Background(), func(r *tsdbstore.Record) error {
+	err = x.store.Scan(ctx, func(r *tsdbstore.Record) error {
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}
@@ -91,7 +90,7 @@ func (m *Manager) Events(id string, f Filter) ([]json.RawMessage, error) {
 
 // Points returns what the analysis needs of every stored event that matches
 // f (LastN and Limit do not apply), read from the store's points index.
-func (m *Manager) Points(id string, f Filter) ([]analysis.Point, error) {
+func (m *Manager) Points(ctx context.Context, id string, f Filter) ([]analysis.Point, error) {
 	x, spec, err := m.lookupSpec(id)
 	if err != nil {
 		return nil, err
@@ -102,7 +101,7 @@ func (m *Manager) Points(id string, f Filter) ([]analysis.Point, error) {
 	var out []analysis.Point
 	read := func() error {
 		out = make([]analysis.Point, 0, x.store.Count())
-		return x.store.Points(context.Background(), func(p *tsdbstore.Point) error {
+		return x.store.Points(ctx, func(p *tsdbstore.Point) error {
 			if matchPoint(&f, p) {
 				out = append(out, toAnalysis(p))
 			}
@@ -135,56 +134,6 @@ func toAnalysis(p *tsdbstore.Point) analysis.Point {
 		}
 	}
 	return a
-}
-
-// LoadPoints reads an experiment's record and points straight from a data
-// directory, without a running sidecar (the offline analyze and compare
-// commands).
-func LoadPoints(storagePath, id string, f Filter) (Record, []analysis.Point, error) {
-	rec, err := readRecord(storagePath, id)
-	if err != nil {
-		return Record{}, nil, err
-	}
-	dir := experimentDir(storagePath, id)
-	var damage tsdbstore.Damage
-	scan := func(visit func(*tsdbstore.Record) error) (err error) {
-		damage, err = tsdbstore.ReadLog(filepath.Join(dir, eventsDir), visit)
-		return err
-	}
-	pts, err := points(scan, rec.Spec, f, 0)
-	if err != nil {
-		return Record{}, nil, err
-	}
-	rec.EventsStored = int64(len(pts))
-	rec.Storage = healthOf(damage)
-	return rec, pts, nil
-}
-
-func points(scan func(func(*tsdbstore.Record) error) error, spec Spec, f Filter, size int) ([]analysis.Point, error) {
-	if f.Condition != "" && f.Condition != spec.Condition {
-		return []analysis.Point{}, nil
-	}
-	out := make([]analysis.Point, 0, size)
-	err := tsdbstore.PointsFromLog(scan, func(p *tsdbstore.Point) error {
-		if matchPoint(&f, p) {
-			out = append(out, toAnalysis(p))
-		}
-		return nil
-	})
-	return out, err
-}
-
-// readRecord reads an experiment's record from a data directory.
-func readRecord(storagePath, id string) (Record, error) {
-	if !IDPattern.MatchString(id) {
-		return Record{}, fmt.Errorf("%w: invalid experiment id %q", ErrInvalid, id)
-	}
-	dir := experimentDir(storagePath, id)
-	rec, _, err := readRecordFile(dir)
-	if errors.Is(err, errNoRecord) {
-		return Record{}, fmt.Errorf("%w: %s (no %s in %s)", ErrNotFound, id, recordFile, dir)
-	}
-	return rec, err
 }
 
 // lookupSpec returns an open experiment and its spec.

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"unsafe"
 
@@ -22,39 +21,23 @@ import (
 // larger experiments are sorted in runs on disk and merged.
 const RunSize = 10_000
 
-// Ordered reads stored events in (timestamp, event_id) order with memory
-// bounded by RunSize, whatever the experiment's size: an external merge sort.
-type Ordered struct {
-	scan    func(func(*tsdbstore.Record) error) error
+// orderedReader reads stored events in (timestamp, event_id) order with
+// memory bounded by RunSize, whatever the experiment's size: an external
+// merge sort.
+type orderedReader struct {
+	scan    func(context.Context, func(*tsdbstore.Record) error) error
 	spec    Spec
 	tmpDir  string
 	runSize int
 }
 
-// Ordered returns an ordered reader of a running sidecar's experiment.
-func (m *Manager) Ordered(id string) (*Ordered, Record, error) {
-	x, err := m.lookup(id)
+// ordered returns an ordered reader of an open experiment.
+func (m *Manager) ordered(id string) (*orderedReader, error) {
+	x, spec, err := m.lookupSpec(id)
 	if err != nil {
-		return nil, Record{}, err
+		return nil, err
 	}
-	rec := x.record(m.opts.Now())
-	scan := func(visit func(*tsdbstore.Record) error) error { return x.store.Scan(context.Background(), visit) }
-	return &Ordered{scan: scan, spec: rec.Spec, tmpDir: m.opts.Dir, runSize: RunSize}, rec, nil
-}
-
-// OpenOrdered returns an ordered reader of an experiment in a data
-// directory, without a sidecar.
-func OpenOrdered(storagePath, id string) (*Ordered, Record, error) {
-	rec, err := readRecord(storagePath, id)
-	if err != nil {
-		return nil, Record{}, err
-	}
-	dir := experimentDir(storagePath, id)
-	scan := func(visit func(*tsdbstore.Record) error) error {
-		_, err := tsdbstore.ReadLog(filepath.Join(dir, eventsDir), visit)
-		return err
-	}
-	return &Ordered{scan: scan, spec: rec.Spec, tmpDir: storagePath, runSize: RunSize}, rec, nil
+	return &orderedReader{scan: x.store.Scan, spec: spec, tmpDir: m.opts.Dir, runSize: RunSize}, nil
 }
 
 type sortItem struct {
@@ -82,7 +65,8 @@ type readSpec struct {
 
 // Read hands the matching events to rs.Visit in (timestamp, event_id)
 // order. Events passed to Annotate or Visit are valid only during the call.
-func (o *Ordered) Read(rs readSpec) error {
+// The store is read until ctx is done.
+func (o *orderedReader) Read(ctx context.Context, rs readSpec) error {
 	f := rs.Filter
 	if f.Condition != "" && f.Condition != o.spec.Condition {
 		return nil
@@ -111,7 +95,8 @@ func (o *Ordered) Read(rs readSpec) error {
 		return nil
 	}
 	var extra []byte
-	err := prefetch(o.scan, func(data []byte, pos tsdbstore.Position) error {
+	scan := func(visit func(*tsdbstore.Record) error) error { return o.scan(ctx, visit) }
+	err := prefetch(scan, func(data []byte, pos tsdbstore.Position) error {
 		dec.Reset()
 		// Nothing of the view outlives this call but what is copied below.
 		if err := dec.DecodeRecordView(data, &e, rs.AnnotateObjects && rs.Annotate != nil); err != nil {

@@ -1,0 +1,96 @@
+package experiment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/crucible-telemetry/crucible-telemetry/analysis"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
+)
+
+// Offline reads the experiments of a data directory without a sidecar (of
+// a stopped one, or an unpacked archive): the offline commands' source,
+// with the Manager's read methods. It reads the event logs, not the points
+// index, and takes no lock: it writes nothing but sort runs.
+type Offline struct {
+	dir string
+}
+
+// NewOffline returns a reader of the data directory storagePath.
+func NewOffline(storagePath string) *Offline { return &Offline{dir: storagePath} }
+
+// Get returns an experiment's record as its record file holds it.
+func (d *Offline) Get(id string) (Record, error) {
+	if !IDPattern.MatchString(id) {
+		return Record{}, fmt.Errorf("%w: invalid experiment id %q", ErrInvalid, id)
+	}
+	dir := experimentDir(d.dir, id)
+	rec, _, err := readRecordFile(dir)
+	if errors.Is(err, errNoRecord) {
+		return Record{}, fmt.Errorf("%w: %s (no %s in %s)", ErrNotFound, id, recordFile, dir)
+	}
+	return rec, err
+}
+
+// scan reads an experiment's event log in log order until ctx is done.
+func (d *Offline) scan(id string) func(context.Context, func(*tsdbstore.Record) error) error {
+	logDir := filepath.Join(experimentDir(d.dir, id), eventsDir)
+	return func(ctx context.Context, visit func(*tsdbstore.Record) error) error {
+		_, err := tsdbstore.ReadLog(logDir, func(r *tsdbstore.Record) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return visit(r)
+		})
+		return err
+	}
+}
+
+// Points returns what the analysis needs of every stored event that matches
+// f (LastN and Limit do not apply), read from the event log.
+func (d *Offline) Points(ctx context.Context, id string, f Filter) ([]analysis.Point, error) {
+	rec, err := d.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if f.Condition != "" && f.Condition != rec.Condition {
+		return []analysis.Point{}, nil
+	}
+	scan := d.scan(id)
+	out := []analysis.Point{}
+	err = tsdbstore.PointsFromLog(func(visit func(*tsdbstore.Record) error) error { return scan(ctx, visit) }, func(p *tsdbstore.Point) error {
+		if matchPoint(&f, p) {
+			out = append(out, toAnalysis(p))
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (d *Offline) ordered(id string) (*orderedReader, error) {
+	rec, err := d.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	return &orderedReader{scan: d.scan(id), spec: rec.Spec, tmpDir: d.dir, runSize: RunSize}, nil
+}
+
+// Analyze is the exact analysis of the events f selects (SPEC §7).
+func (d *Offline) Analyze(ctx context.Context, id string, f Filter) (analysis.Report, error) {
+	return analyze(ctx, d, id, f)
+}
+
+// Compare analyses experiments and compares each treatment with the
+// baseline, ids[0] (SPEC §8).
+func (d *Offline) Compare(ctx context.Context, ids []string, f Filter, opts analysis.CompareOptions) (CompareReport, error) {
+	return compare(ctx, d, ids, f, opts)
+}
+
+// Export writes an experiment's events in (timestamp, event_id) order and
+// returns how many it wrote (SPEC §9).
+func (d *Offline) Export(ctx context.Context, w io.Writer, id string, opts ExportOptions) (int64, error) {
+	return exportEvents(ctx, d, w, id, opts)
+}
