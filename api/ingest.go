@@ -21,6 +21,8 @@ func isNDJSON(r *http.Request) bool {
 	return false
 }
 
+// ingest is the JSON protocol of ingest (SPEC §4.1): one object, an array
+// of them, or NDJSON.
 func (a *API) ingest(w http.ResponseWriter, r *http.Request) {
 	id := ""
 	if r.PathValue("id") != "" {
@@ -30,6 +32,7 @@ func (a *API) ingest(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Before the body is read: storage that is still opening takes nothing.
 	if !a.Manager.Ready() {
 		a.fail(w, r, experiment.ErrNotReady)
 		return
@@ -75,18 +78,34 @@ func (a *API) ingest(w http.ResponseWriter, r *http.Request) {
 		}
 		events[i] = e
 	}
-	res, err := a.Manager.Ingest(id, events, now)
+	a.storeEvents(w, r, id, events, parseRejects, now)
+}
+
+// storeEvents is the end of ingest, whatever the protocol. A protocol's
+// handler decodes its body into events, nil where it rejected one (saying
+// why in rejected, ascending by index), and calls it with the experiment
+// the request names ("" routes each event by its own). storeEvents checks
+// that storage is ready, stores the events through the Manager (routing,
+// lifecycle, sampling, de-duplication), merges the rejections, counts the
+// results and answers. The events must stay valid until it returns.
+func (a *API) storeEvents(w http.ResponseWriter, r *http.Request, target string, events []*event.Event, rejected []experiment.Rejection, now time.Time) {
+	if !a.Manager.Ready() {
+		a.fail(w, r, experiment.ErrNotReady)
+		return
+	}
+	res, err := a.Manager.Ingest(target, events, now)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if len(parseRejects) > 0 {
-		res.Rejected = mergeRejections(parseRejects, res.Rejected)
+	if len(rejected) > 0 {
+		res.Rejected = mergeRejections(rejected, res.Rejected)
 	}
 	a.count(res)
 	a.respond(w, http.StatusOK, res)
 }
 
+// count adds a request's results to crucible_ingest_events_total.
 func (a *API) count(res experiment.IngestResult) {
 	for _, c := range []struct {
 		name string
