@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -48,6 +47,7 @@ func main() { os.Exit(run(os.Args[1:])) }
 type serveFlags struct {
 	web             *web.FlagConfig
 	telemetryPath   string
+	routePrefix     string
 	maxRequestBytes units.Base2Bytes
 	readTimeout     model.Duration
 	idleTimeout     model.Duration
@@ -93,6 +93,7 @@ func run(args []string) int {
 	var sf serveFlags
 	sf.web = kingpinflag.AddFlags(serve, ":9477")
 	serve.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&sf.telemetryPath)
+	serve.Flag("web.route-prefix", "Prefix of every route of --web.listen-address, as in Prometheus: the API, the telemetry path, /-/healthy, /-/ready and the landing page live under it. The probe listener keeps its paths.").Default("/").StringVar(&sf.routePrefix)
 	serve.Flag("web.max-request-bytes", "Largest request body accepted, also after decompression.").Default("16MiB").BytesVar(&sf.maxRequestBytes)
 	serve.Flag("web.read-timeout", "Longest time to read a whole request, headers and body; a slower client is cut off.").Default("1m").SetValue(&sf.readTimeout)
 	serve.Flag("web.idle-timeout", "How long a keep-alive connection may wait for its next request.").Default("2m").SetValue(&sf.idleTimeout)
@@ -290,37 +291,20 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		MaxInflightRequests: sf.maxInflightReqs, MaxInflightBytes: int64(sf.maxInflightSize), QueueTimeout: time.Duration(sf.queueTimeout),
 		EnableAdminAPI: sf.enableAdminAPI, Reload: reload, Registerer: reg, Logger: logger,
 	})
-	mux := http.NewServeMux()
-	a.Register(mux)
-	mux.Handle("GET "+sf.telemetryPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError), Registry: reg, EnableOpenMetrics: true,
-	}))
-	landing, err := web.NewLandingPage(web.LandingConfig{
-		Name:        "CrucibleTelemetry",
-		Description: "Prometheus-native telemetry sidecar for AI/ML experiments",
-		Version:     version.Info(),
-		Links: []web.LandingLinks{
-			{Address: sf.telemetryPath, Text: "Metrics"},
-			{Address: "/api/v1/experiments", Text: "Experiments API"},
-			{Address: "/api/v1/event-types", Text: "Known event types"},
-			{Address: "/api/v1/pricing", Text: "Price table"},
-			{Address: "/-/healthy", Text: "Health"},
-			{Address: "/-/ready", Text: "Readiness"},
-		},
+	handler, err := a.Handler(api.RouteOptions{
+		Prefix:        sf.routePrefix,
+		TelemetryPath: sf.telemetryPath,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError), Registry: reg, EnableOpenMetrics: true,
+		}),
+		Pprof: sf.enablePprof,
 	})
 	if err != nil {
-		logger.Error("landing page", "err", err)
-		return 1
-	}
-	mux.Handle("/", landing)
-	if sf.enablePprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		logger.Error("cannot set up the routes", "err", err)
+		return 2
 	}
 
-	srv := api.NewServer(mux, api.ServerOptions{
+	srv := api.NewServer(handler, api.ServerOptions{
 		ReadTimeout: time.Duration(sf.readTimeout), IdleTimeout: time.Duration(sf.idleTimeout), Logger: logger,
 	})
 	listeners, err := api.Listen(sf.web, sf.maxConnections)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -56,7 +57,8 @@ func TestMain(m *testing.M) {
 type sidecar struct {
 	t    *testing.T
 	cmd  *exec.Cmd
-	url  string
+	root string // scheme and host
+	url  string // where the routes are: root and the route prefix
 	logs *syncBuffer
 	done chan error
 }
@@ -116,10 +118,18 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// startSidecar starts the built sidecar and waits until it is ready, under
+// the route prefix when args set --web.route-prefix.
 func startSidecar(t *testing.T, dataDir string, args ...string) *sidecar {
 	t.Helper()
 	addr := freePort(t)
-	s := &sidecar{t: t, url: "http://" + addr, logs: &syncBuffer{}, done: make(chan error, 1)}
+	s := &sidecar{t: t, root: "http://" + addr, logs: &syncBuffer{}, done: make(chan error, 1)}
+	s.url = s.root
+	for _, a := range args {
+		if p, ok := strings.CutPrefix(a, "--web.route-prefix="); ok && strings.Trim(p, "/") != "" {
+			s.url = s.root + "/" + strings.Trim(p, "/")
+		}
+	}
 	s.cmd = exec.Command(binary, append([]string{"--web.listen-address=" + addr, "--storage.path=" + dataDir}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
@@ -201,47 +211,76 @@ func TestCommandLine(t *testing.T) {
 	if err := exec.Command(binary, "--no-such-flag").Run(); err == nil {
 		t.Error("an unknown flag must fail")
 	}
+	out, err := exec.Command(binary, "--web.route-prefix=/{id}", "--storage.path="+t.TempDir(), "--web.listen-address=127.0.0.1:0").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "route prefix") {
+		t.Errorf("a route prefix with a wildcard: %v\n%s", err, out)
+	}
 }
 
-// TestServeEndToEnd walks the README's first steps against the built binary.
+// TestServeEndToEnd walks the README's first steps against the built
+// binary, at the root and under a route prefix.
 func TestServeEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the built sidecar: slow; runs without -short")
 	}
-	s := startSidecar(t, t.TempDir())
-	for _, p := range []string{"/", "/metrics", "/-/healthy", "/api/v1/event-types"} {
-		resp, err := http.Get(s.url + p)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("GET %s: %v %v", p, err, resp)
-		}
-		resp.Body.Close()
-	}
-	code, body := s.post("/api/v1/experiments", `{"id":"demo","name":"Demo"}`)
-	if code != 201 {
-		t.Fatalf("create: %d %s", code, body)
-	}
-	code, body = s.post("/api/v1/experiments/demo/events", `{"event_name":"req_llm.request.stop","measurements":{"duration":150000000},"metadata":{"model":"gpt-4","tokens":{"prompt":100,"completion":200},"response":"hi"}}`)
-	if code != 200 || !strings.Contains(body, `"accepted":1`) {
-		t.Fatalf("ingest: %d %s", code, body)
-	}
-	var evs []map[string]any
-	s.get("/api/v1/experiments/demo/events", &evs)
-	if len(evs) != 1 || evs[0]["cost_usd"] != 0.015 || evs[0]["latency_ms"] != 150.0 || evs[0]["success"] != true {
-		t.Fatalf("stored event: %v", evs)
-	}
-	resp, _ := http.Get(s.url + "/metrics")
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{`crucible_build_info`, `crucible_ingest_events_total{result="accepted"} 1`, `prometheus_tsdb_head_series{experiment_id="demo"}`, `go_goroutines`, `process_resident_memory_bytes`} {
-		if !strings.Contains(string(metrics), want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
-	}
-	if code := s.stop(syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM\n%s", code, s.logs)
-	}
-	if !strings.Contains(s.logs.String(), "storage closed") {
-		t.Fatalf("storage not closed on SIGTERM:\n%s", s.logs)
+	for _, prefix := range []string{"", "/crucible"} {
+		t.Run("prefix="+prefix, func(t *testing.T) {
+			var args []string
+			if prefix != "" {
+				args = append(args, "--web.route-prefix="+prefix)
+			}
+			s := startSidecar(t, t.TempDir(), args...)
+			for _, p := range []string{"/", "/metrics", "/-/healthy", "/api/v1/event-types"} {
+				resp, err := http.Get(s.url + p)
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("GET %s: %v %v", p, err, resp)
+				}
+				resp.Body.Close()
+			}
+			code, body := s.post("/api/v1/experiments", `{"id":"demo","name":"Demo"}`)
+			if code != 201 {
+				t.Fatalf("create: %d %s", code, body)
+			}
+			code, body = s.post("/api/v1/experiments/demo/events", `{"event_name":"req_llm.request.stop","measurements":{"duration":150000000},"metadata":{"model":"gpt-4","tokens":{"prompt":100,"completion":200},"response":"hi"}}`)
+			if code != 200 || !strings.Contains(body, `"accepted":1`) {
+				t.Fatalf("ingest: %d %s", code, body)
+			}
+			var evs []map[string]any
+			s.get("/api/v1/experiments/demo/events", &evs)
+			if len(evs) != 1 || evs[0]["cost_usd"] != 0.015 || evs[0]["latency_ms"] != 150.0 || evs[0]["success"] != true {
+				t.Fatalf("stored event: %v", evs)
+			}
+			resp, _ := http.Get(s.url + "/metrics")
+			metrics, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, want := range []string{`crucible_build_info`, `crucible_ingest_events_total{result="accepted"} 1`, `prometheus_tsdb_head_series{experiment_id="demo"}`, `go_goroutines`, `process_resident_memory_bytes`} {
+				if !strings.Contains(string(metrics), want) {
+					t.Errorf("/metrics lacks %s", want)
+				}
+			}
+			if prefix != "" {
+				// Beside the prefix, the root leads to it and nothing else answers.
+				for _, p := range []string{"/", "/metrics", "/-/ready", "/api/v1/event-types"} {
+					resp, err := http.Get(s.root + p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					resp.Body.Close()
+					if p == "/" && resp.Request.URL.Path != prefix+"/" {
+						t.Errorf("GET / beside the prefix ended at %s", resp.Request.URL)
+					} else if p != "/" && resp.StatusCode != 404 {
+						t.Errorf("GET %s beside the prefix: %d, want 404", p, resp.StatusCode)
+					}
+				}
+			}
+			if code := s.stop(syscall.SIGTERM); code != 0 {
+				t.Fatalf("exit code %d after SIGTERM\n%s", code, s.logs)
+			}
+			if !strings.Contains(s.logs.String(), "storage closed") {
+				t.Fatalf("storage not closed on SIGTERM:\n%s", s.logs)
+			}
+		})
 	}
 }
 

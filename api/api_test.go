@@ -59,9 +59,11 @@ func newFixtureWith(t *testing.T, open bool, o Options) *fixture {
 	o.Manager, o.Prices, o.MaxRequestBytes, o.Registerer = f.manager, pricing.NewHolder(pricing.Default()), maxBody, f.reg
 	o.Reload = func() error { f.reloads++; return f.reload }
 	f.api = New(o)
-	mux := http.NewServeMux()
-	f.api.Register(mux)
-	f.srv = httptest.NewServer(mux)
+	h, err := f.api.Handler(RouteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = httptest.NewServer(h)
 	t.Cleanup(func() { f.srv.Close(); f.manager.Close() })
 	return f
 }

@@ -32,29 +32,33 @@ func validStatus(s experiment.Status) bool {
 	return false
 }
 
-func (a *API) createExperiment(w http.ResponseWriter, r *http.Request) {
-	buf, err := readBody(w, r, a.MaxRequestBytes, a.bodies, time.Now().Add(a.QueueTimeout))
-	if err != nil {
-		a.fail(w, r, err)
-		return
+// createExperiment answers 201 with the new experiment's Location, its
+// path under location (the experiments route as clients reach it).
+func (a *API) createExperiment(location string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		buf, err := readBody(w, r, a.MaxRequestBytes, a.bodies, time.Now().Add(a.QueueTimeout))
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		defer buf.release()
+		req, err := experiment.DecodeCreateRequest(buf.Bytes())
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		rec, created, err := a.Manager.Create(req)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		code := http.StatusOK
+		if created {
+			code = http.StatusCreated
+			w.Header().Set("Location", location+rec.ID)
+		}
+		a.respond(w, code, rec)
 	}
-	defer buf.release()
-	req, err := experiment.DecodeCreateRequest(buf.Bytes())
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	rec, created, err := a.Manager.Create(req)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	code := http.StatusOK
-	if created {
-		code = http.StatusCreated
-		w.Header().Set("Location", "/api/v1/experiments/"+rec.ID)
-	}
-	a.respond(w, code, rec)
 }
 
 // pathID returns the {id} path value after checking its syntax.

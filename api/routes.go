@@ -3,16 +3,130 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"net/http/pprof"
+	"regexp"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
 )
 
-// Register adds the API's routes to mux. A known path asked with another
-// method answers 405 with Allow, an unknown path under /api/v1/ 404, both
-// in the envelope.
-func (a *API) Register(mux *http.ServeMux) {
+// RouteOptions choose what the main listener serves beside the API.
+type RouteOptions struct {
+	// Prefix is --web.route-prefix: every route is served under it.
+	// "" and "/" mean none.
+	Prefix string
+	// TelemetryPath is where Metrics is served (--web.telemetry-path).
+	TelemetryPath string
+	Metrics       http.Handler
+	// Pprof serves Go profiles under /debug/pprof/.
+	Pprof bool
+}
+
+// router is the one mux of the main listener. Routes are registered by
+// their path without the prefix; handle applies it, once for every route.
+type router struct {
+	prefix   string // "" or "/name", no trailing slash
+	mux      *http.ServeMux
+	patterns []string // as registered on mux, for tests
+}
+
+// prefixPattern is a route prefix the mux can take literally: no
+// wildcards, no empty, dot or dot-dot segments.
+var prefixPattern = regexp.MustCompile(`^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$`)
+
+// newRouter returns a router under prefix, normalised as Prometheus does
+// --web.route-prefix: "crucible", "/crucible/" and "/crucible" are one.
+func newRouter(prefix string) (*router, error) {
+	p := "/" + strings.Trim(prefix, "/")
+	if p == "/" {
+		p = ""
+	}
+	if !prefixPattern.MatchString(p) {
+		return nil, fmt.Errorf("route prefix %q: want path segments of letters, digits and ._~- such as /crucible", prefix)
+	}
+	return &router{prefix: p, mux: http.NewServeMux()}, nil
+}
+
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) { rt.mux.ServeHTTP(w, r) }
+
+// path is what a client asks for to reach route path p.
+func (rt *router) path(p string) string { return rt.prefix + p }
+
+// handle registers h for pattern, "[METHOD ]/path", under the prefix.
+func (rt *router) handle(pattern string, h http.Handler) {
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		method, path = "", pattern
+	}
+	full := rt.path(path)
+	if method != "" {
+		full = method + " " + full
+	}
+	rt.patterns = append(rt.patterns, full)
+	rt.mux.Handle(full, h)
+}
+
+// Handler returns the handler of the main listener. Every route the
+// sidecar serves there is registered here, under the route prefix: the
+// API, the telemetry path, the landing page, and pprof when enabled.
+func (a *API) Handler(o RouteOptions) (http.Handler, error) {
+	rt, err := newRouter(o.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	a.routes(rt)
+	if o.Metrics != nil {
+		rt.handle("GET "+o.TelemetryPath, o.Metrics)
+	}
+	links := []web.LandingLinks{
+		{Address: "/api/v1/experiments", Text: "Experiments API"},
+		{Address: "/api/v1/event-types", Text: "Known event types"},
+		{Address: "/api/v1/pricing", Text: "Price table"},
+		{Address: "/-/healthy", Text: "Health"},
+		{Address: "/-/ready", Text: "Readiness"},
+	}
+	if o.Metrics != nil {
+		links = append([]web.LandingLinks{{Address: o.TelemetryPath, Text: "Metrics"}}, links...)
+	}
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		RoutePrefix: rt.path("/"),
+		Name:        "CrucibleTelemetry",
+		Description: "Prometheus-native telemetry sidecar for AI/ML experiments",
+		Version:     version.Info(),
+		Links:       links,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("landing page: %w", err)
+	}
+	rt.handle("/", landing)
+	if rt.prefix != "" {
+		// As Prometheus does: the root leads to where the routes are.
+		rt.patterns = append(rt.patterns, "GET /{$}")
+		rt.mux.Handle("GET /{$}", http.RedirectHandler(rt.path("/"), http.StatusFound))
+	}
+	if o.Pprof {
+		// pprof finds a profile's name after /debug/pprof/ in the path.
+		profile := func(h http.HandlerFunc) http.Handler { return http.StripPrefix(rt.prefix, h) }
+		rt.handle("/debug/pprof/", profile(pprof.Index))
+		rt.handle("/debug/pprof/profile", profile(pprof.Profile))
+		rt.handle("/debug/pprof/symbol", profile(pprof.Symbol))
+		rt.handle("/debug/pprof/trace", profile(pprof.Trace))
+	}
+	return rt, nil
+}
+
+// Register adds the API's own routes, /-/ and /api/v1/, to mux without a
+// route prefix: for a test server of the API alone. The sidecar serves
+// Handler.
+func (a *API) Register(mux *http.ServeMux) { a.routes(&router{mux: mux}) }
+
+// routes registers the API's routes on rt. A known path asked with
+// another method answers 405 with Allow, an unknown path under /api/v1/
+// 404, both in the envelope.
+func (a *API) routes(rt *router) {
 	var paths []string
 	methods := map[string][]string{}
 	// params are the query parameters the route takes. The /-/ endpoints
@@ -36,7 +150,9 @@ func (a *API) Register(mux *http.ServeMux) {
 				h(w, r)
 			}
 		}
-		mux.Handle(pattern, promhttp.InstrumentHandlerDuration(
+		// The handler label is the path without the prefix, the same
+		// wherever the sidecar is mounted.
+		rt.handle(pattern, promhttp.InstrumentHandlerDuration(
 			a.requests.MustCurryWith(prometheus.Labels{"handler": path}), next))
 	}
 	route("GET /-/healthy", a.healthy, nil)
@@ -44,7 +160,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("POST /-/reload", a.reload, nil)
 	route("PUT /-/reload", a.reload, nil)
 	route("GET /api/v1/experiments", a.listExperiments, listParams)
-	route("POST /api/v1/experiments", a.createExperiment, nil)
+	route("POST /api/v1/experiments", a.createExperiment(rt.path("/api/v1/experiments/")), nil)
 	route("GET /api/v1/experiments/{id}", a.getExperiment, nil)
 	route("POST /api/v1/experiments/{id}/pause", a.transition(a.Manager.Pause), nil)
 	route("POST /api/v1/experiments/{id}/resume", a.transition(a.Manager.Resume), nil)
@@ -65,13 +181,14 @@ func (a *API) Register(mux *http.ServeMux) {
 
 	for _, path := range paths {
 		allow := strings.Join(methods[path], ", ")
-		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		shown := rt.path(path)
+		rt.handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			writeJSON(w, a.logger, http.StatusMethodNotAllowed, envelope{Status: "error", ErrorType: errBadData,
-				Error: fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, path, allow)})
-		})
+				Error: fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, shown, allow)})
+		}))
 	}
-	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+	rt.handle("/api/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, fmt.Errorf("%w: %s %s", errNoRoute, r.Method, r.URL.Path))
-	})
+	}))
 }
