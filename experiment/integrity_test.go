@@ -93,7 +93,7 @@ func TestCreateKeepsDirectoriesItDidNotMake(t *testing.T) {
 		t.Fatalf("re-create over lost events: err = %v, want a conflict", err)
 	}
 	n := 0
-	if _, err := tsdbstore.ReadLog(filepath.Join(xdir, eventsDir), func(*tsdbstore.Record) error { n++; return nil }); err != nil || n != 5 {
+	if _, err := tsdbstore.ReadLog(filepath.Join(xdir, eventsDir), func(*tsdbstore.LogRecord) error { n++; return nil }); err != nil || n != 5 {
 		t.Fatalf("the old events: %d, %v; want all 5 kept", n, err)
 	}
 

@@ -49,7 +49,7 @@ func (m *Manager) setMetrics(r Record, stored int64) {
 // rebuildMetrics returns a visitor that counts every stored event into the
 // live metrics while the store opens, so counters never go backwards across
 // restarts.
-func (m *Manager) rebuildMetrics(id string) func(*tsdbstore.Record) error {
+func (m *Manager) rebuildMetrics(id string) func(*tsdbstore.LogRecord) error {
 	if m.opts.Metrics == nil {
 		return nil
 	}
@@ -58,7 +58,7 @@ func (m *Manager) rebuildMetrics(id string) func(*tsdbstore.Record) error {
 	one := []*event.Event{&e}
 	overflow := make([]event.LabelOverflow, 1)
 	n := int64(0)
-	return func(r *tsdbstore.Record) error {
+	return func(r *tsdbstore.LogRecord) error {
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}

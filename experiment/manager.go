@@ -140,7 +140,7 @@ func (m *Manager) Open() error {
 func (m *Manager) openExperiment(dir string, rec Record) error {
 	// A stopped experiment's series come back only within their TTL.
 	live := m.opts.Metrics != nil && (rec.StoppedAt == nil || !m.opts.Metrics.Gone(*rec.StoppedAt))
-	var visit func(*tsdbstore.Record) error
+	var visit func(*tsdbstore.LogRecord) error
 	if live {
 		m.setMetrics(rec, 0)
 		visit = m.rebuildMetrics(rec.ID)
@@ -165,7 +165,7 @@ func (m *Manager) openExperiment(dir string, rec Record) error {
 // Ready tells whether every stored experiment is open.
 func (m *Manager) Ready() bool { return m.ready.Load() }
 
-func (m *Manager) openStore(dir string, spec Spec, visit func(*tsdbstore.Record) error) (*tsdbstore.Store, error) {
+func (m *Manager) openStore(dir string, spec Spec, visit func(*tsdbstore.LogRecord) error) (*tsdbstore.Store, error) {
 	o := m.opts.Store
 	o.Visit = visit
 	o.ExperimentID, o.Condition = spec.ID, spec.Condition

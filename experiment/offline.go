@@ -36,10 +36,10 @@ func (d *Offline) Get(id string) (Record, error) {
 }
 
 // scan reads an experiment's event log in log order until ctx is done.
-func (d *Offline) scan(id string) func(context.Context, func(*tsdbstore.Record) error) error {
+func (d *Offline) scan(id string) func(context.Context, func(*tsdbstore.LogRecord) error) error {
 	logDir := filepath.Join(experimentDir(d.dir, id), eventsDir)
-	return func(ctx context.Context, visit func(*tsdbstore.Record) error) error {
-		_, err := tsdbstore.ReadLog(logDir, func(r *tsdbstore.Record) error {
+	return func(ctx context.Context, visit func(*tsdbstore.LogRecord) error) error {
+		_, err := tsdbstore.ReadLog(logDir, func(r *tsdbstore.LogRecord) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -61,7 +61,7 @@ func (d *Offline) Points(ctx context.Context, id string, f Filter) ([]analysis.P
 	}
 	scan := d.scan(id)
 	out := []analysis.Point{}
-	err = tsdbstore.PointsFromLog(func(visit func(*tsdbstore.Record) error) error { return scan(ctx, visit) }, func(p *tsdbstore.Point) error {
+	err = tsdbstore.PointsFromLog(func(visit func(*tsdbstore.LogRecord) error) error { return scan(ctx, visit) }, func(p *tsdbstore.Point) error {
 		if matchPoint(&f, p) {
 			out = append(out, toAnalysis(p))
 		}

@@ -52,7 +52,7 @@ func (m *Manager) Events(ctx context.Context, id string, f Filter) ([]json.RawMe
 	var e event.Event
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
-	err = x.store.Scan(ctx, func(r *tsdbstore.Record) error {
+	err = x.store.Scan(ctx, func(r *tsdbstore.LogRecord) error {
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}

@@ -25,7 +25,7 @@ const RunSize = 10_000
 // memory bounded by RunSize, whatever the experiment's size: an external
 // merge sort.
 type orderedReader struct {
-	scan    func(context.Context, func(*tsdbstore.Record) error) error
+	scan    func(context.Context, func(*tsdbstore.LogRecord) error) error
 	spec    Spec
 	tmpDir  string
 	runSize int
@@ -95,7 +95,7 @@ func (o *orderedReader) Read(ctx context.Context, rs readSpec) error {
 		return nil
 	}
 	var extra []byte
-	scan := func(visit func(*tsdbstore.Record) error) error { return o.scan(ctx, visit) }
+	scan := func(visit func(*tsdbstore.LogRecord) error) error { return o.scan(ctx, visit) }
 	err := prefetch(scan, func(data []byte, pos tsdbstore.Position) error {
 		dec.Reset()
 		// Nothing of the view outlives this call but what is copied below.
@@ -159,7 +159,7 @@ func (o *orderedReader) Read(ctx context.Context, rs readSpec) error {
 // prefetch runs scan on a goroutine of its own and hands visit each
 // record's data and position, in order: reading and decompressing the log
 // overlaps with decoding its events. data is valid only during the call.
-func prefetch(scan func(func(*tsdbstore.Record) error) error, visit func(data []byte, pos tsdbstore.Position) error) error {
+func prefetch(scan func(func(*tsdbstore.LogRecord) error) error, visit func(data []byte, pos tsdbstore.Position) error) error {
 	type batch struct {
 		buf  []byte
 		ends []int
@@ -177,7 +177,7 @@ func prefetch(scan func(func(*tsdbstore.Record) error) error, visit func(data []
 	go func() {
 		defer close(full)
 		b := <-free
-		err := scan(func(r *tsdbstore.Record) error {
+		err := scan(func(r *tsdbstore.LogRecord) error {
 			b.buf = append(b.buf, r.Data...)
 			b.ends = append(b.ends, len(b.buf))
 			b.pos = append(b.pos, r.Pos)

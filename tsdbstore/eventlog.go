@@ -54,10 +54,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ErrCorrupt marks a log record that fails its checks.
 var ErrCorrupt = errors.New("corrupt event log record")
 
-// Record is one decoded log record. Data, the event's stored form (see
-// event.AppendRecord), aliases the reader's buffer and is valid only during
-// the callback that receives it.
-type Record struct {
+// LogRecord is one decoded record of the event log. Data, the event's
+// stored form (see event.AppendRecord), aliases the reader's buffer and is
+// valid only during the callback that receives it.
+type LogRecord struct {
 	ArrivalUs  int64
 	Ms         int64
 	SeriesHash uint64
@@ -116,7 +116,7 @@ func appendFrame(dst, records []byte) []byte {
 	return dst
 }
 
-func decodeBody(body []byte, rec *Record) error {
+func decodeBody(body []byte, rec *LogRecord) error {
 	if len(body) < bodyFixedLen {
 		return fmt.Errorf("%w: body of %d bytes", ErrCorrupt, len(body))
 	}
@@ -186,7 +186,7 @@ func listSegments(dir string) ([]int, error) {
 // visit for every record in order so the caller can rebuild its state.
 // Damaged frames with good ones after them are skipped, logged and
 // remembered, never cut.
-func openEventLog(dir string, segmentSize int64, logger *slog.Logger, visit func(*Record) error) (*eventLog, error) {
+func openEventLog(dir string, segmentSize int64, logger *slog.Logger, visit func(*LogRecord) error) (*eventLog, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -323,7 +323,7 @@ func (l *eventLog) end() Position {
 }
 
 // readRange calls visit for every record from 'from' up to 'to'.
-func (l *eventLog) readRange(from, to Position, visit func(*Record) error) error {
+func (l *eventLog) readRange(from, to Position, visit func(*LogRecord) error) error {
 	l.mu.RLock()
 	first := l.first
 	l.mu.RUnlock()

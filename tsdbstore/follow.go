@@ -57,7 +57,7 @@ func (s *Store) ReadSamples(ctx context.Context, from, to Position, visit func(s
 		started bool
 		series  = map[seriesKey][numMetrics]labels.Labels{}
 	)
-	err := s.log.readRange(from, to, func(r *Record) error {
+	err := s.log.readRange(from, to, func(r *LogRecord) error {
 		if started && r.Pos != current {
 			if err := ctx.Err(); err != nil {
 				return err

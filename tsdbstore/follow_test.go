@@ -130,7 +130,7 @@ func TestReadsHaveALifetime(t *testing.T) {
 	scanned := make(chan error, 1)
 	go func() {
 		first := true
-		scanned <- s.Scan(context.Background(), func(*Record) error {
+		scanned <- s.Scan(context.Background(), func(*LogRecord) error {
 			if first {
 				first = false
 				close(inside)
@@ -154,7 +154,7 @@ func TestReadsHaveALifetime(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Scan(context.Background(), func(*Record) error { return nil }); !errors.Is(err, ErrClosed) {
+	if err := s.Scan(context.Background(), func(*LogRecord) error { return nil }); !errors.Is(err, ErrClosed) {
 		t.Fatalf("read after Close: %v, want ErrClosed", err)
 	}
 

@@ -26,7 +26,7 @@ func FuzzScanSegment(f *testing.F) {
 			t.Fatal(err)
 		}
 		var ids []string
-		sc, err := scanSegment(path, 0, -1, nil, func(r *Record) error {
+		sc, err := scanSegment(path, 0, -1, nil, func(r *LogRecord) error {
 			ids = append(ids, r.ClientID)
 			return nil
 		})

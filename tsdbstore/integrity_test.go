@@ -170,7 +170,7 @@ crucible_event_log_corrupt_frames{experiment_id="exp"} 1
 			}
 			// Offline readers skip the same damage.
 			n := 0
-			d, err := ReadLog(logDir, func(*Record) error { n++; return nil })
+			d, err := ReadLog(logDir, func(*LogRecord) error { n++; return nil })
 			if err != nil || int64(n) != s.Count() || d.Frames != 1 {
 				t.Fatalf("ReadLog: %d records, damage %+v, err %v", n, d, err)
 			}
@@ -212,7 +212,7 @@ func survivors(t *testing.T, s *Store, all []*event.Event) []*event.Event {
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
 	var e event.Event
-	if err := s.Scan(context.Background(), func(r *Record) error {
+	if err := s.Scan(context.Background(), func(r *LogRecord) error {
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return err
 		}

@@ -26,7 +26,7 @@ const (
 func overflowOf(flags uint8) event.LabelOverflow { return event.LabelOverflow(flags&labelFlags) >> 1 }
 
 // Overflow is the label-cap decision stored with the record.
-func (r *Record) Overflow() event.LabelOverflow { return overflowOf(r.Flags) }
+func (r *LogRecord) Overflow() event.LabelOverflow { return overflowOf(r.Flags) }
 
 // seriesLabels are the label values of an event's TSDB series.
 type seriesLabels struct {
@@ -98,7 +98,7 @@ func stored(condition string, e *event.Event, flags uint8) seriesLabels {
 
 // learn counts the values of a stored record, read while opening the log,
 // as admitted unless the record says they overflowed.
-func (c *labelCap) learn(r *Record, dec *event.Decoder, e *event.Event) error {
+func (c *labelCap) learn(r *LogRecord, dec *event.Decoder, e *event.Event) error {
 	if _, ok := c.hashes[r.SeriesHash]; ok {
 		return nil
 	}

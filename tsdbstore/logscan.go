@@ -46,7 +46,7 @@ type segmentScan struct {
 // after it: if there is one, the bytes between are damage and the scan goes
 // on from there; if not, they are the tail. An error is an I/O error or
 // one of visit's.
-func scanSegment(path string, start, end int64, known []span, visit func(*Record) error) (segmentScan, error) {
+func scanSegment(path string, start, end int64, known []span, visit func(*LogRecord) error) (segmentScan, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return segmentScan{}, nil
@@ -111,7 +111,7 @@ type frameReader struct {
 	buf    []byte // the file from bufOff
 	bufOff int64
 	raw    []byte
-	rec    Record
+	rec    LogRecord
 }
 
 const readAhead = 1 << 20
@@ -140,7 +140,7 @@ func (fr *frameReader) at(f *os.File, off, n, end int64) ([]byte, error) {
 // read checks the frame at off (which must end by end) and calls visit for
 // its records; it returns the frame's size. The frame is checked whole
 // before any record is visited.
-func (fr *frameReader) read(f *os.File, off, end int64, visit func(*Record) error) (int64, error) {
+func (fr *frameReader) read(f *os.File, off, end int64, visit func(*LogRecord) error) (int64, error) {
 	records, size, err := fr.check(f, off, end)
 	if err != nil {
 		return 0, err
@@ -302,7 +302,7 @@ func plausibleFrame(b []byte, remaining int64) bool {
 // stopped sidecar or an unpacked archive. Damaged frames are skipped as
 // Open skips them, and reported in the returned Damage; a torn tail ends the
 // read (the next start of the sidecar cuts it).
-func ReadLog(dir string, visit func(*Record) error) (Damage, error) {
+func ReadLog(dir string, visit func(*LogRecord) error) (Damage, error) {
 	segs, err := listSegments(dir)
 	if err != nil {
 		return Damage{}, err

@@ -24,7 +24,7 @@ func (s *Store) Points(ctx context.Context, visit func(*Point) error) error {
 	n, names, ok := s.points.count, s.points.list, s.pointsOK.Load()
 	s.tmu.Unlock()
 	if !ok {
-		return PointsFromLog(func(v func(*Record) error) error { return s.scan(ctx, v) }, visit)
+		return PointsFromLog(func(v func(*LogRecord) error) error { return s.scan(ctx, v) }, visit)
 	}
 	err := s.points.read(n, names, cancellable(ctx, visit))
 	if errors.Is(err, ErrCorrupt) {
@@ -65,12 +65,12 @@ func cancellable[T any](ctx context.Context, visit func(T) error) func(T) error 
 
 // PointsFromLog calls visit with the point of every record that scan (a
 // Store's Scan, or ReadLog on a directory) yields.
-func PointsFromLog(scan func(func(*Record) error) error, visit func(*Point) error) error {
+func PointsFromLog(scan func(func(*LogRecord) error) error, visit func(*Point) error) error {
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
 	var e event.Event
 	var p Point
-	return scan(func(r *Record) error {
+	return scan(func(r *LogRecord) error {
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
 		}
@@ -104,7 +104,7 @@ func (s *Store) DB() *tsdb.DB { return s.db }
 // Scan calls visit for every stored record in log order. Records appended
 // while Scan runs are not visited. The store stays open until Scan returns;
 // it stops with ctx's error once ctx is done.
-func (s *Store) Scan(ctx context.Context, visit func(*Record) error) error {
+func (s *Store) Scan(ctx context.Context, visit func(*LogRecord) error) error {
 	if err := s.beginRead(); err != nil {
 		return err
 	}
@@ -112,6 +112,6 @@ func (s *Store) Scan(ctx context.Context, visit func(*Record) error) error {
 	return s.scan(ctx, visit)
 }
 
-func (s *Store) scan(ctx context.Context, visit func(*Record) error) error {
+func (s *Store) scan(ctx context.Context, visit func(*LogRecord) error) error {
 	return s.log.readRange(Position{}, s.log.end(), cancellable(ctx, visit))
 }

@@ -191,7 +191,7 @@ func (s *Store) rebuildPoints() error {
 		batch = batch[:0]
 		return err
 	}
-	err := s.log.readRange(Position{}, s.log.end(), func(r *Record) error {
+	err := s.log.readRange(Position{}, s.log.end(), func(r *LogRecord) error {
 		batch = batch[:len(batch)+1]
 		if err := dec.DecodeRecord(r.Data, &batch[len(batch)-1], false); err != nil {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
@@ -233,7 +233,7 @@ func (s *Store) replay(from replayMark) error {
 	var ev event.Event
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
-	err := s.log.readRange(from.Position, end, func(r *Record) error {
+	err := s.log.readRange(from.Position, end, func(r *LogRecord) error {
 		if err := dec.DecodeRecord(r.Data, &ev, false); err != nil {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
 		}

@@ -70,7 +70,7 @@ type Options struct {
 	DetailedTSDBMetrics bool
 	// Visit, when set, sees every stored record while Open reads the log,
 	// so that callers can rebuild state from it without a second pass.
-	Visit func(*Record) error
+	Visit func(*LogRecord) error
 }
 
 // DefaultSegmentSize is the size at which the log starts a new segment file.
@@ -187,7 +187,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
 	var ev event.Event
-	s.log, err = openEventLog(filepath.Join(dir, logDirName), opts.SegmentSize, opts.Logger, func(r *Record) error {
+	s.log, err = openEventLog(filepath.Join(dir, logDirName), opts.SegmentSize, opts.Logger, func(r *LogRecord) error {
 		s.count.Add(1)
 		dec.Reset()
 		if err := s.labels.learn(r, dec, &ev); err != nil {

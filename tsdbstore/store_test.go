@@ -316,7 +316,7 @@ func TestTornTailIsCut(t *testing.T) {
 			// The log takes appends again after the cut.
 			mustAppend(t, s, []*event.Event{llmEvent(now+20_000, "gpt-4", 1)})
 			n := 0
-			if err := s.Scan(context.Background(), func(*Record) error { n++; return nil }); err != nil || int64(n) != tc.keep+1 {
+			if err := s.Scan(context.Background(), func(*LogRecord) error { n++; return nil }); err != nil || int64(n) != tc.keep+1 {
 				t.Fatalf("scan: %d records, err %v", n, err)
 			}
 		})
@@ -406,7 +406,7 @@ func TestSegmentRotation(t *testing.T) {
 	s = openStore(t, dir, opts)
 	defer s.Close()
 	n := 0
-	s.Scan(context.Background(), func(*Record) error { n++; return nil })
+	s.Scan(context.Background(), func(*LogRecord) error { n++; return nil })
 	if n != len(evs) || s.Count() != int64(len(evs)) {
 		t.Fatalf("scan %d, count %d, want %d", n, s.Count(), len(evs))
 	}
