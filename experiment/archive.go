@@ -27,7 +27,11 @@ func (m *Manager) Archive(id string) (Record, error) {
 	}
 	x.archiveMu.Lock()
 	defer x.archiveMu.Unlock()
-	if err := x.store.Sync(); err != nil {
+	store, err := m.storeOf(x)
+	if err != nil {
+		return Record{}, err
+	}
+	if err := store.Sync(); err != nil {
 		return Record{}, err
 	}
 	tmp, err := os.MkdirTemp(m.opts.Dir, "archive-"+id+"-")
@@ -36,7 +40,7 @@ func (m *Manager) Archive(id string) (Record, error) {
 	}
 	defer os.RemoveAll(tmp)
 	blocks := filepath.Join(tmp, "blocks")
-	if err := x.store.Snapshot(blocks); err != nil {
+	if err := store.Snapshot(blocks); err != nil {
 		return Record{}, fmt.Errorf("snapshot TSDB: %w", err)
 	}
 	now := m.opts.Now().UTC()
@@ -44,13 +48,13 @@ func (m *Manager) Archive(id string) (Record, error) {
 	archived := x.rec
 	x.mu.Unlock()
 	archived.Status = Archived
-	rec := archived.view(now, x.store.Count())
+	rec := archived.view(now, store.Count())
 
 	dest := ArchivePath(m.opts.Dir, id)
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return Record{}, err
 	}
-	if err := writeArchive(dest, id, rec, x.store.LogDir(), blocks); err != nil {
+	if err := writeArchive(dest, id, rec, store.LogDir(), blocks); err != nil {
 		return Record{}, fmt.Errorf("write archive: %w", err)
 	}
 	// The archive is in place: now the record says so.
@@ -58,7 +62,8 @@ func (m *Manager) Archive(id string) (Record, error) {
 		if r.Status == Archived {
 			return false, nil
 		}
-		r.Status = Archived
+		// Kept so that a restart can list it without opening its store.
+		r.Status, r.EventsStored = Archived, store.Count()
 		return true, nil
 	}); err != nil {
 		return Record{}, err
@@ -174,7 +179,9 @@ func (m *Manager) Delete(id string) error {
 	m.mu.Unlock()
 	x.archiveMu.Lock()
 	defer x.archiveMu.Unlock()
-	err = x.store.Close()
+	if s := x.store.Load(); s != nil {
+		err = s.Close()
+	}
 	if m.opts.Metrics != nil {
 		m.opts.Metrics.Remove(id)
 	}

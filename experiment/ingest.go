@@ -192,7 +192,7 @@ func (x *Experiment) ingest(m *Manager, items []item, now time.Time, res *Ingest
 	if spec.StopAtSampleSize && spec.SampleSize != nil {
 		x.capMu.Lock()
 		defer x.capMu.Unlock()
-		remaining := *spec.SampleSize - x.store.Count()
+		remaining := *spec.SampleSize - x.count()
 		if remaining < int64(len(kept)) {
 			for _, it := range kept[max(remaining, 0):] {
 				res.reject(it.index, fmt.Sprintf("experiment %s reached its sample_size of %d and stopped", spec.ID, *spec.SampleSize))
@@ -204,7 +204,7 @@ func (x *Experiment) ingest(m *Manager, items []item, now time.Time, res *Ingest
 	for i, it := range kept {
 		evs[i] = it.ev
 	}
-	results, err := x.store.Append(evs, now)
+	results, err := x.store.Load().Append(evs, now)
 	if err != nil {
 		return err
 	}
@@ -226,9 +226,9 @@ func (x *Experiment) ingest(m *Manager, items []item, now time.Time, res *Ingest
 		}
 	}
 	if m.opts.Metrics != nil && len(stored) > 0 {
-		m.opts.Metrics.Observe(spec.ID, stored, overflow, x.store.Count())
+		m.opts.Metrics.Observe(spec.ID, stored, overflow, x.count())
 	}
-	if spec.StopAtSampleSize && spec.SampleSize != nil && x.store.Count() >= *spec.SampleSize {
+	if spec.StopAtSampleSize && spec.SampleSize != nil && x.count() >= *spec.SampleSize {
 		if _, err := m.Stop(spec.ID); err != nil {
 			return err
 		}

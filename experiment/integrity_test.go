@@ -254,7 +254,7 @@ func TestLabelCapDecidedOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stored := tsdbModelCounts(t, x.store)
+		stored := tsdbModelCounts(t, x.store.Load())
 		if len(live) != 6 || live[event.OverflowValue] == 0 || !maps.Equal(live, stored) {
 			t.Fatalf("models on /metrics %v, in the TSDB %v: want the same five and other", live, stored)
 		}

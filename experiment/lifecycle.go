@@ -63,7 +63,8 @@ func (m *Manager) Create(req CreateRequest) (rec Record, created bool, err error
 		}
 		return Record{}, false, err
 	}
-	x := &Experiment{dir: dir, store: store, rec: r}
+	x := &Experiment{dir: dir, rec: r}
+	x.store.Store(store)
 	m.exps[spec.ID] = x
 	m.setMetrics(r, 0)
 	m.logger.Info("created experiment", "id", spec.ID, "name", spec.Name, "condition", spec.Condition)
@@ -73,8 +74,8 @@ func (m *Manager) Create(req CreateRequest) (rec Record, created bool, err error
 func (x *Experiment) record(now time.Time) Record {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	r := x.rec.view(now, x.store.Count())
-	r.Storage = healthOf(x.store.Damage())
+	r := x.rec.view(now, x.count())
+	r.Storage = healthOf(x.damage())
 	return r
 }
 
@@ -158,7 +159,7 @@ func (m *Manager) transition(id string, apply func(r *Record, now time.Time) (bo
 		return Record{}, err
 	}
 	if changed {
-		m.setMetrics(next, x.store.Count())
+		m.setMetrics(next, x.count())
 		m.logger.Info("experiment changed state", "id", id, "status", next.Status)
 	}
 	return x.record(now), nil

@@ -44,8 +44,14 @@ type Manager struct {
 
 // Experiment is one open experiment.
 type Experiment struct {
-	dir   string
-	store *tsdbstore.Store
+	dir string
+	// store is nil for an archived experiment until something reads it:
+	// its storage then costs no memory, goroutines or /metrics series.
+	store   atomic.Pointer[tsdbstore.Store]
+	storeMu sync.Mutex // serialises opening store
+	// archivedCount is the event count of an archived experiment whose
+	// store is not open, from its record.
+	archivedCount int64
 
 	mu  sync.Mutex // guards rec
 	rec Record
@@ -145,6 +151,13 @@ func (m *Manager) openExperiment(dir string, rec Record) error {
 		m.setMetrics(rec, 0)
 		visit = m.rebuildMetrics(rec.ID)
 	}
+	if rec.Status == Archived && !live && rec.EventsStored > 0 {
+		m.mu.Lock()
+		m.exps[rec.ID] = &Experiment{dir: dir, rec: rec, archivedCount: rec.EventsStored}
+		m.mu.Unlock()
+		m.logger.Info("opened experiment; its storage opens when it is read", "id", rec.ID, "status", rec.Status, "events", rec.EventsStored)
+		return nil
+	}
 	store, err := m.openStore(dir, rec.Spec, visit)
 	if err != nil {
 		if live {
@@ -155,8 +168,10 @@ func (m *Manager) openExperiment(dir string, rec Record) error {
 	if live {
 		m.setMetrics(rec, store.Count())
 	}
+	x := &Experiment{dir: dir, rec: rec}
+	x.store.Store(store)
 	m.mu.Lock()
-	m.exps[rec.ID] = &Experiment{dir: dir, store: store, rec: rec}
+	m.exps[rec.ID] = x
 	m.mu.Unlock()
 	m.logger.Info("opened experiment", "id", rec.ID, "status", rec.Status, "events", store.Count())
 	return nil
@@ -199,7 +214,45 @@ func (m *Manager) Store(id string) (*tsdbstore.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return x.store, nil
+	return m.storeOf(x)
+}
+
+// storeOf returns an experiment's store, opening it on its first read.
+func (m *Manager) storeOf(x *Experiment) (*tsdbstore.Store, error) {
+	if s := x.store.Load(); s != nil {
+		return s, nil
+	}
+	x.storeMu.Lock()
+	defer x.storeMu.Unlock()
+	if s := x.store.Load(); s != nil {
+		return s, nil
+	}
+	x.mu.Lock()
+	spec := x.rec.Spec
+	x.mu.Unlock()
+	s, err := m.openStore(x.dir, spec, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, spec.ID, err)
+	}
+	x.store.Store(s)
+	m.logger.Info("opened the storage of an archived experiment for a read", "id", spec.ID)
+	return s, nil
+}
+
+// count is the number of events stored, without opening a closed store.
+func (x *Experiment) count() int64 {
+	if s := x.store.Load(); s != nil {
+		return s.Count()
+	}
+	return x.archivedCount
+}
+
+// damage is the damage of the store's log, none when it is not open.
+func (x *Experiment) damage() tsdbstore.Damage {
+	if s := x.store.Load(); s != nil {
+		return s.Damage()
+	}
+	return tsdbstore.Damage{}
 }
 
 // Close closes every experiment's storage and releases the data directory.
@@ -209,7 +262,11 @@ func (m *Manager) Close() error {
 	defer m.mu.Unlock()
 	var errs []error
 	for id, x := range m.exps {
-		if err := x.store.Close(); err != nil {
+		s := x.store.Load()
+		if s == nil {
+			continue
+		}
+		if err := s.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close experiment %s: %w", id, err))
 		}
 	}

@@ -44,7 +44,7 @@ type match struct {
 // Events returns the stored events that match f, encoded as the API shows
 // them (SPEC §4.3), ascending by (timestamp, event_id).
 func (m *Manager) Events(ctx context.Context, id string, f Filter) ([]json.RawMessage, error) {
-	x, spec, err := m.lookupSpec(id)
+	store, spec, err := m.lookupRead(id)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +52,7 @@ func (m *Manager) Events(ctx context.Context, id string, f Filter) ([]json.RawMe
 	var e event.Event
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
-	err = x.store.Scan(ctx, func(r *tsdbstore.LogRecord) error {
+	err = store.Scan(ctx, func(r *tsdbstore.LogRecord) error {
 		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}
@@ -91,7 +91,7 @@ func (m *Manager) Events(ctx context.Context, id string, f Filter) ([]json.RawMe
 // Points returns what the analysis needs of every stored event that matches
 // f (LastN and Limit do not apply), read from the store's points index.
 func (m *Manager) Points(ctx context.Context, id string, f Filter) ([]analysis.Point, error) {
-	x, spec, err := m.lookupSpec(id)
+	store, spec, err := m.lookupRead(id)
 	if err != nil {
 		return nil, err
 	}
@@ -100,8 +100,8 @@ func (m *Manager) Points(ctx context.Context, id string, f Filter) ([]analysis.P
 	}
 	var out []analysis.Point
 	read := func() error {
-		out = make([]analysis.Point, 0, x.store.Count())
-		return x.store.Points(ctx, func(p *tsdbstore.Point) error {
+		out = make([]analysis.Point, 0, store.Count())
+		return store.Points(ctx, func(p *tsdbstore.Point) error {
 			if matchPoint(&f, p) {
 				out = append(out, toAnalysis(p))
 			}
@@ -136,13 +136,17 @@ func toAnalysis(p *tsdbstore.Point) analysis.Point {
 	return a
 }
 
-// lookupSpec returns an open experiment and its spec.
-func (m *Manager) lookupSpec(id string) (*Experiment, Spec, error) {
+// lookupRead returns an experiment's store, opened for a read, and its spec.
+func (m *Manager) lookupRead(id string) (*tsdbstore.Store, Spec, error) {
 	x, err := m.lookup(id)
+	if err != nil {
+		return nil, Spec{}, err
+	}
+	s, err := m.storeOf(x)
 	if err != nil {
 		return nil, Spec{}, err
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x, x.rec.Spec, nil
+	return s, x.rec.Spec, nil
 }

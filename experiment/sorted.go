@@ -33,11 +33,11 @@ type orderedReader struct {
 
 // ordered returns an ordered reader of an open experiment.
 func (m *Manager) ordered(id string) (*orderedReader, error) {
-	x, spec, err := m.lookupSpec(id)
+	store, spec, err := m.lookupRead(id)
 	if err != nil {
 		return nil, err
 	}
-	return &orderedReader{scan: x.store.Scan, spec: spec, tmpDir: m.opts.Dir, runSize: RunSize}, nil
+	return &orderedReader{scan: store.Scan, spec: spec, tmpDir: m.opts.Dir, runSize: RunSize}, nil
 }
 
 type sortItem struct {

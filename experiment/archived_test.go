@@ -1,0 +1,82 @@
+package experiment
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/crucible-telemetry/crucible-telemetry/collector"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
+)
+
+// An archived experiment's store stays closed after a restart until
+// something reads it: no TSDB series, goroutines or memory for it, and its
+// record still counts its events.
+func TestArchivedStoreOpensWhenRead(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{time.Now()}
+	open := func() (*Manager, *prometheus.Registry) {
+		reg := prometheus.NewRegistry()
+		m := NewManager(Options{
+			Dir: dir, Now: c.now,
+			Metrics: collector.New(reg, collector.Options{StoppedSeriesTTL: time.Minute, Now: c.now}),
+			Store:   tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: reg},
+		})
+		if err := m.Open(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m, reg
+	}
+	m, _ := open()
+	create(t, m, `{"id":"old","name":"Old"}`)
+	create(t, m, `{"id":"live","name":"Live"}`)
+	for _, id := range []string{"old", "live"} {
+		if _, err := m.Ingest(id, events(t, 5, ""), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.Archive("old"); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+
+	c.t = c.t.Add(time.Hour) // past the stopped series' TTL
+	m, reg := open()
+	series := func() string {
+		t.Helper()
+		var b strings.Builder
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "prometheus_tsdb_head_series" {
+				for _, mm := range mf.GetMetric() {
+					b.WriteString(mm.GetLabel()[0].GetValue() + " ")
+				}
+			}
+		}
+		return b.String()
+	}
+	if got := series(); got != "live " {
+		t.Fatalf("TSDB series of %q after the restart, want only the live experiment's", got)
+	}
+	r, err := m.Get("old")
+	if err != nil || r.EventsStored != 5 || r.Status != Archived {
+		t.Fatalf("archived record: %+v %v", r, err)
+	}
+	pts, err := m.Points(t.Context(), "old", Filter{})
+	if err != nil || len(pts) != 5 {
+		t.Fatalf("reading the archived experiment: %d points, %v", len(pts), err)
+	}
+	if got := series(); got != "live old " && got != "old live " {
+		t.Fatalf("TSDB series %q after the read, want both", got)
+	}
+	if n := testutil.CollectAndCount(unavailableCollector{m}); n != 0 {
+		t.Fatalf("%d unavailable experiments", n)
+	}
+}
