@@ -117,45 +117,47 @@ func (f *fixture) stored(t *testing.T, id string) int64 {
 func TestExperimentRoutes(t *testing.T) {
 	f := newFixture(t, true)
 	cases := []struct {
-		method, path, body string
-		code               int
-		errType, errCode   string
+		name, method, path, body string
+		code                     int
+		errType, errCode         string
 	}{
-		{"POST", "/api/v1/experiments", `{"id":"ab","name":"AB","condition":"control","tags":["t1"]}`, 201, "", ""},
-		{"POST", "/api/v1/experiments", `{"id":"ab","name":"AB","condition":"control","tags":["t1"]}`, 200, "", ""},
-		{"POST", "/api/v1/experiments", `{"id":"ab","name":"other"}`, 409, "conflict", "exists"},
-		{"POST", "/api/v1/experiments", `{"name":""}`, 400, "bad_data", ""},
-		{"POST", "/api/v1/experiments", `{"name":`, 400, "bad_data", ""},
-		{"POST", "/api/v1/experiments", `{"name":"x","typo_field":1}`, 400, "bad_data", ""},
-		{"GET", "/api/v1/experiments/ab", "", 200, "", ""},
-		{"GET", "/api/v1/experiments/nope", "", 404, "not_found", ""},
-		{"GET", "/api/v1/experiments/bad$id", "", 400, "bad_data", ""},
-		{"POST", "/api/v1/experiments/ab/resume", "", 409, "conflict", "not_paused"},
-		{"POST", "/api/v1/experiments/ab/pause", "", 200, "", ""},
-		{"POST", "/api/v1/experiments/ab/pause", "", 409, "conflict", "already_paused"},
-		{"POST", "/api/v1/experiments/ab/resume", "", 200, "", ""},
-		{"POST", "/api/v1/experiments/ab/stop", "", 200, "", ""},
-		{"POST", "/api/v1/experiments/ab/stop", "", 200, "", ""},
-		{"POST", "/api/v1/experiments/ab/pause", "", 409, "conflict", "not_running"},
-		{"POST", "/api/v1/experiments/nope/stop", "", 404, "not_found", ""},
-		{"GET", "/api/v1/experiments?status=stopped&tag=t1", "", 200, "", ""},
-		{"GET", "/api/v1/experiments?status=bogus", "", 400, "bad_data", ""},
-		{"GET", "/api/v1/event-types", "", 200, "", ""},
-		{"GET", "/api/v1/pricing", "", 200, "", ""},
+		{"create", "POST", "/api/v1/experiments", `{"id":"ab","name":"AB","condition":"control","tags":["t1"]}`, 201, "", ""},
+		{"create again", "POST", "/api/v1/experiments", `{"id":"ab","name":"AB","condition":"control","tags":["t1"]}`, 200, "", ""},
+		{"create with other fields", "POST", "/api/v1/experiments", `{"id":"ab","name":"other"}`, 409, "conflict", "exists"},
+		{"empty name", "POST", "/api/v1/experiments", `{"name":""}`, 400, "bad_data", ""},
+		{"truncated body", "POST", "/api/v1/experiments", `{"name":`, 400, "bad_data", ""},
+		{"unknown field", "POST", "/api/v1/experiments", `{"name":"x","typo_field":1}`, 400, "bad_data", ""},
+		{"get", "GET", "/api/v1/experiments/ab", "", 200, "", ""},
+		{"get unknown", "GET", "/api/v1/experiments/nope", "", 404, "not_found", ""},
+		{"get bad id", "GET", "/api/v1/experiments/bad$id", "", 400, "bad_data", ""},
+		{"resume running", "POST", "/api/v1/experiments/ab/resume", "", 409, "conflict", "not_paused"},
+		{"pause", "POST", "/api/v1/experiments/ab/pause", "", 200, "", ""},
+		{"pause paused", "POST", "/api/v1/experiments/ab/pause", "", 409, "conflict", "already_paused"},
+		{"resume", "POST", "/api/v1/experiments/ab/resume", "", 200, "", ""},
+		{"stop", "POST", "/api/v1/experiments/ab/stop", "", 200, "", ""},
+		{"stop stopped", "POST", "/api/v1/experiments/ab/stop", "", 200, "", ""},
+		{"pause stopped", "POST", "/api/v1/experiments/ab/pause", "", 409, "conflict", "not_running"},
+		{"stop unknown", "POST", "/api/v1/experiments/nope/stop", "", 404, "not_found", ""},
+		{"list by status and tag", "GET", "/api/v1/experiments?status=stopped&tag=t1", "", 200, "", ""},
+		{"list bad status", "GET", "/api/v1/experiments?status=bogus", "", 400, "bad_data", ""},
+		{"event types", "GET", "/api/v1/event-types", "", 200, "", ""},
+		{"pricing", "GET", "/api/v1/pricing", "", 200, "", ""},
 	}
 	for _, c := range cases {
-		r := f.do(t, c.method, c.path, []byte(c.body))
-		if r.code != c.code || r.env.ErrorType != c.errType || r.env.Code != c.errCode {
-			t.Errorf("%s %s %s: got %d %q %q (%s), want %d %q %q", c.method, c.path, c.body, r.code,
-				r.env.ErrorType, r.env.Code, r.env.Error, c.code, c.errType, c.errCode)
-		}
-		wantStatus := "success"
-		if c.code >= 400 {
-			wantStatus = "error"
-		}
-		if r.env.Status != wantStatus {
-			t.Errorf("%s %s: envelope status %q", c.method, c.path, r.env.Status)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			r := f.do(t, c.method, c.path, []byte(c.body))
+			if r.code != c.code || r.env.ErrorType != c.errType || r.env.Code != c.errCode {
+				t.Errorf("%s %s %s: got %d %q %q (%s), want %d %q %q", c.method, c.path, c.body, r.code,
+					r.env.ErrorType, r.env.Code, r.env.Error, c.code, c.errType, c.errCode)
+			}
+			wantStatus := "success"
+			if c.code >= 400 {
+				wantStatus = "error"
+			}
+			if r.env.Status != wantStatus {
+				t.Errorf("%s %s: envelope status %q", c.method, c.path, r.env.Status)
+			}
+		})
 	}
 	r := f.do(t, "GET", "/api/v1/experiments?status=stopped&tag=t1", nil)
 	var list []experiment.Record
@@ -314,9 +316,11 @@ func TestIngestCounts(t *testing.T) {
 		t.Fatalf("paused: %s", r.env.Data)
 	}
 	for res, n := range map[string]float64{"accepted": 2, "duplicate": 4, "dropped_paused": 1, "unpriced": 1} {
-		if got := testutil.ToFloat64(f.api.ingested.WithLabelValues(res)); got != n {
-			t.Errorf("crucible_ingest_events_total{result=%q} = %v, want %v", res, got, n)
-		}
+		t.Run(res, func(t *testing.T) {
+			if got := testutil.ToFloat64(f.api.ingested.WithLabelValues(res)); got != n {
+				t.Errorf("crucible_ingest_events_total{result=%q} = %v, want %v", res, got, n)
+			}
+		})
 	}
 }
 
@@ -349,32 +353,34 @@ func TestEventsQuery(t *testing.T) {
 		{"?limit=0", "", 400},
 	}
 	for _, c := range cases {
-		r := f.do(t, "GET", "/api/v1/experiments/q/events"+c.query, nil)
-		if r.code != c.code {
-			t.Errorf("%s: code %d, want %d (%s)", c.query, r.code, c.code, r.env.Error)
-			continue
-		}
-		if c.code != 200 {
-			continue
-		}
-		var evs []struct {
-			EventID      string `json:"event_id"`
-			ExperimentID string `json:"experiment_id"`
-			Condition    string `json:"condition"`
-		}
-		if err := json.Unmarshal(r.env.Data, &evs); err != nil { // or an empty answer passes for no events
-			t.Fatalf("%s: %v: %s", c.query, err, r.env.Data)
-		}
-		var ids []string
-		for _, e := range evs {
-			ids = append(ids, e.EventID)
-			if e.ExperimentID != "q" || e.Condition != "c1" {
-				t.Errorf("event without experiment fields: %+v", e)
+		t.Run("events"+c.query, func(t *testing.T) {
+			r := f.do(t, "GET", "/api/v1/experiments/q/events"+c.query, nil)
+			if r.code != c.code {
+				t.Errorf("%s: code %d, want %d (%s)", c.query, r.code, c.code, r.env.Error)
+				return
 			}
-		}
-		if strings.Join(ids, ",") != c.ids {
-			t.Errorf("%s: got %v, want %s", c.query, ids, c.ids)
-		}
+			if c.code != 200 {
+				return
+			}
+			var evs []struct {
+				EventID      string `json:"event_id"`
+				ExperimentID string `json:"experiment_id"`
+				Condition    string `json:"condition"`
+			}
+			if err := json.Unmarshal(r.env.Data, &evs); err != nil { // or an empty answer passes for no events
+				t.Fatalf("%s: %v: %s", c.query, err, r.env.Data)
+			}
+			var ids []string
+			for _, e := range evs {
+				ids = append(ids, e.EventID)
+				if e.ExperimentID != "q" || e.Condition != "c1" {
+					t.Errorf("event without experiment fields: %+v", e)
+				}
+			}
+			if strings.Join(ids, ",") != c.ids {
+				t.Errorf("%s: got %v, want %s", c.query, ids, c.ids)
+			}
+		})
 	}
 }
 
@@ -500,9 +506,11 @@ func TestAnalysisEndpoints(t *testing.T) {
 		{"/api/v1/experiments/nope/windows", 404},
 		{"/api/v1/experiments/a/metrics?from=yesterday", 400},
 	} {
-		if r := f.do(t, "GET", c.path, nil); r.code != c.code {
-			t.Errorf("%s: %d, want %d", c.path, r.code, c.code)
-		}
+		t.Run(c.path, func(t *testing.T) {
+			if r := f.do(t, "GET", c.path, nil); r.code != c.code {
+				t.Errorf("%s: %d, want %d", c.path, r.code, c.code)
+			}
+		})
 	}
 }
 
@@ -565,8 +573,10 @@ func TestCompareEndpoint(t *testing.T) {
 		{"experiments=ctl,trt&bootstrap_resamples=-1", 400},
 		{"experiments=ctl,trt&seed=0", 400},
 	} {
-		if r := f.do(t, "GET", "/api/v1/compare?"+c.q, nil); r.code != c.code {
-			t.Errorf("%s: %d, want %d", c.q, r.code, c.code)
-		}
+		t.Run(c.q, func(t *testing.T) {
+			if r := f.do(t, "GET", "/api/v1/compare?"+c.q, nil); r.code != c.code {
+				t.Errorf("%s: %d, want %d", c.q, r.code, c.code)
+			}
+		})
 	}
 }

@@ -122,14 +122,16 @@ func TestExportGolden(t *testing.T) {
 	}
 
 	for _, format := range []string{"jsonl", "csv"} {
-		anon, _, _ := exportBody(t, f, "format="+format+"&anonymize=true")
-		if bytes.Contains(anon, []byte("s-1")) || bytes.Contains(anon, []byte("u-1")) || bytes.Contains(anon, []byte("s-2")) {
-			t.Fatalf("anonymized %s export leaks ids:\n%s", format, anon)
-		}
-		again, _, _ := exportBody(t, f, "format="+format+"&anonymize=true")
-		if !bytes.Equal(anon, again) {
-			t.Fatalf("anonymized ids must be stable (%s)", format)
-		}
+		t.Run(format, func(t *testing.T) {
+			anon, _, _ := exportBody(t, f, "format="+format+"&anonymize=true")
+			if bytes.Contains(anon, []byte("s-1")) || bytes.Contains(anon, []byte("u-1")) || bytes.Contains(anon, []byte("s-2")) {
+				t.Fatalf("anonymized %s export leaks ids:\n%s", format, anon)
+			}
+			again, _, _ := exportBody(t, f, "format="+format+"&anonymize=true")
+			if !bytes.Equal(anon, again) {
+				t.Fatalf("anonymized ids must be stable (%s)", format)
+			}
+		})
 	}
 	// In a CSV the hashed ids sit where the ids were, in the base and the
 	// metadata columns alike.
@@ -155,9 +157,11 @@ func TestExportGolden(t *testing.T) {
 	}
 
 	for _, q := range []string{"format=xml", "format=csv&flatten=maybe", "anonymize=perhaps"} {
-		if r := f.do(t, "GET", "/api/v1/experiments/gold/export?"+q, nil); r.code != 400 {
-			t.Fatalf("%s: %d, want 400", q, r.code)
-		}
+		t.Run(q, func(t *testing.T) {
+			if r := f.do(t, "GET", "/api/v1/experiments/gold/export?"+q, nil); r.code != 400 {
+				t.Fatalf("%s: %d, want 400", q, r.code)
+			}
+		})
 	}
 	if r := f.do(t, "GET", "/api/v1/experiments/nope/export", nil); r.code != 404 {
 		t.Fatalf("unknown experiment: %d", r.code)

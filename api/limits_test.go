@@ -214,10 +214,12 @@ func TestNewServerTimeouts(t *testing.T) {
 	for _, c := range []struct{ read, header time.Duration }{
 		{0, maxHeaderTime}, {time.Second, time.Second}, {5 * time.Minute, maxHeaderTime},
 	} {
-		srv := NewServer(http.NotFoundHandler(), ServerOptions{ReadTimeout: c.read})
-		if srv.ReadHeaderTimeout != c.header || srv.ReadTimeout != c.read || srv.WriteTimeout != 0 {
-			t.Errorf("read %s: %+v", c.read, srv)
-		}
+		t.Run("read="+c.read.String(), func(t *testing.T) {
+			srv := NewServer(http.NotFoundHandler(), ServerOptions{ReadTimeout: c.read})
+			if srv.ReadHeaderTimeout != c.header || srv.ReadTimeout != c.read || srv.WriteTimeout != 0 {
+				t.Errorf("read %s: %+v", c.read, srv)
+			}
+		})
 	}
 }
 

@@ -14,6 +14,9 @@ import (
 // registers, without a route prefix and under one, and checks that each
 // reaches its handler there and nowhere else.
 func TestEveryRouteUnderThePrefix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two one-second CPU profiles among the routes: slow; runs without -short")
+	}
 	for _, prefix := range []string{"", "/crucible"} {
 		t.Run("prefix="+prefix, func(t *testing.T) {
 			f := newFixtureWith(t, true, Options{EnableAdminAPI: true})
@@ -92,47 +95,49 @@ func TestEveryRouteUnderThePrefix(t *testing.T) {
 
 			matched := map[string]bool{}
 			for _, c := range rows {
-				// The root redirect lives outside the prefix; the rest under it.
-				path := prefix + c.path
-				if c.code == 302 {
-					path = c.path
-				}
-				req := httptest.NewRequest(c.method, path, nil)
-				if _, pattern := rt.mux.Handler(req); pattern != "" {
-					matched[pattern] = true
-				}
-				req, _ = http.NewRequest(c.method, srv.URL+path, strings.NewReader(c.body))
-				resp, err := client.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				got := string(b)
-				if c.code/100 == 3 {
-					got = resp.Header.Get("Location")
-				}
-				if resp.StatusCode != c.code || !strings.Contains(got, c.want) {
-					t.Errorf("%s %s: %d %.300q, want %d with %q", c.method, path, resp.StatusCode, got, c.code, c.want)
-				}
-				if c.code == 201 && resp.Header.Get("Location") != prefix+"/api/v1/experiments/new" {
-					t.Errorf("POST %s: Location %q", path, resp.Header.Get("Location"))
-				}
-				if prefix != "" && c.code != 302 && c.path != "" {
-					// The same route without the prefix is not there.
-					resp, err := client.Get(srv.URL + c.path)
+				t.Run(c.method+" "+c.path, func(t *testing.T) {
+					// The root redirect lives outside the prefix; the rest under it.
+					path := prefix + c.path
+					if c.code == 302 {
+						path = c.path
+					}
+					req := httptest.NewRequest(c.method, path, nil)
+					if _, pattern := rt.mux.Handler(req); pattern != "" {
+						matched[pattern] = true
+					}
+					req, _ = http.NewRequest(c.method, srv.URL+path, strings.NewReader(c.body))
+					resp, err := client.Do(req)
 					if err != nil {
 						t.Fatal(err)
 					}
+					b, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
-					if want := 404; c.path == "/" {
-						if resp.StatusCode != 302 {
-							t.Errorf("GET / beside the prefix: %d, want the redirect", resp.StatusCode)
-						}
-					} else if resp.StatusCode != want {
-						t.Errorf("GET %s without the prefix: %d, want %d", c.path, resp.StatusCode, want)
+					got := string(b)
+					if c.code/100 == 3 {
+						got = resp.Header.Get("Location")
 					}
-				}
+					if resp.StatusCode != c.code || !strings.Contains(got, c.want) {
+						t.Errorf("%s %s: %d %.300q, want %d with %q", c.method, path, resp.StatusCode, got, c.code, c.want)
+					}
+					if c.code == 201 && resp.Header.Get("Location") != prefix+"/api/v1/experiments/new" {
+						t.Errorf("POST %s: Location %q", path, resp.Header.Get("Location"))
+					}
+					if prefix != "" && c.code != 302 && c.path != "" {
+						// The same route without the prefix is not there.
+						resp, err := client.Get(srv.URL + c.path)
+						if err != nil {
+							t.Fatal(err)
+						}
+						resp.Body.Close()
+						if want := 404; c.path == "/" {
+							if resp.StatusCode != 302 {
+								t.Errorf("GET / beside the prefix: %d, want the redirect", resp.StatusCode)
+							}
+						} else if resp.StatusCode != want {
+							t.Errorf("GET %s without the prefix: %d, want %d", c.path, resp.StatusCode, want)
+						}
+					}
+				})
 			}
 			for _, p := range rt.patterns {
 				if !matched[p] {
@@ -144,14 +149,16 @@ func TestEveryRouteUnderThePrefix(t *testing.T) {
 			probes := httptest.NewServer(f.api.Probes())
 			defer probes.Close()
 			for _, p := range []string{"/-/healthy", "/-/ready"} {
-				resp, err := http.Get(probes.URL + p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					t.Errorf("probe %s: %d", p, resp.StatusCode)
-				}
+				t.Run("probe "+p, func(t *testing.T) {
+					resp, err := http.Get(probes.URL + p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						t.Errorf("probe %s: %d", p, resp.StatusCode)
+					}
+				})
 			}
 		})
 	}
@@ -164,16 +171,20 @@ func TestRoutePrefixes(t *testing.T) {
 		{"", ""}, {"/", ""}, {"//", ""}, {"crucible", "/crucible"}, {"/crucible/", "/crucible"},
 		{"/a/b.c/d_e~f-g", "/a/b.c/d_e~f-g"},
 	} {
-		rt, err := newRouter(c.in)
-		if err != nil || rt.prefix != c.want {
-			t.Errorf("%q: %v %v, want %q", c.in, rt, err, c.want)
-		}
+		t.Run("in="+c.in, func(t *testing.T) {
+			rt, err := newRouter(c.in)
+			if err != nil || rt.prefix != c.want {
+				t.Errorf("%q: %v %v, want %q", c.in, rt, err, c.want)
+			}
+		})
 	}
 	for _, bad := range []string{"/{id}", "/a b", "/a/../b", "/a//b", "/.", "/a?b", "/a#b", "/a/{$}"} {
-		if _, err := newRouter(bad); err == nil {
-			t.Errorf("%q: accepted", bad)
-		} else if !strings.Contains(err.Error(), "route prefix") {
-			t.Errorf("%q: %v", bad, err)
-		}
+		t.Run(bad, func(t *testing.T) {
+			if _, err := newRouter(bad); err == nil {
+				t.Errorf("%q: accepted", bad)
+			} else if !strings.Contains(err.Error(), "route prefix") {
+				t.Errorf("%q: %v", bad, err)
+			}
+		})
 	}
 }

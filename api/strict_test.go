@@ -72,9 +72,11 @@ func TestUnknownQueryParameters(t *testing.T) {
 func TestMethodsAndRoutes(t *testing.T) {
 	f := newFixture(t, true)
 	for _, m := range []string{"POST", "PUT"} {
-		if r := f.do(t, m, "/-/reload", nil); r.code != 200 {
-			t.Errorf("%s /-/reload: %d", m, r.code)
-		}
+		t.Run(m, func(t *testing.T) {
+			if r := f.do(t, m, "/-/reload", nil); r.code != 200 {
+				t.Errorf("%s /-/reload: %d", m, r.code)
+			}
+		})
 	}
 	if f.reloads != 2 {
 		t.Errorf("reloads %d, want 2", f.reloads)
@@ -92,10 +94,12 @@ func TestMethodsAndRoutes(t *testing.T) {
 		{"GET", "/api/v1/experimnts", "", 404},
 	}
 	for _, c := range cases {
-		r := f.do(t, c.method, c.path, nil)
-		if r.code != c.code || r.header.Get("Allow") != c.allow || r.env.Status != "error" || r.env.Error == "" {
-			t.Errorf("%s %s: %d Allow %q %+v, want %d Allow %q", c.method, c.path, r.code, r.header.Get("Allow"), r.env, c.code, c.allow)
-		}
+		t.Run(c.method+" "+c.path, func(t *testing.T) {
+			r := f.do(t, c.method, c.path, nil)
+			if r.code != c.code || r.header.Get("Allow") != c.allow || r.env.Status != "error" || r.env.Error == "" {
+				t.Errorf("%s %s: %d Allow %q %+v, want %d Allow %q", c.method, c.path, r.code, r.header.Get("Allow"), r.env, c.code, c.allow)
+			}
+		})
 	}
 	if f.reloads != 2 {
 		t.Errorf("a refused method reloaded: %d", f.reloads)
@@ -115,25 +119,28 @@ func TestErrorTypes(t *testing.T) {
 	full := fmt.Errorf("experiment d: append: %w", &fs.PathError{Op: "write", Path: "/data/experiments/d/events/00000001", Err: syscall.ENOSPC})
 	quota := fmt.Errorf("sync: %w", syscall.EDQUOT)
 	for _, c := range []struct {
+		name        string
 		err         error
 		code        int
 		typ, retry  string
 		wantInError string
 	}{
-		{full, 507, "unavailable", "30", "storage full at /data/experiments/d/events/00000001"},
-		{quota, 507, "unavailable", "30", "storage full"},
-		{fmt.Errorf("open: %w", &fs.PathError{Op: "open", Path: "/x", Err: syscall.EACCES}), 500, "internal", "", "permission denied"},
-		{fmt.Errorf("%w: busy", errBusy), 429, "unavailable", "1", "busy"},
+		{"disk full", full, 507, "unavailable", "30", "storage full at /data/experiments/d/events/00000001"},
+		{"quota", quota, 507, "unavailable", "30", "storage full"},
+		{"permission", fmt.Errorf("open: %w", &fs.PathError{Op: "open", Path: "/x", Err: syscall.EACCES}), 500, "internal", "", "permission denied"},
+		{"busy", fmt.Errorf("%w: busy", errBusy), 429, "unavailable", "1", "busy"},
 	} {
-		rec := httptest.NewRecorder()
-		f.api.fail(rec, httptest.NewRequest("POST", "/api/v1/events", nil), c.err)
-		var env envelope
-		if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil {
-			t.Fatal(err)
-		}
-		if rec.Code != c.code || env.ErrorType != c.typ || rec.Header().Get("Retry-After") != c.retry || !strings.Contains(env.Error, c.wantInError) {
-			t.Errorf("%v: %d %q Retry-After %q %q", c.err, rec.Code, env.ErrorType, rec.Header().Get("Retry-After"), env.Error)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			f.api.fail(rec, httptest.NewRequest("POST", "/api/v1/events", nil), c.err)
+			var env envelope
+			if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != c.code || env.ErrorType != c.typ || rec.Header().Get("Retry-After") != c.retry || !strings.Contains(env.Error, c.wantInError) {
+				t.Errorf("%v: %d %q Retry-After %q %q", c.err, rec.Code, env.ErrorType, rec.Header().Get("Retry-After"), env.Error)
+			}
+		})
 	}
 }
 
@@ -170,9 +177,11 @@ func TestGarbageCompressedBodies(t *testing.T) {
 		enc  string
 		body []byte
 	}{{"zstd", zst(big)}, {"snappy", snappy.Encode(nil, big)}, {"gzip", gz(big)}} {
-		if r := f.do(t, "POST", "/api/v1/experiments/g/events", c.body, "Content-Encoding", c.enc); r.code != 413 {
-			t.Errorf("%s of %d bytes: %d %s, want 413", c.enc, len(big), r.code, r.env.Error)
-		}
+		t.Run("oversized "+c.enc, func(t *testing.T) {
+			if r := f.do(t, "POST", "/api/v1/experiments/g/events", c.body, "Content-Encoding", c.enc); r.code != 413 {
+				t.Errorf("%s of %d bytes: %d %s, want 413", c.enc, len(big), r.code, r.env.Error)
+			}
+		})
 	}
 }
 
