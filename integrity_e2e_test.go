@@ -91,17 +91,7 @@ func TestExportSpanningMoreThanTheWindowImportsWhole(t *testing.T) {
 	}
 	s.stop(syscall.SIGTERM)
 
-	file := filepath.Join(t.TempDir(), "long.jsonl")
-	run := func(args ...string) string { return runBinary(t, args...) }
-	run("export", "--storage.path="+dir, "--experiment=long", "--format=jsonl", "--output="+file)
-	if out := run("import", "--storage.path="+dir2, "--experiment=copy", file); !strings.Contains(out, "accepted=900 duplicates=0 rejected=0") {
-		t.Fatalf("import: %s", out)
-	}
-	a := canonical(t, []byte(run("analyze", "--storage.path="+dir, "--experiment=long", "--format=json")))
-	b := canonical(t, []byte(run("analyze", "--storage.path="+dir2, "--experiment=copy", "--format=json")))
-	if a != b {
-		t.Fatalf("the copy analyses differently:\n%s\n%s", a, b)
-	}
+	importedCopy(t, dir, "long", dir2, 900)
 	if n := countSamples(t, filepath.Join(dir2, "experiments", "copy", "tsdb"))["crucible_event_latency_seconds"]; n != 900 {
 		t.Fatalf("the copy's TSDB holds %d latency samples, want 900", n)
 	}

@@ -559,6 +559,23 @@ func canonical(t *testing.T, b []byte) string {
 
 // TestOfflineExportImport: export from a stopped sidecar's data, import
 // into another data directory, and the copy analyses the same.
+// importedCopy exports experiment id of the data directory dir as JSONL,
+// imports it into dir2 as "copy", and checks that all n events came back
+// and that the copy analyses as the original does.
+func importedCopy(t *testing.T, dir, id, dir2 string, n int) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), id+".jsonl")
+	runBinary(t, "export", "--storage.path="+dir, "--experiment="+id, "--format=jsonl", "--output="+file)
+	if out := runBinary(t, "import", "--storage.path="+dir2, "--experiment=copy", file); !strings.Contains(out, fmt.Sprintf("accepted=%d duplicates=0 rejected=0", n)) {
+		t.Fatalf("import: %s", out)
+	}
+	a := canonical(t, []byte(runBinary(t, "analyze", "--storage.path="+dir, "--experiment="+id, "--format=json")))
+	b := canonical(t, []byte(runBinary(t, "analyze", "--storage.path="+dir2, "--experiment=copy", "--format=json")))
+	if a != b {
+		t.Fatalf("the copy analyses differently:\n%s\n%s", a, b)
+	}
+}
+
 func TestOfflineExportImport(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the built sidecar: slow; runs without -short")
@@ -575,18 +592,8 @@ func TestOfflineExportImport(t *testing.T) {
 	s.post("/api/v1/experiments/orig/events", sb.String())
 	s.stop(syscall.SIGTERM)
 
-	file := filepath.Join(t.TempDir(), "orig.jsonl")
-	run := func(args ...string) string { return runBinary(t, args...) }
-	run("export", "--storage.path="+dir, "--experiment=orig", "--format=jsonl", "--output="+file)
-	if out := run("import", "--storage.path="+dir2, "--experiment=copy", file); !strings.Contains(out, "accepted=400 duplicates=0 rejected=0") {
-		t.Fatalf("import: %s", out)
-	}
-	a := canonical(t, []byte(run("analyze", "--storage.path="+dir, "--experiment=orig", "--format=json")))
-	b := canonical(t, []byte(run("analyze", "--storage.path="+dir2, "--experiment=copy", "--format=json")))
-	if a != b {
-		t.Fatalf("the copy analyses differently:\n%s\n%s", a, b)
-	}
-	csvOut := run("export", "--storage.path="+dir, "--experiment=orig", "--format=csv")
+	importedCopy(t, dir, "orig", dir2, 400)
+	csvOut := runBinary(t, "export", "--storage.path="+dir, "--experiment=orig", "--format=csv")
 	if n := strings.Count(csvOut, "\n"); n != 401 {
 		t.Fatalf("CSV has %d lines, want a header and 400 rows", n)
 	}
