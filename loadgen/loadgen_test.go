@@ -47,14 +47,20 @@ func TestBatchIsRealistic(t *testing.T) {
 	}
 }
 
-func TestRunCountsAcceptedEvents(t *testing.T) {
-	var events atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// sidecar is a stand-in for the sidecar's API that counts the events it
+// stores; refuse, when set, answers a request 429 with Retry-After instead.
+func sidecar(events *atomic.Int64, refuse func() bool) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/api/v1/experiments":
 			w.WriteHeader(http.StatusCreated)
 		case strings.HasSuffix(r.URL.Path, "/events"):
 			b, _ := io.ReadAll(r.Body)
+			if refuse != nil && refuse() {
+				w.Header().Set("Retry-After", "0")
+				w.WriteHeader(http.StatusTooManyRequests)
+				return
+			}
 			n := bytes.Count(b, []byte("\n"))
 			events.Add(int64(n))
 			io.WriteString(w, `{"status":"success","data":{"accepted":`+strconv.Itoa(n)+`,"duplicates":0}}`)
@@ -62,6 +68,11 @@ func TestRunCountsAcceptedEvents(t *testing.T) {
 			io.WriteString(w, "process_resident_memory_bytes 1.048576e+07\n")
 		}
 	}))
+}
+
+func TestRunCountsAcceptedEvents(t *testing.T) {
+	var events atomic.Int64
+	srv := sidecar(&events, nil)
 	defer srv.Close()
 	rep, err := Run(context.Background(), Config{Target: srv.URL, Experiment: "x", Events: 2500, Connections: 2, BatchSize: 1000})
 	if err != nil {
@@ -94,22 +105,7 @@ func TestRunClosesItsConnections(t *testing.T) {
 // counts as throttled, not as an error, and no event is lost or doubled.
 func TestRunHonoursRetryAfter(t *testing.T) {
 	var events, refusals atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.URL.Path == "/api/v1/experiments":
-			w.WriteHeader(http.StatusCreated)
-		case strings.HasSuffix(r.URL.Path, "/events"):
-			b, _ := io.ReadAll(r.Body)
-			if refusals.Add(1) <= 3 {
-				w.Header().Set("Retry-After", "0")
-				w.WriteHeader(http.StatusTooManyRequests)
-				return
-			}
-			n := bytes.Count(b, []byte("\n"))
-			events.Add(int64(n))
-			io.WriteString(w, `{"status":"success","data":{"accepted":`+strconv.Itoa(n)+`,"duplicates":0}}`)
-		}
-	}))
+	srv := sidecar(&events, func() bool { return refusals.Add(1) <= 3 })
 	defer srv.Close()
 	rep, err := Run(context.Background(), Config{Target: srv.URL, Experiment: "x", Events: 3000, Connections: 1, BatchSize: 1000})
 	if err != nil {
