@@ -264,6 +264,7 @@ func TestCompareAgreesWithScipy(t *testing.T) {
 		"n1_vs_n2":        {"n1", "n2"},
 		"no_latency_side": {"all_null_latency", "seed_ten"},
 		"seed_vs_random":  {"seed_ten", "random"},
+		"far_tail":        {"far_baseline", "far_treatment", "very_far_treatment"},
 	}
 	for name, sets := range cases {
 		t.Run(name, func(t *testing.T) {

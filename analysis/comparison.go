@@ -28,12 +28,15 @@ type LatencyComparison struct {
 	DiffP99CI95        [2]Null `json:"diff_p99_ci95"`
 	BootstrapResamples int     `json:"bootstrap_resamples"`
 	Seed               uint64  `json:"seed"`
+	// Sequential is the anytime-valid interval of DiffMean.
+	Sequential Sequential `json:"sequential"`
 }
 
 // SuccessComparison compares success rates.
 type SuccessComparison struct {
 	Proportions
-	PHolm *Null `json:"p_holm,omitempty"`
+	PHolm      *Null      `json:"p_holm,omitempty"`
+	Sequential Sequential `json:"sequential"`
 }
 
 // CostComparison compares cost per request (USD).
@@ -49,6 +52,8 @@ type CostComparison struct {
 	DiffTotal               Null    `json:"diff_total"`
 	BaselineCostPerSuccess  Null    `json:"baseline_cost_per_success"`
 	TreatmentCostPerSuccess Null    `json:"treatment_cost_per_success"`
+	// Sequential is the anytime-valid interval of DiffMeanPerRequest.
+	Sequential Sequential `json:"sequential"`
 }
 
 // Comparison is one treatment against the baseline (SPEC §8).
@@ -59,10 +64,13 @@ type Comparison struct {
 	EventCountDifference int               `json:"event_count_difference"`
 }
 
-// CompareOptions set the bootstrap.
+// CompareOptions set the bootstrap and the confidence sequences.
 type CompareOptions struct {
 	Resamples int    // 0: no bootstrap intervals (DefaultResamples is the API's default)
 	Seed      uint64 // 0 means 1
+	// SequentialTuning is N* of the confidence sequences; 0 means
+	// DefaultSequentialTuning.
+	SequentialTuning float64
 }
 
 // DefaultResamples is the bootstrap's default number of resamples.
@@ -155,13 +163,17 @@ func compareOne(b, t sample, opts CompareOptions) Comparison {
 		DiffP95: boot[1].Diff, DiffP95CI95: boot[1].CI95,
 		DiffP99: boot[2].Diff, DiffP99CI95: boot[2].CI95,
 		BootstrapResamples: opts.Resamples, Seed: opts.Seed,
+		Sequential: SequentialDiff(b.latency, t.latency, opts.SequentialTuning),
 	}
 	c.SuccessRate = SuccessComparison{Proportions: CompareProportions(b.successful, b.judged, t.successful, t.judged)}
+	c.SuccessRate.Sequential = sequentialFrom(int(b.judged), int(t.judged), successVariance(b.successful, b.judged),
+		successVariance(t.successful, t.judged), float64(c.SuccessRate.Diff), opts.SequentialTuning)
 	cw := WelchTest(b.cost, t.cost)
 	c.Cost = CostComparison{
 		BaselineMeanPerRequest: meanOrNull(b.cost), TreatmentMeanPerRequest: meanOrNull(t.cost),
 		DiffMeanPerRequest: cw.Diff, DiffMeanPerRequestCI95: cw.CI95, WelchT: cw.T, WelchDF: cw.DF, P: cw.P,
 		DiffTotal: NaN, BaselineCostPerSuccess: perSuccess(b), TreatmentCostPerSuccess: perSuccess(t),
+		Sequential: SequentialDiff(b.cost, t.cost, opts.SequentialTuning),
 	}
 	if len(b.cost) > 0 || len(t.cost) > 0 {
 		c.Cost.DiffTotal = Null(Sum(t.cost) - Sum(b.cost))

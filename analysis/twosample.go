@@ -44,7 +44,7 @@ func WelchTest(b, t []float64) Welch {
 	tv := diff / se
 	q := dist.Quantile(0.975)
 	w.T, w.DF = Null(tv), Null(df)
-	w.P = Null(math.Min(1, 2*dist.Survival(math.Abs(tv))))
+	w.P = Null(studentP2(tv, df))
 	w.CI95 = [2]Null{Null(diff - q*se), Null(diff + q*se)}
 	return w
 }
@@ -127,7 +127,9 @@ func mannWhitneySorted(b, t []float64) MannWhitney {
 	}
 	big := math.Max(u, fnb*fnt-u)
 	z := (big - mu - 0.5) / sigma
-	return MannWhitney{U: Null(u), P: Null(math.Min(1, 2*distuv.UnitNormal.Survival(z)))}
+	// z is the larger side's, so at least −0.5/σ: its two-sided p is
+	// 2·P(Z > z), which is 1 or more when z ≤ 0.
+	return MannWhitney{U: Null(u), P: Null(math.Min(1, math.Erfc(z/math.Sqrt2)))}
 }
 
 // Proportions compares two success rates: the difference with Newcombe's
@@ -166,7 +168,7 @@ func CompareProportions(kb, nb, kt, nt int64) Proportions {
 	se := math.Sqrt(pool * (1 - pool) * (1/float64(nb) + 1/float64(nt)))
 	if se > 0 {
 		z := d / se
-		r.Z, r.P = Null(z), Null(math.Min(1, 2*distuv.UnitNormal.Survival(math.Abs(z))))
+		r.Z, r.P = Null(z), Null(normalP2(z))
 	}
 	return r
 }

@@ -58,6 +58,21 @@ datasets["control"] = randomset(2000, 6.0, 0.95, 0.02, 0)
 datasets["treatment_a"] = randomset(1800, 5.9, 0.97, 0.025, 7)
 datasets["treatment_b"] = randomset(2200, 6.0, 0.94, 0.02, 11)
 
+# Far-tail separations, from a generator of their own so the sets above stay
+# as they were: p-values near 1e-30 and far below.
+far_rng = np.random.default_rng(20260301)
+
+
+def farset(n, mu, p_ok, cost_mu, seed_shift):
+    return [point(base + seed_shift + i * 1000, latency=float(np.round(far_rng.normal(mu, 10), 6)),
+                  cost=float(np.round(far_rng.normal(cost_mu, 0.001), 9)), success=bool(far_rng.uniform() < p_ok))
+            for i in range(n)]
+
+
+datasets["far_baseline"] = farset(300, 100.0, 0.5, 0.010, 0)
+datasets["far_treatment"] = farset(300, 110.0, 0.95, 0.0109, 3)
+datasets["very_far_treatment"] = farset(300, 125.0, 0.99, 0.012, 5)
+
 Z = stats.norm.ppf(0.975)
 
 
@@ -201,6 +216,27 @@ def proportions(kb, nb, kt, nt):
     return out
 
 
+SEQ_ALPHA = 0.05
+
+
+def sequential(b, t, tuning=5000.0):
+    """SPEC §14's asymptotic confidence sequence for mean(t) − mean(b), written out."""
+    nb, nt = len(b), len(t)
+    if nb < 2 or nt < 2:
+        return {"cs95": [None, None], "p": None}
+    b, t = np.array(b, dtype=float), np.array(t, dtype=float)
+    d = float(np.mean(t) - np.mean(b))
+    n = nb + nt
+    v = n * (np.var(b, ddof=1) / nb + np.var(t, ddof=1) / nt)
+    if v == 0:
+        return {"cs95": [None, None], "p": None}
+    la = -2 * math.log(SEQ_ALPHA)
+    rho2 = (la + math.log(la + 1)) / tuning
+    half = math.sqrt(v) * math.sqrt(2 * (n * rho2 + 1) / (n * n * rho2) * math.log(math.sqrt(n * rho2 + 1) / SEQ_ALPHA))
+    p = min(1.0, math.sqrt(n * rho2 + 1) * math.exp(-d * d * n * n * rho2 / (2 * v * (n * rho2 + 1))))
+    return {"cs95": [d - half, d + half], "p": p}
+
+
 def holm(ps):
     idx = sorted([i for i, p in enumerate(ps) if p is not None], key=lambda i: ps[i])
     out = [None] * len(ps)
@@ -218,9 +254,11 @@ def compare(bpts, tpts_list):
         judged = [p["success"] for p in pts if p["success"] is not None]
         return lat, cost, sum(1 for s in judged if s), len(judged), len(pts)
     bl, bc, bk, bn, be = parts(bpts)
+    bj = [1.0 if p["success"] else 0.0 for p in bpts if p["success"] is not None]
     out = []
     for tpts in tpts_list:
         tl, tc, tk, tn, te = parts(tpts)
+        tj = [1.0 if p["success"] else 0.0 for p in tpts if p["success"] is not None]
         lw, cw = welch(bl, tl), welch(bc, tc)
         u, up = mwu(bl, tl)
         bm = float(np.mean(bl)) if bl else None
@@ -232,15 +270,17 @@ def compare(bpts, tpts_list):
                         "welch_t": lw["t"], "welch_df": lw["df"], "welch_p": lw["p"],
                         "relative_change_pct": (tm - bm) / bm * 100 if bm and tm is not None else None,
                         "hedges_g": hedges(bl, tl), "mann_whitney_u": u, "mann_whitney_p": up,
-                        "diff_median": diffq(50), "diff_p95": diffq(95), "diff_p99": diffq(99)},
-            "success_rate": proportions(bk, bn, tk, tn),
+                        "diff_median": diffq(50), "diff_p95": diffq(95), "diff_p99": diffq(99),
+                        "sequential": sequential(bl, tl)},
+            "success_rate": proportions(bk, bn, tk, tn) | {"sequential": sequential(bj, tj)},
             "cost": {"baseline_mean_per_request": float(np.mean(bc)) if bc else None,
                      "treatment_mean_per_request": float(np.mean(tc)) if tc else None,
                      "diff_mean_per_request": cw["diff"], "diff_mean_per_request_ci95": cw["ci"],
                      "welch_t": cw["t"], "welch_df": cw["df"], "p": cw["p"],
                      "diff_total": float(np.sum(tc) - np.sum(bc)) if (bc or tc) else None,
                      "baseline_cost_per_success": float(np.sum(bc)) / bk if bk and bc else None,
-                     "treatment_cost_per_success": float(np.sum(tc)) / tk if tk and tc else None},
+                     "treatment_cost_per_success": float(np.sum(tc)) / tk if tk and tc else None,
+                     "sequential": sequential(bc, tc)},
             "event_count_difference": te - be,
         })
     if len(out) > 1:
@@ -258,7 +298,59 @@ comparisons = {
     "n1_vs_n2": compare(datasets["n1"], [datasets["n2"]]),
     "no_latency_side": compare(datasets["all_null_latency"], [datasets["seed_ten"]]),
     "seed_vs_random": compare(datasets["seed_ten"], [datasets["random"]]),
+    "far_tail": compare(datasets["far_baseline"], [datasets["far_treatment"], datasets["very_far_treatment"]]),
 }
+
+# Sequential intervals at other tunings: the larger N*, the narrower the
+# sequence around n ≈ N*.
+sequential_tunings = {}
+for tuning in [500.0, 5000.0, 50000.0]:
+    bl = [p["latency"] for p in datasets["control"] if p["latency"] is not None]
+    tl = [p["latency"] for p in datasets["treatment_a"] if p["latency"] is not None]
+    sequential_tunings[str(int(tuning))] = sequential(bl, tl, tuning)
+
+
+def srm(counts, allocation):
+    shares = np.array(allocation, dtype=float) / np.sum(allocation)
+    total = sum(counts)
+    r = stats.chisquare(counts, f_exp=shares * total)
+    return {"counts": counts, "expected_shares": [float(x) for x in shares], "chi2": float(r.statistic),
+            "df": len(counts) - 1, "p": float(r.pvalue), "mismatch": bool(r.pvalue < 0.001)}
+
+
+srm_cases = [
+    {"name": "equal_fine", "counts": [1000, 1040], "allocation": [1, 1]},
+    {"name": "equal_mismatch", "counts": [1000, 1200], "allocation": [1, 1]},
+    {"name": "three_arms", "counts": [5021, 4890, 5113], "allocation": [1, 1, 1]},
+    {"name": "weighted", "counts": [2000, 8100], "allocation": [20, 80]},
+    {"name": "weighted_shares", "counts": [2050, 6900, 1050], "allocation": [0.2, 0.7, 0.1]},
+    {"name": "far_tail", "counts": [10000, 12500], "allocation": [1, 1]},
+]
+for c in srm_cases:
+    c["expected"] = srm(c["counts"], c["allocation"])
+
+
+def power(xs, mde, alpha=0.05, pw=0.8):
+    a = np.array(xs, dtype=float)
+    var = float(np.var(a, ddof=1))
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(pw)
+    return {"n": len(a), "mean": float(np.mean(a)), "variance": var, "mde": mde, "alpha": alpha, "power": pw,
+            "n_per_arm": int(math.ceil(2 * z * z * var / (mde * mde))), "mde_at_n": float(z * math.sqrt(2 * var / len(a)))}
+
+
+ctl = datasets["control"]
+ctl_lat = [p["latency"] for p in ctl if p["latency"] is not None]
+ctl_cost = [p["cost"] for p in ctl if p["cost"] is not None]
+ctl_ok = [1.0 if p["success"] else 0.0 for p in ctl if p["success"] is not None]
+power_cases = [
+    {"name": "latency", "dataset": "control", "metric": "latency", "mde": 25.0, "alpha": 0.05, "power": 0.8, "values": ctl_lat},
+    {"name": "latency_strict", "dataset": "control", "metric": "latency", "mde": 10.0, "alpha": 0.01, "power": 0.9, "values": ctl_lat},
+    {"name": "cost", "dataset": "control", "metric": "cost", "mde": 0.0005, "alpha": 0.05, "power": 0.8, "values": ctl_cost},
+    {"name": "success", "dataset": "control", "metric": "success", "mde": 0.01, "alpha": 0.05, "power": 0.8, "values": ctl_ok},
+    {"name": "success_loose", "dataset": "control", "metric": "success", "mde": 0.03, "alpha": 0.1, "power": 0.5, "values": ctl_ok},
+]
+for c in power_cases:
+    c["expected"] = {"metric": c["metric"]} | power(c.pop("values"), c["mde"], c["alpha"], c["power"])
 
 expected = {}
 for name, pts in datasets.items():
@@ -270,6 +362,9 @@ expected["random"]["windows_10m_150s"] = windows(datasets["random"], 600_000_000
 expected["seed_ten"]["windows_1h_1h"] = windows(datasets["seed_ten"], 3_600_000_000, 3_600_000_000)
 
 expected["_comparisons"] = comparisons
+expected["_sequential_tunings"] = sequential_tunings
+expected["_srm"] = {c.pop("name"): c for c in srm_cases}
+expected["_power"] = {c.pop("name"): c for c in power_cases}
 
 with open("datasets.json", "w") as f:
     json.dump(datasets, f, separators=(",", ":"))
