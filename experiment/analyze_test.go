@@ -53,6 +53,9 @@ func jsonOf(t *testing.T, v any) string {
 // directory answers what the running sidecar's Manager answers, for the
 // analysis, the comparison and the export alike: one read path.
 func TestOfflineReadsAsTheManager(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads 2500 events live and offline: slow; runs without -short")
+	}
 	dir := t.TempDir()
 	m := newManager(t, dir, &clock{time.Now()})
 	create(t, m, `{"id":"a","name":"A"}`)
@@ -125,6 +128,9 @@ func TestOfflineReadsAsTheManager(t *testing.T) {
 // TestReadsStopWithTheirContext: a read whose context is done stops and
 // says why (the store looks every 1024 events, so there are more).
 func TestReadsStopWithTheirContext(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stores 3000 events: slow; runs without -short")
+	}
 	dir := t.TempDir()
 	m := newManager(t, dir, &clock{time.Now()})
 	create(t, m, `{"id":"a","name":"A"}`)
@@ -156,8 +162,10 @@ func TestReadsStopWithTheirContext(t *testing.T) {
 		errs[k] = v
 	}
 	for name, err := range errs {
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("%s: %v, want context.Canceled", name, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("%s: %v, want context.Canceled", name, err)
+			}
+		})
 	}
 }

@@ -88,19 +88,23 @@ func TestCreateDefaultsAndIdempotency(t *testing.T) {
 
 func TestCreateInvalid(t *testing.T) {
 	m := newManager(t, t.TempDir(), &clock{time.Now()})
-	for _, body := range []string{
-		`{}`, `{"name":""}`, `{"name":"a","id":"-bad"}`, `{"name":"a","id":"has space"}`,
-		`{"name":"a","sampling_rate":0}`, `{"name":"a","sampling_rate":1.5}`, `{"name":"a","sample_size":0}`,
-		`{"name":"a","stop_at_sample_size":true}`, `{"name":"a","metadata":[1]}`, `{"name":"a","bogus":1}`,
-		`{"name":"` + strings.Repeat("x", 257) + `"}`, `[]`,
+	for _, c := range []struct{ name, body string }{
+		{"no name", `{}`}, {"empty name", `{"name":""}`}, {"id with a leading dash", `{"name":"a","id":"-bad"}`},
+		{"id with a space", `{"name":"a","id":"has space"}`}, {"sampling rate 0", `{"name":"a","sampling_rate":0}`},
+		{"sampling rate above 1", `{"name":"a","sampling_rate":1.5}`}, {"sample size 0", `{"name":"a","sample_size":0}`},
+		{"stop without a sample size", `{"name":"a","stop_at_sample_size":true}`}, {"metadata not an object", `{"name":"a","metadata":[1]}`},
+		{"unknown field", `{"name":"a","bogus":1}`}, {"name too long", `{"name":"` + strings.Repeat("x", 257) + `"}`},
+		{"not an object", `[]`},
 	} {
-		req, err := DecodeCreateRequest([]byte(body))
-		if err == nil {
-			_, _, err = m.Create(req)
-		}
-		if !errors.Is(err, ErrInvalid) {
-			t.Errorf("%s: err = %v, want ErrInvalid", body, err)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			req, err := DecodeCreateRequest([]byte(c.body))
+			if err == nil {
+				_, _, err = m.Create(req)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("%s: err = %v, want ErrInvalid", c.body, err)
+			}
+		})
 	}
 	if l, err := m.List("", ""); err != nil || len(l) != 0 {
 		t.Fatalf("invalid creates stored %d experiments (%v)", len(l), err)
@@ -113,34 +117,37 @@ func TestLifecycle(t *testing.T) {
 	m := newManager(t, dir, c)
 	create(t, m, `{"id":"e","name":"E"}`)
 	steps := []struct {
+		name    string
 		op      func(string) (Record, error)
 		advance time.Duration
 		code    string
 		status  Status
 	}{
-		{m.Resume, 0, "not_paused", Running},
-		{m.Pause, 10 * time.Second, "", Paused},
-		{m.Pause, 0, "already_paused", Paused},
-		{m.Resume, 5 * time.Second, "", Running},
-		{m.Pause, 10 * time.Second, "", Paused},
-		{m.Stop, 20 * time.Second, "", Stopped},
-		{m.Stop, time.Second, "", Stopped},
-		{m.Pause, 0, "not_running", Stopped},
-		{m.Resume, 0, "not_paused", Stopped},
+		{"resume running", m.Resume, 0, "not_paused", Running},
+		{"pause", m.Pause, 10 * time.Second, "", Paused},
+		{"pause paused", m.Pause, 0, "already_paused", Paused},
+		{"resume", m.Resume, 5 * time.Second, "", Running},
+		{"pause again", m.Pause, 10 * time.Second, "", Paused},
+		{"stop", m.Stop, 20 * time.Second, "", Stopped},
+		{"stop stopped", m.Stop, time.Second, "", Stopped},
+		{"pause stopped", m.Pause, 0, "not_running", Stopped},
+		{"resume stopped", m.Resume, 0, "not_paused", Stopped},
 	}
 	for i, s := range steps {
-		c.t = c.t.Add(s.advance)
-		r, err := s.op("e")
-		var se *StateError
-		if s.code != "" {
-			if !errors.As(err, &se) || se.Code != s.code {
-				t.Fatalf("step %d: err = %v, want %s", i, err, s.code)
+		t.Run(s.name, func(t *testing.T) {
+			c.t = c.t.Add(s.advance)
+			r, err := s.op("e")
+			var se *StateError
+			if s.code != "" {
+				if !errors.As(err, &se) || se.Code != s.code {
+					t.Fatalf("step %d: err = %v, want %s", i, err, s.code)
+				}
+				return
 			}
-			continue
-		}
-		if err != nil || r.Status != s.status {
-			t.Fatalf("step %d: %v %v", i, r.Status, err)
-		}
+			if err != nil || r.Status != s.status {
+				t.Fatalf("step %d: %v %v", i, r.Status, err)
+			}
+		})
 	}
 	r, _ := m.Get("e")
 	// started at 0; paused 10s..15s and 25s..45s; stopped at 45s.
@@ -221,6 +228,9 @@ func TestIngestRouting(t *testing.T) {
 }
 
 func TestSamplingAndSampleSize(t *testing.T) {
+	if testing.Short() {
+		t.Skip("samples 4000 events: slow; runs without -short")
+	}
 	m := newManager(t, t.TempDir(), &clock{time.Now()})
 	create(t, m, `{"id":"s","name":"S","sampling_rate":0.25}`)
 	res, _ := m.Ingest("s", events(t, 4000, ""), time.Now())
@@ -368,6 +378,9 @@ func gatherText(t *testing.T, g prometheus.Gatherer, names []string) string {
 // TestStreamAgreesWithStoredEvents: the streaming statistics equal exact
 // ones computed from the stored events to 1e-9 relative.
 func TestStreamAgreesWithStoredEvents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("ingests and reads back 5000 events: slow; runs without -short")
+	}
 	reg := prometheus.NewRegistry()
 	m := NewManager(Options{
 		Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
@@ -423,11 +436,13 @@ func TestStreamAgreesWithStoredEvents(t *testing.T) {
 		w    collector.Welford
 		xs   []float64
 	}{{"latency", s.Latency, lat}, {"cost", s.Cost, cost}} {
-		mean, sd, lo, hi := exactMoments(c.xs)
-		if c.w.N != int64(len(c.xs)) || relErr(c.w.Mean, mean) > 1e-9 || relErr(c.w.StdDev(), sd) > 1e-9 || c.w.Min != lo || c.w.Max != hi {
-			t.Errorf("%s: stream n=%d mean=%v sd=%v min=%v max=%v; exact n=%d mean=%v sd=%v min=%v max=%v",
-				c.name, c.w.N, c.w.Mean, c.w.StdDev(), c.w.Min, c.w.Max, len(c.xs), mean, sd, lo, hi)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			mean, sd, lo, hi := exactMoments(c.xs)
+			if c.w.N != int64(len(c.xs)) || relErr(c.w.Mean, mean) > 1e-9 || relErr(c.w.StdDev(), sd) > 1e-9 || c.w.Min != lo || c.w.Max != hi {
+				t.Errorf("%s: stream n=%d mean=%v sd=%v min=%v max=%v; exact n=%d mean=%v sd=%v min=%v max=%v",
+					c.name, c.w.N, c.w.Mean, c.w.StdDev(), c.w.Min, c.w.Max, len(c.xs), mean, sd, lo, hi)
+			}
+		})
 	}
 	if s.Judged != int64(judged) || s.Successful != int64(ok) || s.Events != int64(len(stored)) {
 		t.Errorf("reliability: %+v, exact judged %d successful %d of %d", s, judged, ok, len(stored))
@@ -503,6 +518,9 @@ func TestStoppedSeriesAfterRestart(t *testing.T) {
 // TestOrderedReadMergesRuns: events stored out of order come back in
 // (timestamp, event_id) order, each once, also when sorted in many runs.
 func TestOrderedReadMergesRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sorts 2500 events three times, down to runs of one: slow; runs without -short")
+	}
 	m := newManager(t, t.TempDir(), &clock{time.Now()})
 	create(t, m, `{"id":"o","name":"O"}`)
 	base := time.Now().Add(-2 * time.Minute).UnixMicro()
@@ -521,33 +539,35 @@ func TestOrderedReadMergesRuns(t *testing.T) {
 		}
 	}
 	for _, runSize := range []int{RunSize, 300, 1} {
-		o, err := m.ordered("o")
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.runSize = runSize
-		var got []string
-		var prevTS int64
-		prevID := ""
-		firsts := 0
-		err = o.Read(t.Context(), readSpec{
-			// Each event's annotation must reach it through the sort.
-			Annotate: func(e *event.Event) ([]byte, error) { firsts++; return []byte("note " + e.EventID), nil },
-			Visit: func(e *event.Event, note []byte) error {
-				if string(note) != "note "+e.EventID {
-					return fmt.Errorf("%s arrived with the annotation %q", e.EventID, note)
-				}
-				if e.Timestamp < prevTS || (e.Timestamp == prevTS && e.EventID <= prevID) {
-					return fmt.Errorf("out of order at %s", e.EventID)
-				}
-				prevTS, prevID = e.Timestamp, e.EventID
-				got = append(got, e.EventID)
-				return nil
-			},
+		t.Run(fmt.Sprintf("run size %d", runSize), func(t *testing.T) {
+			o, err := m.ordered("o")
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.runSize = runSize
+			var got []string
+			var prevTS int64
+			prevID := ""
+			firsts := 0
+			err = o.Read(t.Context(), readSpec{
+				// Each event's annotation must reach it through the sort.
+				Annotate: func(e *event.Event) ([]byte, error) { firsts++; return []byte("note " + e.EventID), nil },
+				Visit: func(e *event.Event, note []byte) error {
+					if string(note) != "note "+e.EventID {
+						return fmt.Errorf("%s arrived with the annotation %q", e.EventID, note)
+					}
+					if e.Timestamp < prevTS || (e.Timestamp == prevTS && e.EventID <= prevID) {
+						return fmt.Errorf("out of order at %s", e.EventID)
+					}
+					prevTS, prevID = e.Timestamp, e.EventID
+					got = append(got, e.EventID)
+					return nil
+				},
+			})
+			if err != nil || len(got) != 2500 || firsts != 2500 {
+				t.Fatalf("run size %d: %d events, %d first calls, %v", runSize, len(got), firsts, err)
+			}
 		})
-		if err != nil || len(got) != 2500 || firsts != 2500 {
-			t.Fatalf("run size %d: %d events, %d first calls, %v", runSize, len(got), firsts, err)
-		}
 	}
 	if tmp, _ := os.ReadDir(m.opts.Dir); len(tmp) != 2 { // only "experiments" and the lock remain
 		t.Fatalf("sort runs left behind: %v", tmp)
@@ -569,6 +589,9 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 // away mid-way ends with the writer's error, in every format, also while
 // rows are being formatted on their own goroutine.
 func TestExportStopsWhenTheWriterFails(t *testing.T) {
+	if testing.Short() {
+		t.Skip("six exports of 5000 events: slow; runs without -short")
+	}
 	m := newManager(t, t.TempDir(), &clock{time.Now()})
 	create(t, m, `{"id":"f","name":"F"}`)
 	var evs []*event.Event
@@ -584,15 +607,17 @@ func TestExportStopsWhenTheWriterFails(t *testing.T) {
 	}
 	for _, format := range []string{"csv", "jsonl", "json"} {
 		for _, limit := range []int{0, 100_000} {
-			o, err := m.ordered("f")
-			if err != nil {
-				t.Fatal(err)
-			}
-			o.runSize = 700
-			n, err := o.export(t.Context(), &failingWriter{n: limit}, ExportOptions{Format: format, Flatten: true})
-			if err == nil || !strings.Contains(err.Error(), "client went away") {
-				t.Errorf("%s, failing after %d bytes: %d events, error %v", format, limit, n, err)
-			}
+			t.Run(fmt.Sprintf("%s, failing after %d bytes", format, limit), func(t *testing.T) {
+				o, err := m.ordered("f")
+				if err != nil {
+					t.Fatal(err)
+				}
+				o.runSize = 700
+				n, err := o.export(t.Context(), &failingWriter{n: limit}, ExportOptions{Format: format, Flatten: true})
+				if err == nil || !strings.Contains(err.Error(), "client went away") {
+					t.Errorf("%s, failing after %d bytes: %d events, error %v", format, limit, n, err)
+				}
+			})
 		}
 	}
 	var sink strings.Builder
