@@ -71,6 +71,9 @@ type CompareOptions struct {
 	// SequentialTuning is N* of the confidence sequences; 0 means
 	// DefaultSequentialTuning.
 	SequentialTuning float64
+	// Allocation weighs the experiments (baseline first) for the
+	// sample-ratio check; nil means equal shares.
+	Allocation []float64
 }
 
 // DefaultResamples is the bootstrap's default number of resamples.

@@ -16,7 +16,8 @@ var (
 	eventsParams  = append(slices.Clip(filterParams), "last_n", "limit")
 	listParams    = []string{"status", "tag"}
 	windowsParams = append(slices.Clip(filterParams), "size", "step")
-	compareParams = append(slices.Clip(filterParams), "experiments", "bootstrap_resamples", "seed")
+	compareParams = append(slices.Clip(filterParams), "experiments", "bootstrap_resamples", "seed", "sequential_tuning", "allocation")
+	powerParams   = append(slices.Clip(filterParams), "metric", "mde", "alpha", "power")
 	exportParams  = append(slices.Clip(filterParams), "format", "flatten", "anonymize")
 )
 

@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -212,12 +213,68 @@ func (a *API) compare(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.Seed = n
 	}
+	if s := q.Get("sequential_tuning"); s != "" {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || !(v >= 1) || math.IsInf(v, 0) {
+			a.fail(w, r, fmt.Errorf("%w: sequential_tuning must be a number of events, at least 1", errBadRequest))
+			return
+		}
+		opts.SequentialTuning = v
+	}
+	if s := q.Get("allocation"); s != "" {
+		for _, part := range strings.Split(s, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
+			if err != nil || !(v > 0) || math.IsInf(v, 0) {
+				a.fail(w, r, fmt.Errorf("%w: allocation must be a positive share per experiment, like 50,50 or 0.2,0.8", errBadRequest))
+				return
+			}
+			opts.Allocation = append(opts.Allocation, v)
+		}
+		if len(opts.Allocation) != len(ids) {
+			a.fail(w, r, fmt.Errorf("%w: allocation has %d shares for %d experiments", errBadRequest, len(opts.Allocation), len(ids)))
+			return
+		}
+	}
 	f, err := parseFilter(r, a.Now())
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	out, err := a.Manager.Compare(r.Context(), ids, f, opts)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.respond(w, http.StatusOK, out)
+}
+
+func (a *API) power(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	req := experiment.DefaultPowerRequest
+	req.Metric = q.Get("metric")
+	if req.Metric == "" || q.Get("mde") == "" {
+		a.fail(w, r, fmt.Errorf("%w: power needs metric=latency|cost|success and mde, the difference to detect", errBadRequest))
+		return
+	}
+	for _, p := range []struct {
+		name string
+		dst  *float64
+	}{{"mde", &req.MDE}, {"alpha", &req.Alpha}, {"power", &req.Power}} {
+		if s := q.Get(p.name); s != "" {
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				a.fail(w, r, fmt.Errorf("%w: %s must be a number", errBadRequest, p.name))
+				return
+			}
+			*p.dst = v
+		}
+	}
+	id, f, err := a.selection(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out, err := a.Manager.Power(r.Context(), id, f, req)
 	if err != nil {
 		a.fail(w, r, err)
 		return

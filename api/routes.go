@@ -172,6 +172,7 @@ func (a *API) routes(rt *router) {
 	route("GET /api/v1/experiments/{id}/events", a.events, eventsParams)
 	route("GET /api/v1/experiments/{id}/metrics", a.metrics, filterParams)
 	route("GET /api/v1/experiments/{id}/windows", a.windows, windowsParams)
+	route("GET /api/v1/experiments/{id}/power", a.power, powerParams)
 	route("GET /api/v1/experiments/{id}/stream", a.stream(a.Manager.Stream), nil)
 	route("POST /api/v1/experiments/{id}/stream/reset", a.stream(a.Manager.ResetStream), nil)
 	route("GET /api/v1/experiments/{id}/export", a.export, exportParams)

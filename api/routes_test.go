@@ -63,6 +63,7 @@ func TestEveryRouteUnderThePrefix(t *testing.T) {
 				{"GET", "/api/v1/experiments/e/events", "", 200, `"event_name":"x"`},
 				{"GET", "/api/v1/experiments/e/metrics", "", 200, `"total_events":4`},
 				{"GET", "/api/v1/experiments/e/windows", "", 200, `"event_count":4`},
+				{"GET", "/api/v1/experiments/e/power?metric=latency&mde=5", "", 200, `"n_per_arm":`},
 				{"GET", "/api/v1/experiments/e/stream", "", 200, `"count":4`},
 				{"POST", "/api/v1/experiments/e/stream/reset", "", 200, `"count":0`},
 				{"GET", "/api/v1/experiments/e/export", "", 200, `"event_name":"req_llm.request.stop"`},

@@ -22,6 +22,8 @@ type CompareReport struct {
 	Experiments []string                       `json:"experiments"`
 	Individual  []analysis.Report              `json:"individual"`
 	Comparison  map[string]analysis.Comparison `json:"comparison"`
+	// SRM checks the experiments' event counts against opts.Allocation.
+	SRM analysis.SRM `json:"srm"`
 }
 
 func analyze(ctx context.Context, s source, id string, f Filter) (analysis.Report, error) {
@@ -47,15 +49,24 @@ func compare(ctx context.Context, s source, ids []string, f Filter, opts analysi
 	if len(ids) < 2 {
 		return CompareReport{}, fmt.Errorf("%w: a comparison needs a baseline and at least one treatment", ErrInvalid)
 	}
+	if opts.Allocation != nil && len(opts.Allocation) != len(ids) {
+		return CompareReport{}, fmt.Errorf("%w: allocation has %d shares for %d experiments", ErrInvalid, len(opts.Allocation), len(ids))
+	}
 	groups := make([][]analysis.Point, len(ids))
+	counts := make([]int64, len(ids))
 	for i, id := range ids {
 		var err error
 		if groups[i], err = s.Points(ctx, id, f); err != nil {
 			return CompareReport{}, err
 		}
+		counts[i] = int64(len(groups[i]))
+	}
+	srm, err := analysis.SampleRatio(counts, opts.Allocation)
+	if err != nil {
+		return CompareReport{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	cmp := analysis.Compare(groups[0], groups[1:], opts)
-	out := CompareReport{Experiments: ids, Individual: make([]analysis.Report, len(ids)), Comparison: map[string]analysis.Comparison{}}
+	out := CompareReport{Experiments: ids, Individual: make([]analysis.Report, len(ids)), Comparison: map[string]analysis.Comparison{}, SRM: srm}
 	for i, g := range groups {
 		out.Individual[i] = analysis.Analyze(g)
 		if i > 0 {
@@ -63,6 +74,38 @@ func compare(ctx context.Context, s source, ids []string, f Filter, opts analysi
 		}
 	}
 	return out, nil
+}
+
+// PowerRequest asks for a sample size (SPEC §14): of metric (latency, cost
+// or success), to detect MDE at level Alpha with probability Power.
+type PowerRequest struct {
+	Metric            string
+	MDE, Alpha, Power float64
+}
+
+// DefaultPowerRequest has the conventional level and power.
+var DefaultPowerRequest = PowerRequest{Alpha: 0.05, Power: 0.8}
+
+func power(ctx context.Context, s source, id string, f Filter, req PowerRequest) (analysis.Power, error) {
+	// The request is checked before the experiment is read.
+	if _, err := analysis.MetricValues(nil, req.Metric); err != nil {
+		return analysis.Power{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if _, err := analysis.PowerOf(req.Metric, nil, req.MDE, req.Alpha, req.Power); err != nil {
+		return analysis.Power{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	pts, err := s.Points(ctx, id, f)
+	if err != nil {
+		return analysis.Power{}, err
+	}
+	values, _ := analysis.MetricValues(pts, req.Metric)
+	return analysis.PowerOf(req.Metric, values, req.MDE, req.Alpha, req.Power)
+}
+
+// Power plans an experiment from the events f selects as the baseline
+// (SPEC §14).
+func (m *Manager) Power(ctx context.Context, id string, f Filter, req PowerRequest) (analysis.Power, error) {
+	return power(ctx, m, id, f, req)
 }
 
 // Analyze is the exact analysis of the events f selects (SPEC §7).

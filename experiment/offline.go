@@ -89,6 +89,12 @@ func (d *Offline) Compare(ctx context.Context, ids []string, f Filter, opts anal
 	return compare(ctx, d, ids, f, opts)
 }
 
+// Power plans an experiment from the events f selects as the baseline
+// (SPEC §14).
+func (d *Offline) Power(ctx context.Context, id string, f Filter, req PowerRequest) (analysis.Power, error) {
+	return power(ctx, d, id, f, req)
+}
+
 // Export writes an experiment's events in (timestamp, event_id) order and
 // returns how many it wrote (SPEC §9).
 func (d *Offline) Export(ctx context.Context, w io.Writer, id string, opts ExportOptions) (int64, error) {
