@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 	"golang.org/x/net/netutil"
 
+	"github.com/crucible-telemetry/crucible-telemetry/analysis"
 	"github.com/crucible-telemetry/crucible-telemetry/api"
 	"github.com/crucible-telemetry/crucible-telemetry/collector"
 	"github.com/crucible-telemetry/crucible-telemetry/demo"
@@ -146,7 +147,19 @@ func run(args []string) int {
 	cmpCmd.Flag("format", "Output: table or json.").Default("table").EnumVar(&cf.format, "table", "json")
 	cmpCmd.Flag("bootstrap-resamples", "Bootstrap resamples for the percentile intervals.").Default("2000").IntVar(&cf.resamples)
 	cmpCmd.Flag("seed", "Seed of the bootstrap.").Default("1").Uint64Var(&cf.seed)
+	cmpCmd.Flag("sequential-tuning", "N* of the anytime-valid confidence sequences: the total events at which they are tightest.").Default(fmt.Sprint(analysis.DefaultSequentialTuning)).Float64Var(&cf.sequentialTuning)
+	cmpCmd.Flag("allocation", "Planned share of each experiment, baseline first, for the sample-ratio check (e.g. 50,50 or 0.2,0.8; default equal).").PlaceHolder("A,B,...").SetValue(floatList{&cf.allocation})
 	cmpCmd.Arg("experiments", "Baseline, then one or more treatments.").Required().StringsVar(&cf.experiments)
+
+	var pf powerFlags
+	pw := app.Command("power", "Plan a sample size from an experiment in a data directory, its events as the baseline.")
+	pw.Flag("storage.path", "Data directory.").Default("data/").StringVar(&pf.storagePath)
+	pw.Flag("experiment", "Experiment id.").Required().StringVar(&pf.experiment)
+	pw.Flag("metric", "latency, cost or success.").Required().StringVar(&pf.metric)
+	pw.Flag("mde", "Smallest difference to detect, in the metric's unit (ms, USD, or a success-rate difference such as 0.01).").Required().Float64Var(&pf.mde)
+	pw.Flag("alpha", "Two-sided significance level.").Default("0.05").Float64Var(&pf.alpha)
+	pw.Flag("power", "Probability of detecting a difference of --mde.").Default("0.8").Float64Var(&pf.power)
+	pw.Flag("format", "Output: table or json.").Default("table").EnumVar(&pf.format, "table", "json")
 
 	lg := app.Command("loadgen", "Send realistic LLM events to a running sidecar and report throughput.")
 	var lf loadgenFlags
@@ -185,6 +198,8 @@ func run(args []string) int {
 		return runAnalyze(af, os.Stdout)
 	case "compare":
 		return runCompare(cf, os.Stdout)
+	case "power":
+		return runPower(pf, os.Stdout)
 	case "export":
 		return runExport(ef)
 	case "import":

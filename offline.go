@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +34,39 @@ type compareFlags struct {
 	experiments         []string
 	resamples           int
 	seed                uint64
+	sequentialTuning    float64
+	allocation          []float64
+}
+
+type powerFlags struct {
+	storagePath, experiment, format, metric string
+	mde, alpha, power                       float64
+}
+
+// floatList is a flag of comma-separated positive numbers.
+type floatList struct{ dst *[]float64 }
+
+func (l floatList) Set(s string) error {
+	*l.dst = nil
+	for _, part := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
+		if err != nil || !(v > 0) || math.IsInf(v, 0) {
+			return fmt.Errorf("%q: want positive numbers separated by commas", s)
+		}
+		*l.dst = append(*l.dst, v)
+	}
+	return nil
+}
+
+func (l floatList) String() string {
+	if l.dst == nil {
+		return ""
+	}
+	parts := make([]string, len(*l.dst))
+	for i, v := range *l.dst {
+		parts[i] = strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	return strings.Join(parts, ",")
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -72,7 +107,11 @@ func runCompare(cf compareFlags, w io.Writer) int {
 		fmt.Fprintf(os.Stderr, "%s compare: --bootstrap-resamples must be >= 0\n", appName)
 		return 2
 	}
-	opts := analysis.CompareOptions{Resamples: cf.resamples, Seed: cf.seed}
+	if !(cf.sequentialTuning >= 1) {
+		fmt.Fprintf(os.Stderr, "%s compare: --sequential-tuning must be at least 1\n", appName)
+		return 2
+	}
+	opts := analysis.CompareOptions{Resamples: cf.resamples, Seed: cf.seed, SequentialTuning: cf.sequentialTuning, Allocation: cf.allocation}
 	report, err := experiment.NewOffline(cf.storagePath).Compare(context.Background(), cf.experiments, experiment.Filter{}, opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s compare: %v\n", appName, err)
@@ -85,10 +124,36 @@ func runCompare(cf compareFlags, w io.Writer) int {
 		for i, id := range report.Experiments[1:] {
 			comps[i] = report.Comparison[id]
 		}
-		err = analysis.WriteComparison(w, report.Experiments, report.Individual, comps)
+		err = analysis.WriteComparison(w, report.Experiments, report.Individual, comps, report.SRM)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s compare: %v\n", appName, err)
+		return 1
+	}
+	return 0
+}
+
+func runPower(pf powerFlags, w io.Writer) int {
+	d := experiment.NewOffline(pf.storagePath)
+	req := experiment.PowerRequest{Metric: pf.metric, MDE: pf.mde, Alpha: pf.alpha, Power: pf.power}
+	rec, err := d.Get(pf.experiment)
+	var plan analysis.Power
+	if err == nil {
+		plan, err = d.Power(context.Background(), pf.experiment, experiment.Filter{}, req)
+	}
+	if errors.Is(err, experiment.ErrInvalid) {
+		fmt.Fprintf(os.Stderr, "%s power: %v\n", appName, err)
+		return 2
+	}
+	if err == nil {
+		if pf.format == "json" {
+			err = writeJSON(w, plan)
+		} else {
+			err = analysis.WritePower(w, fmt.Sprintf("experiment %s — %s as the baseline", rec.ID, rec.Name), plan)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s power: %v\n", appName, err)
 		return 1
 	}
 	return 0

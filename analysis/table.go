@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -17,6 +18,14 @@ func f(n Null, prec int) string {
 		return "—"
 	}
 	return strconv.FormatFloat(float64(n), 'f', prec, 64)
+}
+
+// g shows n with prec significant digits.
+func g(n Null, prec int) string {
+	if !n.Valid() {
+		return "—"
+	}
+	return strconv.FormatFloat(float64(n), 'g', prec, 64)
 }
 
 func signed(n Null, prec int) string {
@@ -98,13 +107,43 @@ func sortedKeys(m map[string]int64) []string {
 	return keys
 }
 
-// WriteComparison prints each treatment against the baseline; p-values
-// below Alpha are starred (Holm-adjusted ones when there are several
-// treatments).
-func WriteComparison(w io.Writer, ids []string, reports []Report, comps []Comparison) error {
+// seqCS shows a confidence sequence and its anytime-valid p.
+func seqCS(s Sequential, prec int) string {
+	if !s.CS95[0].Valid() || !s.CS95[1].Valid() {
+		return "—"
+	}
+	return ci(s.CS95, prec) + " p=" + pval(s.P)
+}
+
+// writeSRM prints the sample-ratio check, loudly when it fails: a split
+// other than the planned one means assignment or logging lost events, and
+// every difference below may be biased.
+func writeSRM(w io.Writer, ids []string, s SRM) {
+	if s.Mismatch == nil {
+		fmt.Fprintf(w, "sample ratio: no events to check\n")
+		return
+	}
+	var parts []string
+	for i, c := range s.Counts {
+		parts = append(parts, fmt.Sprintf("%s %d (planned %.1f%%)", ids[i], c, 100*s.ExpectedShares[i]))
+	}
+	verdict := "as planned"
+	if *s.Mismatch {
+		verdict = fmt.Sprintf("SAMPLE-RATIO MISMATCH (p < %g): events were lost or assigned unevenly; check that before trusting any difference below", SRMThreshold)
+	}
+	fmt.Fprintf(w, "sample ratio: %s; χ²=%s, df=%d, p=%s — %s\n", strings.Join(parts, ", "), f(s.Chi2, 2), s.DF, g(s.P, 3), verdict)
+}
+
+// WriteComparison prints the sample-ratio check, then each treatment
+// against the baseline; p-values below Alpha are starred (Holm-adjusted
+// ones when there are several treatments). Beside each 95% interval of a
+// difference of means is its confidence sequence, the interval to read
+// when the experiment has been looked at before.
+func WriteComparison(w io.Writer, ids []string, reports []Report, comps []Comparison, srm SRM) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
 	p("baseline %s (%d events); differences are treatment − baseline; * p < %g\n", ids[0], reports[0].Summary.TotalEvents, Alpha)
+	writeSRM(tw, ids, srm)
 	for i, c := range comps {
 		id := ids[i+1]
 		holm := c.Latency.WelchPHolm != nil
@@ -119,22 +158,38 @@ func WriteComparison(w io.Writer, ids []string, reports []Report, comps []Compar
 			note = " (Holm-adjusted)"
 		}
 		l := c.Latency
-		p("\n%s (%d events, %+d)\t%s\t%s\tdiff\t95%% CI\tp%s\n", id, reports[i+1].Summary.TotalEvents, c.EventCountDifference, ids[0], id, note)
-		p("latency mean (ms)\t%s\t%s\t%s\t%s\t%s (Welch t=%s, df=%s)\n", f(l.BaselineMean, 2), f(l.TreatmentMean, 2), signed(l.DiffMean, 2),
-			ci(l.DiffMeanCI95, 2), pval(pick(l.WelchP, l.WelchPHolm)), f(l.WelchT, 3), f(l.WelchDF, 1))
-		p("latency change\t\t\t%s %%\t\tHedges' g %s\n", signed(l.RelativeChangePct, 2), f(l.HedgesG, 3))
-		p("latency distribution\t\t\t\t\t%s (Mann–Whitney U=%s)\n", pval(pick(l.MannWhitneyP, l.MannWhitneyPHolm)), f(l.MannWhitneyU, 0))
-		p("latency median (ms)\t%s\t%s\t%s\t%s\tbootstrap, %d resamples, seed %d\n", f(reports[0].Latency.Median, 2), f(reports[i+1].Latency.Median, 2),
+		p("\n%s (%d events, %+d)\t%s\t%s\tdiff\t95%% CI\tp%s\tanytime-valid 95%% CS\n", id, reports[i+1].Summary.TotalEvents, c.EventCountDifference, ids[0], id, note)
+		p("latency mean (ms)\t%s\t%s\t%s\t%s\t%s (Welch t=%s, df=%s)\t%s\n", f(l.BaselineMean, 2), f(l.TreatmentMean, 2), signed(l.DiffMean, 2),
+			ci(l.DiffMeanCI95, 2), pval(pick(l.WelchP, l.WelchPHolm)), f(l.WelchT, 3), f(l.WelchDF, 1), seqCS(l.Sequential, 2))
+		p("latency change\t\t\t%s %%\t\tHedges' g %s\t\n", signed(l.RelativeChangePct, 2), f(l.HedgesG, 3))
+		p("latency distribution\t\t\t\t\t%s (Mann–Whitney U=%s)\t\n", pval(pick(l.MannWhitneyP, l.MannWhitneyPHolm)), f(l.MannWhitneyU, 0))
+		p("latency median (ms)\t%s\t%s\t%s\t%s\tbootstrap, %d resamples, seed %d\t\n", f(reports[0].Latency.Median, 2), f(reports[i+1].Latency.Median, 2),
 			signed(l.DiffMedian, 2), ci(l.DiffMedianCI95, 2), l.BootstrapResamples, l.Seed)
-		p("latency p95 (ms)\t%s\t%s\t%s\t%s\t\n", f(reports[0].Latency.P95, 2), f(reports[i+1].Latency.P95, 2), signed(l.DiffP95, 2), ci(l.DiffP95CI95, 2))
-		p("latency p99 (ms)\t%s\t%s\t%s\t%s\t\n", f(reports[0].Latency.P99, 2), f(reports[i+1].Latency.P99, 2), signed(l.DiffP99, 2), ci(l.DiffP99CI95, 2))
+		p("latency p95 (ms)\t%s\t%s\t%s\t%s\t\t\n", f(reports[0].Latency.P95, 2), f(reports[i+1].Latency.P95, 2), signed(l.DiffP95, 2), ci(l.DiffP95CI95, 2))
+		p("latency p99 (ms)\t%s\t%s\t%s\t%s\t\t\n", f(reports[0].Latency.P99, 2), f(reports[i+1].Latency.P99, 2), signed(l.DiffP99, 2), ci(l.DiffP99CI95, 2))
 		s := c.SuccessRate
-		p("success rate\t%s\t%s\t%s\t%s\t%s (two-proportion z)\n", f(s.Baseline, 4), f(s.Treatment, 4), signed(s.Diff, 4), ci(s.DiffCI95, 4), pval(pick(s.P, s.PHolm)))
+		p("success rate\t%s\t%s\t%s\t%s\t%s (two-proportion z)\t%s\n", f(s.Baseline, 4), f(s.Treatment, 4), signed(s.Diff, 4), ci(s.DiffCI95, 4),
+			pval(pick(s.P, s.PHolm)), seqCS(s.Sequential, 4))
 		co := c.Cost
-		p("cost/request (USD)\t%s\t%s\t%s\t%s\t%s (Welch)\n", f(co.BaselineMeanPerRequest, 6), f(co.TreatmentMeanPerRequest, 6), signed(co.DiffMeanPerRequest, 6),
-			ci(co.DiffMeanPerRequestCI95, 6), pval(pick(co.P, co.PHolm)))
-		p("cost/success (USD)\t%s\t%s\t\t\t\n", f(co.BaselineCostPerSuccess, 6), f(co.TreatmentCostPerSuccess, 6))
-		p("cost total (USD)\t%s\t%s\t%s\t\t\n", f(reports[0].Cost.Total, 4), f(reports[i+1].Cost.Total, 4), signed(co.DiffTotal, 4))
+		p("cost/request (USD)\t%s\t%s\t%s\t%s\t%s (Welch)\t%s\n", f(co.BaselineMeanPerRequest, 6), f(co.TreatmentMeanPerRequest, 6), signed(co.DiffMeanPerRequest, 6),
+			ci(co.DiffMeanPerRequestCI95, 6), pval(pick(co.P, co.PHolm)), seqCS(co.Sequential, 6))
+		p("cost/success (USD)\t%s\t%s\t\t\t\t\n", f(co.BaselineCostPerSuccess, 6), f(co.TreatmentCostPerSuccess, 6))
+		p("cost total (USD)\t%s\t%s\t%s\t\t\t\n", f(reports[0].Cost.Total, 4), f(reports[i+1].Cost.Total, 4), signed(co.DiffTotal, 4))
 	}
+	return tw.Flush()
+}
+
+// WritePower prints a power plan.
+func WritePower(w io.Writer, title string, pw Power) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
+	n := "—"
+	if pw.NPerArm != nil {
+		n = strconv.FormatInt(*pw.NPerArm, 10)
+	}
+	p("%s\n", title)
+	p("baseline %s\tn %d\tmean %s\tvariance %s\n", pw.Metric, pw.N, g(pw.Mean, 6), g(pw.Variance, 6))
+	p("to detect a difference of %g (two-sided α = %g, power %g)\tevents per arm: %s\n", pw.MDE, pw.Alpha, pw.Power, n)
+	p("with %d events per arm, as this experiment has\tdetectable difference: %s\n", pw.N, g(pw.MDEAtN, 4))
 	return tw.Flush()
 }
