@@ -1,5 +1,15 @@
 package dashboards
 
+import (
+	"fmt"
+
+	"github.com/crucible-telemetry/crucible-telemetry/analysis"
+)
+
+// srmCritical is the χ² (df = 1) whose upper tail is analysis.SRMThreshold,
+// 0.001: scipy.stats.chi2.isf(0.001, 1).
+const srmCritical = 10.827566170662733
+
 // Comparison puts a control and a treatment condition side by side, with
 // live differences between them. Exact percentiles, confidence intervals
 // and p-values come from GET /api/v1/compare.
@@ -39,6 +49,25 @@ func Comparison() Dashboard {
 		Target{Expr: "(\n" + costPerRequest("treatment") + "\n)\n/\n(\n" + costPerRequest("control") + "\n)", LegendFormat: "cost ratio"})
 	c.FieldConfig.Defaults.Thresholds = &Thresholds{Mode: "absolute", Steps: []Threshold{{Color: "green"}, {Color: "red", Value: ptr(1.0)}}}
 	l.add(8, 5, c)
+
+	// The sample-ratio check of /api/v1/compare (data.srm), live: the
+	// counters hold every stored event, so their totals are the counts it
+	// tests. PromQL has no χ² distribution, so the panel compares the
+	// statistic with its critical value.
+	events := func(cond string) string { return "sum(crucible_events_total" + arm(cond) + ")" }
+	l.row("Sample ratio (is the split the planned one?)")
+	sr := stat("Events, treatment ÷ control", "All events so far. 1 for an equal split; a ratio other than the planned one means events are lost or assigned unevenly, which biases every difference.", "none",
+		Target{Expr: events("treatment") + "\n/\n" + events("control"), LegendFormat: "sample ratio"})
+	sr.FieldConfig.Defaults.Decimals = ptr(3)
+	l.add(8, 5, sr)
+	chi := stat("Sample-ratio χ² (equal split)", fmt.Sprintf("Pearson's χ² of the two counts against a 50/50 split, (T − C)² / (T + C). Red above %g, "+
+		"where p < %g (df = 1): a sample-ratio mismatch. For another planned split: GET /api/v1/compare?…&allocation=a,b (data.srm).", srmCritical, analysis.SRMThreshold), "none",
+		Target{Expr: "(" + events("treatment") + " - " + events("control") + ") ^ 2\n/\n(" + events("treatment") + " + " + events("control") + ")", LegendFormat: "χ²"})
+	chi.FieldConfig.Defaults.Decimals = ptr(2)
+	chi.FieldConfig.Defaults.Thresholds = &Thresholds{Mode: "absolute", Steps: []Threshold{{Color: "green"}, {Color: "red", Value: ptr(srmCritical)}}}
+	l.add(8, 5, chi)
+	l.add(8, 5, timeseries("Events per condition, cumulative", "The counts the sample-ratio check tests.", "short",
+		Target{Expr: "sum by (condition) (crucible_events_total" + both + ")", LegendFormat: "{{condition}}"}))
 
 	l.row("Side by side")
 	l.add(12, 8, timeseries("Latency p50 and p95", "From the native histogram.", "s",
