@@ -18,7 +18,7 @@ var topLevelFields = [...]string{
 }
 
 // ignoredField tells whether k is a top-level field the parser does not
-// read (topFields.collect reads the others).
+// read (collectTop reads the others).
 func ignoredField(k string) bool {
 	switch k {
 	case "scores", "experiment_name", "condition", "tags", "tokens", "session_id", "user_id", "sample_id", "cohort",
