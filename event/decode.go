@@ -553,6 +553,7 @@ func (d *Decoder) decode(in *Input, o *fastjson.Object, objects bool) error {
 	if in.EventName, err = parseEventName(top.eventName); err != nil {
 		return err
 	}
+	in.nameChecked = true
 	if in.Timestamp, err = parseTimestamp(top.timestamp); err != nil {
 		return err
 	}
@@ -583,8 +584,9 @@ func (d *Decoder) decode(in *Input, o *fastjson.Object, objects bool) error {
 }
 
 // parseEventName reads event_name, a dotted string or a list of segments,
-// as a dotted name. Enrich checks a string; a list's segments are checked
-// here, where a segment holding a dot is still one.
+// as a dotted name, checked as Enrich checks one (a list segment by
+// segment, where one holding a dot is still one segment). Known names,
+// most events', are valid already.
 func parseEventName(v *fastjson.Value) (string, error) {
 	if !present(v) {
 		return "", invalid("event_name is required")
@@ -595,7 +597,14 @@ func parseEventName(v *fastjson.Value) (string, error) {
 		if t, ok := knownByName[string(b)]; ok {
 			return t.Name, nil
 		}
-		return string(b), nil
+		if len(b) > MaxEventNameLen { // before copying it
+			return "", tooLong("event_name", MaxEventNameLen, len(b))
+		}
+		name := string(b)
+		if err := checkEventName(name); err != nil {
+			return "", err
+		}
+		return name, nil
 	case fastjson.TypeArray:
 		items, _ := v.Array()
 		n := len(items) - 1 // the dots

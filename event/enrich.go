@@ -95,6 +95,10 @@ type Input struct {
 	// (measurements.cost when cost_usd is given) stays free-form.
 	mistyped uint64
 	found    [nslots]kind
+
+	// The decoder checked EventName as Enrich would (a known name needs no
+	// check), so Enrich does not again.
+	nameChecked bool
 }
 
 // InputTokens are the token counts of metadata.tokens. Counts are numbers
@@ -284,8 +288,10 @@ func tooLong(path string, max, n int) error {
 func Enrich(e *Event, in *Input, now time.Time, prices *pricing.Table) error {
 	*e = Event{}
 	e.Metadata, e.Measurements, e.SampleWeight = in.Metadata, in.Measurements, 1
-	if err := checkEventName(in.EventName); err != nil {
-		return err
+	if !in.nameChecked {
+		if err := checkEventName(in.EventName); err != nil {
+			return err
+		}
 	}
 	e.EventName = in.EventName
 	if err := in.typeErr(slotExperimentID, "experiment_id", "a string"); err != nil {
@@ -306,24 +312,15 @@ func Enrich(e *Event, in *Input, now time.Time, prices *pricing.Table) error {
 	if err != nil {
 		return err
 	}
-	if e.Model, err = in.text(slotModel, in.Model, "metadata.model", "a string", MaxLabelLen); err != nil {
-		return err
+	// The lifted strings: one test in the usual case, each field's error in
+	// the others.
+	if in.mistyped&liftedSlots != 0 || len(in.Model.V) > MaxLabelLen || len(in.Provider.V) > MaxLabelLen ||
+		len(in.SessionID.V) > MaxIDLen || len(in.UserID.V) > MaxIDLen || len(in.SampleID.V) > MaxIDLen || len(in.Cohort.V) > MaxIDLen {
+		if err := in.checkLifted(); err != nil {
+			return err
+		}
 	}
-	if e.Provider, err = in.text(slotProvider, in.Provider, "metadata.provider", "a string", MaxLabelLen); err != nil {
-		return err
-	}
-	if e.SessionID, err = in.text(slotSessionID, in.SessionID, "metadata.session_id", "a string or a number", MaxIDLen); err != nil {
-		return err
-	}
-	if e.UserID, err = in.text(slotUserID, in.UserID, "metadata.user_id", "a string or a number", MaxIDLen); err != nil {
-		return err
-	}
-	if e.SampleID, err = in.text(slotSampleID, in.SampleID, "metadata.sample_id", "a string or a number", MaxIDLen); err != nil {
-		return err
-	}
-	if e.Cohort, err = in.text(slotCohort, in.Cohort, "metadata.cohort", "a string or a number", MaxIDLen); err != nil {
-		return err
-	}
+	e.Model, e.Provider, e.SessionID, e.UserID, e.SampleID, e.Cohort = in.Model, in.Provider, in.SessionID, in.UserID, in.SampleID, in.Cohort
 	if err := enrichCost(e, in, cached, prices); err != nil {
 		return err
 	}
@@ -332,6 +329,29 @@ func Enrich(e *Event, in *Input, now time.Time, prices *pricing.Table) error {
 	}
 	if strings.HasPrefix(e.EventName, "crucible_train.") {
 		if e.Training, err = enrichTraining(in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const liftedSlots = 1<<slotModel | 1<<slotProvider | 1<<slotSessionID | 1<<slotUserID | 1<<slotSampleID | 1<<slotCohort
+
+// checkLifted finds the first of the lifted strings that is mistyped or too
+// long.
+func (in *Input) checkLifted() error {
+	const label, id = "a string", "a string or a number"
+	for _, f := range [...]struct {
+		s          slot
+		v          Null[string]
+		path, want string
+		max        int
+	}{
+		{slotModel, in.Model, "metadata.model", label, MaxLabelLen}, {slotProvider, in.Provider, "metadata.provider", label, MaxLabelLen},
+		{slotSessionID, in.SessionID, "metadata.session_id", id, MaxIDLen}, {slotUserID, in.UserID, "metadata.user_id", id, MaxIDLen},
+		{slotSampleID, in.SampleID, "metadata.sample_id", id, MaxIDLen}, {slotCohort, in.Cohort, "metadata.cohort", id, MaxIDLen},
+	} {
+		if _, err := in.text(f.s, f.v, f.path, f.want, f.max); err != nil {
 			return err
 		}
 	}
