@@ -205,6 +205,14 @@ func (in *Input) typeErr(s slot, path, want string) error {
 	if in.mistyped&(1<<s) == 0 {
 		return nil
 	}
+	return in.wrongType(s, path, want)
+}
+
+// wrongType is typeErr's error. Not inlined, it leaves typeErr small
+// enough to be: a mistyped field is rare.
+//
+//go:noinline
+func (in *Input) wrongType(s slot, path, want string) error {
 	return wrongKind(path, in.found[s], want)
 }
 
@@ -572,17 +580,16 @@ func enrichCost(e *Event, in *Input, cached int64, prices *pricing.Table) error 
 	return nil
 }
 
-// status reads a status as "ok", "error" or "" (anything else).
-func status(s Null[string]) string {
+// status reads "ok" as a success and "error" as a failure, in any case;
+// known is false for any other status.
+func status(s string) (ok, known bool) {
 	switch {
-	case !s.Valid:
-		return ""
-	case strings.EqualFold(s.V, "ok"):
-		return "ok"
-	case strings.EqualFold(s.V, "error"):
-		return "error"
+	case strings.EqualFold(s, "ok"):
+		return true, true
+	case strings.EqualFold(s, "error"):
+		return false, true
 	}
-	return ""
+	return false, false
 }
 
 // deriveSuccess applies SPEC §4.3's rules in order.
@@ -596,12 +603,11 @@ func deriveSuccess(in *Input, name string) (Null[bool], error) {
 	if in.Error {
 		return Some(false), nil
 	}
-	for _, st := range [...]string{status(in.MeasurementsStatus), status(in.MetadataStatus)} {
-		switch st {
-		case "ok":
-			return Some(true), nil
-		case "error":
-			return Some(false), nil
+	for _, st := range [...]Null[string]{in.MeasurementsStatus, in.MetadataStatus} {
+		if st.Valid {
+			if ok, known := status(st.V); known {
+				return Some(ok), nil
+			}
 		}
 	}
 	if name == "exception" || strings.HasSuffix(name, ".exception") {
