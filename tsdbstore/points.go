@@ -127,6 +127,13 @@ func decodeName(line string) (string, bool) {
 	if len(line) < 9 || line[8] != ' ' {
 		return line, false
 	}
+	// Only the form encodeName writes is accepted (lowercase hex), so an
+	// accepted file is exactly what would be written again.
+	for _, c := range []byte(line[:8]) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return line, false
+		}
+	}
 	sum, err := strconv.ParseUint(line[:8], 16, 32)
 	name := line[9:]
 	return name, err == nil && uint32(sum) == crc32.Checksum([]byte(name), castagnoli)
