@@ -17,6 +17,21 @@ type Point struct {
 	Prompt      int64
 	Completion  int64
 	Total       int64
+	// Sample is the event's sample_id, "" when it has none: events of two
+	// arms with one sample are paired (SPEC §13).
+	Sample string
+	// Scores are the event's quality scores, sorted by name.
+	Scores []Score
+	// Cluster is the value of the ?cluster= key (SPEC §14); events without
+	// it (HasCluster false) are a cluster each.
+	Cluster    string
+	HasCluster bool
+}
+
+// Score is one named quality score of an event.
+type Score struct {
+	Name  string
+	Value float64
 }
 
 // TimeRange is the first and last event time in µs since the epoch.
