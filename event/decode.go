@@ -21,6 +21,7 @@ type Decoder struct {
 	arena  []byte
 	intern map[string]string
 	in     Input // the event being decoded: one per Decoder, so none is allocated per event
+	scores []Score // in.Scores' buffer; Enrich copies what it keeps
 
 	// scratch space of the strict checks (strict.go)
 	keys    []uint64 // hashes of the keys of the objects being walked
@@ -156,7 +157,7 @@ func present(v *fastjson.Value) bool { return v != nil && v.Type() != fastjson.T
 // topFields are what the decoder reads of an event's top level in their
 // JSON forms; the other known keys go straight into the Input.
 type topFields struct {
-	eventName, measurements, metadata *fastjson.Value
+	eventName, measurements, metadata, scores *fastjson.Value
 	timestamp                         num
 	unknown                           []byte // the first key that is no field
 }
@@ -182,9 +183,10 @@ const (
 	keyException
 	keyStatus
 	keyResponse
+	keyScores
 )
 
-var _ uint64 = 1 << keyResponse // every key has a bit
+var _ uint64 = 1 << keyScores // every key has a bit
 
 // once notes that an object gave the known key k (numbered s); a key
 // given twice rejects the event.
@@ -365,6 +367,10 @@ func (d *Decoder) collectTop(in *Input, top *topFields, o *fastjson.Object) *wal
 		case "metadata":
 			if w = once(&seen, keyMetadata, k); w == nil {
 				top.metadata = v // collectMetadata walks it
+			}
+		case "scores":
+			if w = once(&seen, keyScores, k); w == nil {
+				top.scores = v // collectScores walks it
 			}
 		case "latency_ms":
 			w = d.number(in, &seen, slotLatency, k, v, &in.LatencyMs)
@@ -579,6 +585,11 @@ func (d *Decoder) decode(in *Input, o *fastjson.Object, objects bool) error {
 		if w := d.collectMeasurements(in, obj); w != nil {
 			return w.err()
 		}
+	}
+	if obj, err := object(top.scores, "scores"); err != nil {
+		return err
+	} else if obj != nil {
+		return d.collectScores(in, obj)
 	}
 	return nil
 }

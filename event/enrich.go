@@ -81,6 +81,8 @@ type Input struct {
 	SampleID  Null[string] // metadata.sample_id
 	Cohort    Null[string] // metadata.cohort
 
+	Scores []Score // scores, as given; Enrich checks and sorts a copy
+
 	// Read for crucible_train.* events only, metadata's first.
 	MetadataTraining     InputTraining
 	MeasurementsTraining InputTraining
@@ -340,7 +342,7 @@ func Enrich(e *Event, in *Input, now time.Time, prices *pricing.Table) error {
 			return err
 		}
 	}
-	return nil
+	return enrichScores(e, in)
 }
 
 const liftedSlots = 1<<slotModel | 1<<slotProvider | 1<<slotSessionID | 1<<slotUserID | 1<<slotSampleID | 1<<slotCohort

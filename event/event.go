@@ -77,6 +77,7 @@ type Event struct {
 	Model          Null[string]    `json:"model"`
 	Provider       Null[string]    `json:"provider"`
 	*Training                      // promoted: training fields are top-level keys
+	Scores         []Score         `json:"-"` // sorted by name; AppendJSON writes them as an object
 	SampleWeight   float64         `json:"sample_weight"`
 
 	// ClientID is true when the client chose EventID (only those are
@@ -151,6 +152,8 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = appendNullInt(b, e.Tokens.Total)
 		b = append(b, '}')
 	}
+	b = append(b, `,"scores":`...)
+	b = appendScores(b, e.Scores)
 	for _, f := range [...]struct {
 		key string
 		v   Null[string]

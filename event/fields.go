@@ -21,7 +21,7 @@ var topLevelFields = [...]string{
 // read (collectTop reads the others).
 func ignoredField(k string) bool {
 	switch k {
-	case "scores", "experiment_name", "condition", "tags", "tokens", "session_id", "user_id", "sample_id", "cohort",
+	case "experiment_name", "condition", "tags", "tokens", "session_id", "user_id", "sample_id", "cohort",
 		"model", "provider", "epoch", "batch", "loss", "accuracy", "learning_rate", "gradient_norm",
 		"checkpoint_path", "sample_weight":
 		return true

@@ -3,6 +3,7 @@ package event
 import (
 	stdjson "encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -36,6 +37,9 @@ func FuzzParse(f *testing.F) {
 		// What strictness must keep accepting.
 		"{\"event_name\":\"0\",\"metadata\":{\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00 é\"},\"tags\":[-0,0.5,1E+2,1e-400]}",
 		"{\r\n\t\"event_name\" : \"0\"\n}",
+		`{"event_name":"eval.sample","scores":{"exact_match":true,"judge.helpfulness":0.8,"pass_at_1":1},"metadata":{"sample_id":"q-1"}}`,
+		`{"event_name":"x","scores":{"a":1,"a":2}}`,
+		`{"event_name":"x","scores":{"a":"1"}}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -57,7 +61,8 @@ func FuzzParse(f *testing.F) {
 		if err := d.DecodeRecord(e.AppendRecord(nil, data), &rec, true); err != nil {
 			t.Fatalf("stored record does not decode: %v", err)
 		}
-		if rec.EventID != e.EventID || rec.Timestamp != e.Timestamp || rec.LatencyMs != e.LatencyMs || rec.CostUSD != e.CostUSD {
+		if rec.EventID != e.EventID || rec.Timestamp != e.Timestamp || rec.LatencyMs != e.LatencyMs || rec.CostUSD != e.CostUSD ||
+			!slices.Equal(rec.Scores, e.Scores) {
 			t.Fatalf("stored record differs: %+v vs %+v", rec, e)
 		}
 		var s Event

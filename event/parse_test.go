@@ -294,6 +294,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		`{"event_name":"req_llm.request.stop","event_id":"mine","measurements":{"duration":5},"metadata":{"model":"gpt-4","tokens":{"prompt":1},"session_id":"s","user_id":7,"cohort":"c","response":"r"}}`,
 		`{"event_name":"crucible_train.batch.stop","metadata":{"loss":0.5,"epoch":3,"checkpoint_path":"/c"},"measurements":{"batch":9,"learning_rate":1e-4}}`,
 		`{"event_name":"a.b","metadata":{"model":"unknown-llm","tokens":{"prompt":1,"completion":2,"total":10}},"success":false,"latency_ms":0}`,
+		`{"event_name":"eval.sample","scores":{"judge.helpfulness":0.75,"exact_match":false,"pass_at_1":1},"metadata":{"sample_id":"q-17"}}`,
 	} {
 		for _, withRaw := range []bool{true, false} {
 			e, err := Parse([]byte(in), testNow, testPrices)

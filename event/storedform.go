@@ -12,14 +12,21 @@ import (
 
 // The stored form of an event, as the event log keeps it:
 //
-//	u8 version | uvarint presence bits | the event's scalar fields | the client's JSON
+//	u8 version | uvarint presence bits | the event's scalar fields |
+//	[uvarint n | n × (name, f64 value)] scores | the client's JSON
 //
 // Every field the sidecar derived or lifted is stored in binary, so reading
 // numbers and labels back (TSDB replay, analysis) needs no JSON parsing.
 // The client's JSON is kept as it arrived — cheaper than re-encoding it, and
 // its metadata and measurements objects are what the API shows.
 
-const recordVersion = 1
+// Version 2 is version 1 with scores; an event without scores is still
+// written as version 1, so a log without scores stays readable by a
+// version-1 reader and one with them is refused by it rather than misread.
+const (
+	recordVersion       = 1
+	recordVersionScores = 2
+)
 
 // ErrCorruptRecord marks a stored event that cannot be decoded.
 var ErrCorruptRecord = errors.New("corrupt stored event")
@@ -51,6 +58,7 @@ const (
 	isUnpriced
 	isClientID
 	hasWeight
+	hasScores
 )
 
 // AppendRecord appends the stored form of e to b. raw is the client's JSON
@@ -70,6 +78,7 @@ func (e *Event) AppendRecord(b, raw []byte) []byte {
 	set(e.Unpriced, isUnpriced)
 	set(e.ClientID, isClientID)
 	set(e.SampleWeight != 1, hasWeight)
+	set(len(e.Scores) > 0, hasScores)
 	if t := e.Tokens; t != nil {
 		bits |= hasTokens
 		set(t.Prompt.Valid, hasPrompt)
@@ -92,7 +101,11 @@ func (e *Event) AppendRecord(b, raw []byte) []byte {
 		set(tr.GradientNorm.Valid, hasGradNorm)
 		set(tr.CheckpointPath.Valid, hasCheckpoint)
 	}
-	b = append(b, recordVersion)
+	if bits&hasScores != 0 {
+		b = append(b, recordVersionScores)
+	} else {
+		b = append(b, recordVersion)
+	}
 	b = binary.AppendUvarint(b, bits)
 	b = appendStr(b, e.EventID)
 	b = appendStr(b, e.EventName)
@@ -120,6 +133,13 @@ func (e *Event) AppendRecord(b, raw []byte) []byte {
 		}
 	}
 	b = appendF64(b, bits&hasWeight != 0, e.SampleWeight)
+	if bits&hasScores != 0 {
+		b = binary.AppendUvarint(b, uint64(len(e.Scores)))
+		for _, s := range e.Scores {
+			b = appendStr(b, s.Name)
+			b = appendF64(b, true, s.Value)
+		}
+	}
 	if raw != nil {
 		return append(b, raw...)
 	}
@@ -226,7 +246,7 @@ func (d *Decoder) DecodeRecordView(data []byte, e *Event, objects bool) error {
 
 func (d *Decoder) decodeRecord(data []byte, e *Event, objects, view bool) error {
 	*e = Event{SampleWeight: 1}
-	if len(data) == 0 || data[0] != recordVersion {
+	if len(data) == 0 || (data[0] != recordVersion && data[0] != recordVersionScores) {
 		return fmt.Errorf("%w: unknown version", ErrCorruptRecord)
 	}
 	r := recordReader{b: data[1:], view: view}
@@ -294,6 +314,19 @@ func (d *Decoder) decodeRecord(data []byte, e *Event, objects, view bool) error 
 	}
 	if bits&hasWeight != 0 {
 		e.SampleWeight = r.f64()
+	}
+	if bits&hasScores != 0 {
+		if data[0] != recordVersionScores {
+			return fmt.Errorf("%w: scores in a version-1 record", ErrCorruptRecord)
+		}
+		n := r.uvarint()
+		if n == 0 || n > MaxScores {
+			return fmt.Errorf("%w: %d scores", ErrCorruptRecord, n)
+		}
+		e.Scores = make([]Score, n)
+		for i := range e.Scores {
+			e.Scores[i] = Score{Name: d.internRecord(&r), Value: r.f64()}
+		}
 	}
 	if r.err != nil {
 		return fmt.Errorf("%w: truncated", ErrCorruptRecord)
