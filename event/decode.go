@@ -20,7 +20,7 @@ type Decoder struct {
 	p      fastjson.Parser
 	arena  []byte
 	intern map[string]string
-	in     Input // the event being decoded: one per Decoder, so none is allocated per event
+	in     Input   // the event being decoded: one per Decoder, so none is allocated per event
 	scores []Score // in.Scores' buffer; Enrich copies what it keeps
 
 	// scratch space of the strict checks (strict.go)
@@ -158,8 +158,8 @@ func present(v *fastjson.Value) bool { return v != nil && v.Type() != fastjson.T
 // JSON forms; the other known keys go straight into the Input.
 type topFields struct {
 	eventName, measurements, metadata, scores *fastjson.Value
-	timestamp                         num
-	unknown                           []byte // the first key that is no field
+	timestamp                                 num
+	unknown                                   []byte // the first key that is no field
 }
 
 // num is a known field read as a number: collect checks it against RFC
