@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test ./event -run '^$$' -fuzz '^FuzzSplit$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzScanSegment$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzPointsNames$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzPointsExtra$$' -fuzztime $(FUZZTIME)
 
 ## bench: Go micro-benchmarks, then the load generator against a fresh sidecar
 bench: bench-go bench-load

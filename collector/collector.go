@@ -42,6 +42,7 @@ type Metrics struct {
 	stored   *prometheus.GaugeVec
 	target   *prometheus.GaugeVec
 	overflow *prometheus.CounterVec
+	score    *prometheus.SummaryVec
 
 	streamDescs streamDescs
 
@@ -72,6 +73,7 @@ type experiment struct {
 	Experiment
 	mu       sync.Mutex // guards the fields below
 	kids     map[childKey]*children
+	scores   map[string]prometheus.Observer // by score label
 	stream   Stream
 	removeAt time.Time // set when stopped
 }
@@ -124,11 +126,17 @@ func New(reg prometheus.Registerer, opts Options) *Metrics {
 		}, []string{"experiment_id"}),
 		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crucible_label_overflow_events_total",
-			Help: "Events whose model, provider or event name was counted as \"other\" because the experiment reached --metrics.max-label-values.",
+			Help: "Events whose model, provider, event name or a score name was counted as \"other\" because the experiment reached --metrics.max-label-values.",
 		}, []string{"experiment_id", "label"}),
+		// A summary without quantiles: _sum and _count give the mean score
+		// over any range, and quantiles of a summary cannot be aggregated.
+		score: prometheus.NewSummaryVec(prometheus.SummaryOpts{
+			Name: "crucible_score",
+			Help: "Quality scores of the events, by score name.",
+		}, with("score")),
 	}
 	m.streamDescs = newStreamDescs()
-	reg.MustRegister(m.events, m.latency, m.cost, m.tokens, m.info, m.status, m.stored, m.target, m.overflow, streamCollector{m})
+	reg.MustRegister(m.events, m.latency, m.cost, m.tokens, m.info, m.status, m.stored, m.target, m.overflow, m.score, streamCollector{m})
 	return m
 }
 
@@ -138,7 +146,7 @@ func (m *Metrics) Set(e Experiment) {
 	m.mu.Lock()
 	x := m.exps[e.ID]
 	if x == nil {
-		x = &experiment{Experiment: e, kids: make(map[childKey]*children), stream: Stream{Since: m.opts.Now()}}
+		x = &experiment{Experiment: e, kids: make(map[childKey]*children), scores: map[string]prometheus.Observer{}, stream: Stream{Since: m.opts.Now()}}
 		m.exps[e.ID] = x
 		m.info.WithLabelValues(e.ID, e.Name, e.Condition).Set(1)
 	}
@@ -186,7 +194,7 @@ func (m *Metrics) Remove(id string) {
 	m.mu.Unlock()
 	match := prometheus.Labels{"experiment_id": id}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.events, m.latency, m.cost, m.tokens, m.info, m.status, m.stored, m.target, m.overflow,
+		m.events, m.latency, m.cost, m.tokens, m.info, m.status, m.stored, m.target, m.overflow, m.score,
 	} {
 		v.DeletePartialMatch(match)
 	}
@@ -246,6 +254,10 @@ var cappedLabels = [...]struct {
 }{{"event", event.OverflowEvent}, {"model", event.OverflowModel}, {"provider", event.OverflowProvider}}
 
 func (m *Metrics) observe(x *experiment, e *event.Event, overflow event.LabelOverflow) {
+	if len(e.Scores) > 0 {
+		m.observeScores(x, e, overflow)
+		overflow = overflow.Labels()
+	}
 	key := childKey{e.EventName, e.Model.V, e.Provider.V}
 	if overflow != 0 {
 		for _, l := range cappedLabels {
@@ -302,6 +314,25 @@ func (m *Metrics) observe(x *experiment, e *event.Event, overflow event.LabelOve
 		if t.Completion.Valid {
 			c.completion.Add(float64(t.Completion.V))
 		}
+	}
+}
+
+// observeScores observes e's scores under the names storage decided.
+func (m *Metrics) observeScores(x *experiment, e *event.Event, overflow event.LabelOverflow) {
+	if overflow.Scores() {
+		m.overflow.WithLabelValues(x.ID, "score").Inc()
+	}
+	for i, s := range e.Scores {
+		name := s.Name
+		if overflow&event.OverflowScore(i) != 0 {
+			name = event.OverflowValue
+		}
+		o := x.scores[name]
+		if o == nil {
+			o = m.score.WithLabelValues(x.ID, x.Name, x.Condition, name)
+			x.scores[name] = o
+		}
+		o.Observe(s.Value)
 	}
 }
 

@@ -253,3 +253,43 @@ crucible_storage_scrape_errors_total 0
 		t.Fatalf("errors counted: %v, want 1", v)
 	}
 }
+
+// TestScores: each score is observed into crucible_score under its name,
+// or under "other" when storage says the name is past the cap; the series
+// go with the experiment.
+func TestScores(t *testing.T) {
+	m, reg, _ := newTest(t)
+	m.Set(Experiment{ID: "e", Name: "E", Condition: "c", Status: "running"})
+	scored := func(scores ...event.Score) *event.Event {
+		e := ev("eval.sample", "gpt-4", 1, &yes, 0)
+		e.Scores = scores
+		return e
+	}
+	evs := []*event.Event{
+		scored(event.Score{Name: "exact_match", Value: 1}, event.Score{Name: "judge", Value: 0.5}),
+		scored(event.Score{Name: "exact_match", Value: 0}, event.Score{Name: "judge", Value: 0.75}, event.Score{Name: "late", Value: 3}),
+		scored(),
+	}
+	m.Observe("e", evs, []event.LabelOverflow{0, event.OverflowScore(2) | event.OverflowModel, 0}, 3)
+	const want = `
+# HELP crucible_score Quality scores of the events, by score name.
+# TYPE crucible_score summary
+crucible_score_sum{condition="c",experiment="E",experiment_id="e",score="exact_match"} 1
+crucible_score_count{condition="c",experiment="E",experiment_id="e",score="exact_match"} 2
+crucible_score_sum{condition="c",experiment="E",experiment_id="e",score="judge"} 1.25
+crucible_score_count{condition="c",experiment="E",experiment_id="e",score="judge"} 2
+crucible_score_sum{condition="c",experiment="E",experiment_id="e",score="other"} 3
+crucible_score_count{condition="c",experiment="E",experiment_id="e",score="other"} 1
+# HELP crucible_label_overflow_events_total Events whose model, provider, event name or a score name was counted as "other" because the experiment reached --metrics.max-label-values.
+# TYPE crucible_label_overflow_events_total counter
+crucible_label_overflow_events_total{experiment_id="e",label="model"} 1
+crucible_label_overflow_events_total{experiment_id="e",label="score"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "crucible_score", "crucible_label_overflow_events_total"); err != nil {
+		t.Fatal(err)
+	}
+	m.Remove("e")
+	if n := testutil.CollectAndCount(m.score); n != 0 {
+		t.Fatalf("%d score series after Remove", n)
+	}
+}

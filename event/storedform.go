@@ -229,6 +229,10 @@ func (r *recordReader) f64() float64 {
 	return v
 }
 
+// RecordHasScores tells, without decoding it, whether a stored event has
+// scores.
+func RecordHasScores(data []byte) bool { return len(data) > 0 && data[0] == recordVersionScores }
+
 // DecodeRecord reads the stored form into e, all but the experiment's
 // fields, which the caller sets. e.Raw is the client's JSON (aliasing
 // data). With objects false, Metadata and Measurements are left empty and

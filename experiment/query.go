@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	json "github.com/goccy/go-json"
 
@@ -131,6 +132,16 @@ func toAnalysis(p *tsdbstore.Point) analysis.Point {
 		a.Success = 0
 		if p.Success {
 			a.Success = 1
+		}
+	}
+	// The point's strings and scores are the reader's: copied.
+	if p.Sample != "" {
+		a.Sample = strings.Clone(p.Sample)
+	}
+	if len(p.Scores) > 0 {
+		a.Scores = make([]analysis.Score, len(p.Scores))
+		for i, s := range p.Scores {
+			a.Scores[i] = analysis.Score{Name: s.Name, Value: s.Value}
 		}
 	}
 	return a

@@ -25,6 +25,9 @@ type placed struct {
 	slot  uint8
 	flags uint8 // which labels overflowed
 	refs  *seriesRefs
+	// scores says which score names overflowed, decided under the TSDB
+	// lock in log order (scoreCap).
+	scores event.LabelOverflow
 }
 
 // Append stores events that arrived at arrival. Events must be fully
@@ -86,7 +89,7 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 			s.dedup.add(e.EventID, arrivalUs) // reserved now, released on failure
 			reserved = append(reserved, e.EventID)
 		}
-		place = append(place, placed{i, at, slot, flags, s.refsFor(lbls, slot)})
+		place = append(place, placed{i: i, ms: at, slot: slot, flags: flags, refs: s.refsFor(lbls, slot)})
 	}
 	if len(place) == 0 {
 		s.mu.Unlock()
@@ -111,12 +114,14 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 
 	s.tmu.Lock()
 	defer s.tmu.Unlock()
+	defer s.scoreNames.discard() // what a successful append admitted is committed first
 	app := s.db.AppenderV2(context.Background())
 	samples, refused := s.appendAll(app, events, place)
 	if len(refused) > 0 {
 		// The TSDB moved on since the window check (another append brought
 		// newer events): reject what it refused and encode the rest again.
 		_ = app.Rollback()
+		s.scoreNames.discard()
 		var ids []string
 		kept := place[:0]
 		for _, p := range place {
@@ -166,10 +171,11 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 	if err := s.commit(app); err != nil {
 		return fail(fmt.Errorf("%w: TSDB commit: %w", ErrStorage, err))
 	}
+	s.scoreNames.commit() // before a follower can read the frame
 	s.log.publish()
 	s.count.Add(int64(len(place)))
 	for _, p := range place {
-		results[p.i].Overflow = overflowOf(p.flags)
+		results[p.i].Overflow = overflowOf(p.flags) | p.scores
 	}
 	mark := replayMark{s.log.end(), s.applied.Load().Samples + int64(samples), s.applied.Load().Damaged}
 	s.applied.Store(&mark)
@@ -223,8 +229,10 @@ func (s *Store) encodeFrame(bufs *appendBuffers, events []*event.Event, place []
 func (s *Store) appendAll(app storage.AppenderV2, events []*event.Event, place []placed) (int, map[int]error) {
 	var refused map[int]error
 	samples := 0
-	for _, p := range place {
-		n, err := s.appendSamples(app, events[p.i], p.ms, p.refs)
+	for k := range place {
+		p := &place[k]
+		p.scores = s.scoreNames.decide(events[p.i])
+		n, err := s.appendSamples(app, events[p.i], p.ms, p.refs, p.scores)
 		samples += n
 		if err != nil {
 			if refused == nil {

@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/s2"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
 )
 
 // The event log is a directory of numbered segment files of frames. One
@@ -66,6 +68,10 @@ type LogRecord struct {
 	ClientID   string // set when the client chose the event id
 	Data       []byte
 	Pos        Position
+	// scores are the overflow bits of the event's score names: known
+	// while Open reads the log (the records Options.Visit sees), zero
+	// elsewhere.
+	scores event.LabelOverflow
 }
 
 // Position addresses a record: its segment and byte offset.

@@ -78,8 +78,12 @@ func (s *Store) ReadSamples(ctx context.Context, from, to Position, visit func(s
 			lbls = s.seriesOf(l, r.Slot)
 			series[k] = lbls
 		}
-		SamplesOf(&ev, s.opts.Metrics, func(m int, v float64) {
-			batch = append(batch, Sample{Labels: lbls[m], T: r.Ms, V: v})
+		SamplesOf(&ev, s.opts.Metrics, s.scoreNames.stored(&ev), func(m int, score string, v float64) {
+			l := lbls[m]
+			if m == mScore {
+				l = scoreLabels(l, score)
+			}
+			batch = append(batch, Sample{Labels: l, T: r.Ms, V: v})
 		})
 		return nil
 	})

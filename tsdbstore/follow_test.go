@@ -16,23 +16,34 @@ import (
 )
 
 func TestSamplesOf(t *testing.T) {
+	scored := &event.Event{EventName: "eval.sample", Scores: []event.Score{{Name: "a", Value: 1}, {Name: "b", Value: 0.5}, {Name: "c", Value: 0}}}
 	trained := &event.Event{EventName: "crucible_train.epoch.stop", Training: &event.Training{Loss: event.Some(0.5), Accuracy: event.Some(0.9)}}
 	for _, tc := range []struct {
-		name string
-		e    *event.Event
-		cfg  MetricsConfig
-		want []string
+		name     string
+		e        *event.Event
+		cfg      MetricsConfig
+		overflow event.LabelOverflow
+		want     []string
 	}{
-		{"every number", llmEvent(1, "m", 250), AllMetrics, []string{
+		{"every number", llmEvent(1, "m", 250), AllMetrics, 0, []string{
 			MetricLatency + "=0.25", MetricCost + "=0.025", MetricPromptTokens + "=10", MetricCompletionTokens + "=20", MetricSuccess + "=1"}},
-		{"failure is 0", func() *event.Event { e := llmEvent(1, "m", 950); return e }(), MetricsConfig{SuccessRate: true}, []string{MetricSuccess + "=0"}},
-		{"metrics_config off", llmEvent(1, "m", 250), MetricsConfig{Latency: true}, []string{MetricLatency + "=0.25"}},
-		{"nothing known", &event.Event{EventName: "x"}, AllMetrics, nil},
-		{"training numbers whatever the config", trained, MetricsConfig{}, []string{MetricTrainLoss + "=0.5", MetricTrainAccuracy + "=0.9"}},
+		{"failure is 0", func() *event.Event { e := llmEvent(1, "m", 950); return e }(), MetricsConfig{SuccessRate: true}, 0, []string{MetricSuccess + "=0"}},
+		{"metrics_config off", llmEvent(1, "m", 250), MetricsConfig{Latency: true}, 0, []string{MetricLatency + "=0.25"}},
+		{"nothing known", &event.Event{EventName: "x"}, AllMetrics, 0, nil},
+		{"training numbers whatever the config", trained, MetricsConfig{}, 0, []string{MetricTrainLoss + "=0.5", MetricTrainAccuracy + "=0.9"}},
+		{"scores whatever the config", scored, MetricsConfig{}, 0, []string{MetricScore + "{a}=1", MetricScore + "{b}=0.5", MetricScore + "{c}=0"}},
+		{"scores past the cap: the first of them under other", scored, MetricsConfig{}, event.OverflowScore(0) | event.OverflowScore(2),
+			[]string{MetricScore + "{other}=1", MetricScore + "{b}=0.5"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			SamplesOf(tc.e, tc.cfg, func(m int, v float64) { got = append(got, fmt.Sprintf("%s=%g", MetricNames[m], v)) })
+			SamplesOf(tc.e, tc.cfg, tc.overflow, func(m int, score string, v float64) {
+				if score != "" {
+					got = append(got, fmt.Sprintf("%s{%s}=%g", MetricNames[m], score, v))
+					return
+				}
+				got = append(got, fmt.Sprintf("%s=%g", MetricNames[m], v))
+			})
 			if !slices.Equal(got, tc.want) {
 				t.Fatalf("samples %v, want %v", got, tc.want)
 			}

@@ -2,9 +2,13 @@ package tsdbstore
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
 )
 
 // FuzzScanSegment feeds arbitrary bytes, followed by good frames, to the
@@ -76,6 +80,42 @@ func FuzzPointsNames(f *testing.F) {
 			if !bytes.Equal(b, names) {
 				t.Fatalf("accepted names that do not write back the same: %q", names)
 			}
+		}
+	})
+}
+
+// FuzzPointsExtra feeds arbitrary bytes as one entry of points.extra:
+// decoding must not panic, and what it accepts encodes back the same.
+func FuzzPointsExtra(f *testing.F) {
+	x := &pointIndex{ids: map[string]uint32{}}
+	var names []byte
+	e := &event.Event{SampleID: event.Some("q-17"), Scores: []event.Score{{Name: "exact_match", Value: 1}, {Name: "judge", Value: 0.25}}}
+	var entry []byte
+	entry = binary.AppendUvarint(entry, uint64(len(e.SampleID.V)))
+	entry = append(entry, e.SampleID.V...)
+	entry = binary.AppendUvarint(entry, uint64(len(e.Scores)))
+	for _, s := range e.Scores {
+		entry = binary.AppendUvarint(entry, uint64(x.id(s.Name, &names)))
+		entry = binary.LittleEndian.AppendUint64(entry, math.Float64bits(s.Value))
+	}
+	f.Add(entry)
+	f.Add([]byte{0, 0})
+	f.Add([]byte{5, 'a', 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sample, scores, err := decodeExtra(b, x.list, nil)
+		if err != nil {
+			return
+		}
+		var back []byte
+		back = binary.AppendUvarint(back, uint64(len(sample)))
+		back = append(back, sample...)
+		back = binary.AppendUvarint(back, uint64(len(scores)))
+		for _, s := range scores {
+			back = binary.AppendUvarint(back, uint64(x.ids[s.Name]))
+			back = binary.LittleEndian.AppendUint64(back, math.Float64bits(s.Value))
+		}
+		if !bytes.Equal(back, b) {
+			t.Fatalf("accepted %x, which encodes back as %x", b, back)
 		}
 	})
 }

@@ -10,8 +10,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 )
@@ -22,10 +24,17 @@ import (
 //	i64 timestamp µs | f64 latency | f64 cost (NaN when absent) |
 //	i64 prompt | i64 completion | i64 total tokens |
 //	u32 event | u32 model | u32 provider (ids into points.names; 0 = none) |
-//	u8 flags | u24 checksum (CRC-32C of the 61 bytes before it, low 24 bits)
+//	u8 flags | u24 checksum (CRC-32C of the other 77 bytes, low 24 bits) |
+//	u64 end | u32 length | u32 CRC-32C of the event's extra entry
+//
+// An event with a sample_id or scores has an entry in points.extra (length
+// 0 when it has neither): uvarint length, sample_id | uvarint n |
+// n × (uvarint name id, f64 value), in log order, so a range of points
+// reads one contiguous range of entries; end is where the event's entry
+// ends in points.extra (where the last one ended, for an event without).
 //
 // points.names has one name per line, after the hex CRC-32C of the name and
-// a space.
+// a space: event names, models, providers and score names.
 //
 // Reading a million events' numbers from the log means decompressing and
 // decoding ~550 MB of records; from the index it is one 64 MB read. The log
@@ -36,12 +45,16 @@ import (
 // that meets such damage falls back to the log.
 
 const (
-	pointSize   = 64
-	pointsFile  = "points.bin"
-	namesFile   = "points.names"
-	flagJudged  = 1 << 0
-	flagSuccess = 1 << 1
-	flagTokens  = 1 << 2
+	pointSize  = 80
+	pointsFile = "points.v2.bin"
+	extraFile  = "points.v2.extra"
+	namesFile  = "points.names"
+	// legacyPointsFile is the index before sample ids and scores, 64-byte
+	// records without an extra file: removed, and the index rebuilt.
+	legacyPointsFile = "points.bin"
+	flagJudged       = 1 << 0
+	flagSuccess      = 1 << 1
+	flagTokens       = 1 << 2
 )
 
 // Point is what the index holds of one stored event.
@@ -52,16 +65,23 @@ type Point struct {
 	HasTokens                 bool
 	Prompt, Completion, Total int64
 	Event, Model, Provider    string
+	// Sample is the sample_id ("" when none). Sample and Scores alias the
+	// reader's buffers: valid only during the visit.
+	Sample string
+	Scores []event.Score
 }
 
 type pointIndex struct {
-	dir   string
-	f     *os.File
-	names *os.File
-	ids   map[string]uint32
-	list  []string // id-1 → name
-	count int64    // records written
-	buf   []byte
+	dir      string
+	f        *os.File
+	names    *os.File
+	extra    *os.File
+	extraEnd int64 // bytes of points.extra the records refer to
+	ids      map[string]uint32
+	list     []string // id-1 → name
+	count    int64    // records written
+	buf      []byte
+	extraBuf []byte
 	// damaged says why the files as opened cannot be trusted.
 	damaged error
 }
@@ -97,8 +117,18 @@ func openPointIndex(dir string) (*pointIndex, error) {
 		x.names.Close()
 		return nil, err
 	}
+	// The index of an earlier version: the log rebuilds this one.
+	if err := os.Remove(filepath.Join(dir, legacyPointsFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		x.names.Close()
+		return nil, err
+	}
+	if x.extra, err = os.OpenFile(filepath.Join(dir, extraFile), os.O_CREATE|os.O_RDWR, 0o644); err != nil {
+		x.names.Close()
+		return nil, err
+	}
 	if x.f, err = os.OpenFile(filepath.Join(dir, pointsFile), os.O_CREATE|os.O_RDWR, 0o644); err != nil {
 		x.names.Close()
+		x.extra.Close()
 		return nil, err
 	}
 	fi, err := x.f.Stat()
@@ -114,7 +144,41 @@ func openPointIndex(dir string) (*pointIndex, error) {
 		x.close()
 		return nil, err
 	}
+	if err := x.openExtra(); err != nil {
+		x.close()
+		return nil, err
+	}
 	return x, nil
+}
+
+// openExtra finds where the last point's extra entry ends: entries past it
+// (written before a crash kept their points) are cut.
+func (x *pointIndex) openExtra() error {
+	x.extraEnd = 0
+	if x.count > 0 {
+		var rec [pointSize]byte
+		if _, err := x.f.ReadAt(rec[:], (x.count-1)*pointSize); err != nil {
+			return err
+		}
+		x.extraEnd = int64(binary.LittleEndian.Uint64(rec[64:]))
+	}
+	fi, err := x.extra.Stat()
+	if err != nil {
+		return err
+	}
+	switch {
+	case fi.Size() < x.extraEnd:
+		if x.damaged == nil {
+			x.damaged = fmt.Errorf("%s holds %d bytes, the points refer to %d", extraFile, fi.Size(), x.extraEnd)
+		}
+		x.extraEnd = fi.Size()
+	case fi.Size() > x.extraEnd:
+		if err := x.extra.Truncate(x.extraEnd); err != nil {
+			return err
+		}
+	}
+	_, err = x.extra.Seek(x.extraEnd, io.SeekStart)
+	return err
 }
 
 func encodeName(b []byte, name string) []byte {
@@ -140,7 +204,7 @@ func decodeName(line string) (string, bool) {
 }
 
 func pointChecksum(rec []byte) uint32 {
-	return crc32.Checksum(rec[:61], castagnoli) & 0xffffff
+	return crc32.Update(crc32.Checksum(rec[:61], castagnoli), castagnoli, rec[64:pointSize]) & 0xffffff
 }
 
 // check tells why the index does not hold exactly the log's count events
@@ -157,7 +221,7 @@ func (x *pointIndex) check(count int64) error {
 
 // reset empties the index before a rebuild.
 func (x *pointIndex) reset() error {
-	for _, f := range []*os.File{x.f, x.names} {
+	for _, f := range []*os.File{x.f, x.names, x.extra} {
 		if err := f.Truncate(0); err != nil {
 			return err
 		}
@@ -165,7 +229,7 @@ func (x *pointIndex) reset() error {
 			return err
 		}
 	}
-	x.ids, x.list, x.count, x.damaged = map[string]uint32{}, nil, 0, nil
+	x.ids, x.list, x.count, x.damaged, x.extraEnd = map[string]uint32{}, nil, 0, nil, 0
 	return nil
 }
 
@@ -192,6 +256,7 @@ func (x *pointIndex) id(name string, newNames *[]byte) uint32 {
 func (x *pointIndex) add(events []*event.Event) error {
 	var newNames []byte
 	b := x.buf[:0]
+	extra := x.extraBuf[:0]
 	for _, e := range events {
 		var rec [pointSize]byte
 		binary.LittleEndian.PutUint64(rec[0:], uint64(e.Timestamp))
@@ -221,15 +286,36 @@ func (x *pointIndex) add(events []*event.Event) error {
 			}
 		}
 		rec[60] = flags
+		if e.SampleID.Valid || len(e.Scores) > 0 {
+			start := len(extra)
+			extra = binary.AppendUvarint(extra, uint64(len(e.SampleID.V)))
+			extra = append(extra, e.SampleID.V...)
+			extra = binary.AppendUvarint(extra, uint64(len(e.Scores)))
+			for _, s := range e.Scores {
+				extra = binary.AppendUvarint(extra, uint64(x.id(s.Name, &newNames)))
+				extra = binary.LittleEndian.AppendUint64(extra, math.Float64bits(s.Value))
+			}
+			entry := extra[start:]
+			binary.LittleEndian.PutUint32(rec[72:], uint32(len(entry)))
+			binary.LittleEndian.PutUint32(rec[76:], crc32.Checksum(entry, castagnoli))
+		}
+		binary.LittleEndian.PutUint64(rec[64:], uint64(x.extraEnd)+uint64(len(extra)))
 		sum := pointChecksum(rec[:])
 		rec[61], rec[62], rec[63] = byte(sum), byte(sum>>8), byte(sum>>16)
 		b = append(b, rec[:]...)
 	}
-	x.buf = b
+	x.buf, x.extraBuf = b, extra
 	if len(newNames) > 0 {
 		if _, err := x.names.Write(newNames); err != nil {
 			return fmt.Errorf("write %s: %w", namesFile, err)
 		}
+	}
+	// Entries before the points that refer to them, as names before both.
+	if len(extra) > 0 {
+		if _, err := x.extra.Write(extra); err != nil {
+			return fmt.Errorf("write %s: %w", extraFile, err)
+		}
+		x.extraEnd += int64(len(extra))
 	}
 	if _, err := x.f.Write(b); err != nil {
 		return fmt.Errorf("write %s: %w", pointsFile, err)
@@ -252,11 +338,31 @@ func (x *pointIndex) read(n int64, names []string, visit func(*Point) error) err
 		return names[id-1], nil
 	}
 	var p Point
+	var extra []byte
+	var scores []event.Score
 	for off := int64(0); off < n; off += chunk {
 		m := min(chunk, n-off)
 		b := buf[:m*pointSize]
 		if _, err := x.f.ReadAt(b, off*pointSize); err != nil {
 			return err
+		}
+		// The chunk's extra entries, one range: from where the entry of
+		// the point before the chunk ends to where the chunk's last ends.
+		from := int64(0)
+		if off > 0 {
+			var prev [8]byte
+			if _, err := x.f.ReadAt(prev[:], (off-1)*pointSize+64); err != nil {
+				return err
+			}
+			from = int64(binary.LittleEndian.Uint64(prev[:]))
+		}
+		to := int64(binary.LittleEndian.Uint64(b[(m-1)*pointSize+64:]))
+		if to < from || to-from > 64<<20 {
+			return fmt.Errorf("%w: %s: points %d to %d refer to extra bytes %d to %d", ErrCorrupt, pointsFile, off, off+m, from, to)
+		}
+		extra = slices.Grow(extra[:0], int(to-from))[:to-from]
+		if _, err := x.extra.ReadAt(extra, from); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrCorrupt, extraFile, err)
 		}
 		for i := int64(0); i < m; i++ {
 			r := b[i*pointSize : (i+1)*pointSize]
@@ -282,6 +388,20 @@ func (x *pointIndex) read(n int64, names []string, visit func(*Point) error) err
 			if p.Provider, err = name(binary.LittleEndian.Uint32(r[56:])); err != nil {
 				return err
 			}
+			if length := binary.LittleEndian.Uint32(r[72:]); length > 0 {
+				end := int64(binary.LittleEndian.Uint64(r[64:])) - from
+				if end < int64(length) || end > int64(len(extra)) {
+					return fmt.Errorf("%w: %s: point %d refers to extra bytes out of its range", ErrCorrupt, pointsFile, off+i)
+				}
+				entry := extra[end-int64(length) : end]
+				if crc32.Checksum(entry, castagnoli) != binary.LittleEndian.Uint32(r[76:]) {
+					return fmt.Errorf("%w: %s: the entry of point %d fails its checksum", ErrCorrupt, extraFile, off+i)
+				}
+				if p.Sample, scores, err = decodeExtra(entry, names, scores[:0]); err != nil {
+					return fmt.Errorf("%w: %s: point %d: %w", ErrCorrupt, extraFile, off+i, err)
+				}
+				p.Scores = scores
+			}
 			if err := visit(&p); err != nil {
 				return err
 			}
@@ -290,10 +410,51 @@ func (x *pointIndex) read(n int64, names []string, visit func(*Point) error) err
 	return nil
 }
 
+// decodeExtra reads an extra entry; the sample aliases entry. Only the
+// form add writes is accepted.
+func decodeExtra(entry []byte, names []string, scores []event.Score) (string, []event.Score, error) {
+	bad := errors.New("malformed entry")
+	n, ok := minimalUvarint(&entry)
+	if !ok || uint64(len(entry)) < n {
+		return "", nil, bad
+	}
+	var sample string
+	if n > 0 {
+		sample = unsafe.String(&entry[0], n)
+	}
+	entry = entry[n:]
+	count, ok := minimalUvarint(&entry)
+	if !ok || count > event.MaxScores {
+		return "", nil, bad
+	}
+	for range count {
+		id, ok := minimalUvarint(&entry)
+		if !ok || id == 0 || id > uint64(len(names)) || len(entry) < 8 {
+			return "", nil, bad
+		}
+		scores = append(scores, event.Score{Name: names[id-1], Value: math.Float64frombits(binary.LittleEndian.Uint64(entry))})
+		entry = entry[8:]
+	}
+	if len(entry) != 0 {
+		return "", nil, bad
+	}
+	return sample, scores, nil
+}
+
+// minimalUvarint reads a uvarint in its shortest form off the front of *b.
+func minimalUvarint(b *[]byte) (uint64, bool) {
+	v, k := binary.Uvarint(*b)
+	if k <= 0 || (k > 1 && (*b)[k-1] == 0) {
+		return 0, false
+	}
+	*b = (*b)[k:]
+	return v, true
+}
+
 func (x *pointIndex) sync() error {
-	return errors.Join(x.names.Sync(), x.f.Sync())
+	return errors.Join(x.names.Sync(), x.extra.Sync(), x.f.Sync())
 }
 
 func (x *pointIndex) close() error {
-	return errors.Join(x.sync(), x.names.Close(), x.f.Close())
+	return errors.Join(x.sync(), x.names.Close(), x.extra.Close(), x.f.Close())
 }

@@ -82,7 +82,8 @@ func PointsFromLog(scan func(func(*LogRecord) error) error, visit func(*Point) e
 // PointOf is what the points index keeps of e.
 func PointOf(e *event.Event) Point {
 	p := Point{TimestampUs: e.Timestamp, LatencyMs: math.NaN(), CostUSD: math.NaN(),
-		Judged: e.Success.Valid, Success: e.Success.V, Event: e.EventName, Model: e.Model.V, Provider: e.Provider.V}
+		Judged: e.Success.Valid, Success: e.Success.V, Event: e.EventName, Model: e.Model.V, Provider: e.Provider.V,
+		Sample: e.SampleID.V, Scores: e.Scores}
 	if e.LatencyMs.Valid {
 		p.LatencyMs = e.LatencyMs.V
 	}

@@ -37,13 +37,14 @@ const (
 	mAccuracy
 	mLR
 	mGradNorm
+	mScore // one series per score name: seriesRefs.scores
 	numMetrics
 )
 
 // MetricNames lists the sample metrics in a fixed order.
 var MetricNames = [numMetrics]string{
 	MetricLatency, MetricCost, MetricPromptTokens, MetricCompletionTokens, MetricSuccess,
-	MetricTrainLoss, MetricTrainAccuracy, MetricTrainLR, MetricTrainGradNorm,
+	MetricTrainLoss, MetricTrainAccuracy, MetricTrainLR, MetricTrainGradNorm, MetricScore,
 }
 
 // seriesKey names a cached set of series: the label values and the slot.
@@ -57,6 +58,14 @@ type seriesKey struct {
 type seriesRefs struct {
 	lbls [numMetrics]labels.Labels
 	refs [numMetrics]atomic.Uint64
+	// scores are the score series by score label; used under the TSDB
+	// lock only.
+	scores map[string]*scoreRef
+}
+
+type scoreRef struct {
+	lbls labels.Labels
+	ref  storage.SeriesRef
 }
 
 // refsFor returns the series of labels l in slot. Callers hold s.mu (or
@@ -91,22 +100,26 @@ func (s *Store) seriesOf(l seriesLabels, slot uint8) [numMetrics]labels.Labels {
 }
 
 // SamplesOf calls emit for each raw sample event e has when cfg says which
-// numbers are recorded (SPEC §5): the metric, as an index into MetricNames,
-// and the value. It is the one definition of how an event becomes samples,
-// for the TSDB and for anything that sends them on.
-func SamplesOf(e *event.Event, cfg MetricsConfig, emit func(metric int, v float64)) {
+// numbers are recorded (SPEC §5, §13): the metric, as an index into
+// MetricNames, the score label for MetricScore ("" for the others), and
+// the value. o is the event's overflow decision: scores whose names are
+// past the cap are recorded under event.OverflowValue, at most one per
+// event (the first by name), since a series holds one sample per time.
+// It is the one definition of how an event becomes samples, for the TSDB
+// and for anything that sends them on.
+func SamplesOf(e *event.Event, cfg MetricsConfig, o event.LabelOverflow, emit func(metric int, score string, v float64)) {
 	if cfg.Latency && e.LatencyMs.Valid {
-		emit(mLatency, e.LatencyMs.V/1000)
+		emit(mLatency, "", e.LatencyMs.V/1000)
 	}
 	if cfg.Cost && e.CostUSD.Valid {
-		emit(mCost, e.CostUSD.V)
+		emit(mCost, "", e.CostUSD.V)
 	}
 	if cfg.Tokens && e.Tokens != nil {
 		if e.Tokens.Prompt.Valid {
-			emit(mPrompt, float64(e.Tokens.Prompt.V))
+			emit(mPrompt, "", float64(e.Tokens.Prompt.V))
 		}
 		if e.Tokens.Completion.Valid {
-			emit(mCompletion, float64(e.Tokens.Completion.V))
+			emit(mCompletion, "", float64(e.Tokens.Completion.V))
 		}
 	}
 	if cfg.SuccessRate && e.Success.Valid {
@@ -114,7 +127,7 @@ func SamplesOf(e *event.Event, cfg MetricsConfig, emit func(metric int, v float6
 		if e.Success.V {
 			v = 1
 		}
-		emit(mSuccess, v)
+		emit(mSuccess, "", v)
 	}
 	if tr := e.Training; tr != nil {
 		for _, f := range [...]struct {
@@ -122,19 +135,42 @@ func SamplesOf(e *event.Event, cfg MetricsConfig, emit func(metric int, v float6
 			v event.Null[float64]
 		}{{mLoss, tr.Loss}, {mAccuracy, tr.Accuracy}, {mLR, tr.LearningRate}, {mGradNorm, tr.GradientNorm}} {
 			if f.v.Valid {
-				emit(f.m, f.v.V)
+				emit(f.m, "", f.v.V)
 			}
 		}
+	}
+	other := false
+	for i, s := range e.Scores {
+		name := scoreName(e, i, o)
+		if name == event.OverflowValue {
+			if other {
+				continue
+			}
+			other = true
+		}
+		emit(mScore, name, s.Value)
 	}
 }
 
 // appendSamples appends the numbers of one event at ms to its series r. It
 // returns how many samples the event has, whether or not the TSDB took them.
-func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, r *seriesRefs) (int, error) {
+// o is the event's overflow decision. Callers hold the TSDB lock (or are
+// alone, as in a replay).
+func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, r *seriesRefs, o event.LabelOverflow) (int, error) {
 	var errs []error
 	n := 0
-	add := func(m int, v float64) {
+	add := func(m int, score string, v float64) {
 		n++
+		if m == mScore {
+			sr := r.score(score)
+			ref, err := app.Append(sr.ref, sr.lbls, 0, ms, v, nil, nil, storage.AOptions{})
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			sr.ref = ref
+			return
+		}
 		ref, err := app.Append(storage.SeriesRef(r.refs[m].Load()), r.lbls[m], 0, ms, v, nil, nil, storage.AOptions{})
 		if err != nil {
 			errs = append(errs, err)
@@ -142,6 +178,19 @@ func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, 
 		}
 		r.refs[m].Store(uint64(ref))
 	}
-	SamplesOf(e, s.opts.Metrics, add)
+	SamplesOf(e, s.opts.Metrics, o, add)
 	return n, errors.Join(errs...)
+}
+
+// score returns the series of the score label name.
+func (r *seriesRefs) score(name string) *scoreRef {
+	if sr, ok := r.scores[name]; ok {
+		return sr
+	}
+	if r.scores == nil {
+		r.scores = map[string]*scoreRef{}
+	}
+	sr := &scoreRef{lbls: scoreLabels(r.lbls[mScore], name)}
+	r.scores[name] = sr
+	return sr
 }

@@ -118,10 +118,12 @@ type Store struct {
 	points   *pointIndex
 	pointsOK atomic.Bool // the index holds exactly the log's events
 
-	tmu     sync.Mutex                 // serialises TSDB appends and log and index writes
-	labels  *labelCap                  // under mu
-	written replayMark                 // the replay position last written, by the housekeeping loop
-	applied atomic.Pointer[replayMark] // every frame before it is committed to the TSDB
+	tmu    sync.Mutex // serialises TSDB appends and log and index writes
+	labels *labelCap  // under mu
+	// scoreNames caps the score label; decided under tmu.
+	scoreNames *scoreCap
+	written    replayMark                 // the replay position last written, by the housekeeping loop
+	applied    atomic.Pointer[replayMark] // every frame before it is committed to the TSDB
 
 	count atomic.Int64
 
@@ -184,6 +186,7 @@ func Open(dir string, opts Options) (*Store, error) {
 
 	var recs []slotMark
 	s.labels = newLabelCap(opts.MaxLabelValues, opts.Logger)
+	s.scoreNames = newScoreCap(opts.MaxLabelValues, opts.Logger)
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
 	var ev event.Event
@@ -192,6 +195,14 @@ func Open(dir string, opts Options) (*Store, error) {
 		dec.Reset()
 		if err := s.labels.learn(r, dec, &ev); err != nil {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
+		}
+		r.scores = 0
+		if event.RecordHasScores(r.Data) {
+			if err := dec.DecodeRecordView(r.Data, &ev, false); err != nil {
+				return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
+			}
+			s.scoreNames.learn(&ev)
+			r.scores = s.scoreNames.stored(&ev)
 		}
 		if r.ClientID != "" && r.ArrivalUs >= dedupFrom {
 			s.dedup.add(r.ClientID, r.ArrivalUs)

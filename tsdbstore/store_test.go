@@ -475,13 +475,24 @@ func TestPointsIndexMatchesLog(t *testing.T) {
 		if i%7 == 0 {
 			e.Tokens, e.Success, e.CostUSD = nil, event.Null[bool]{}, event.Null[float64]{}
 		}
+		if i%3 != 1 { // runs of points with and without extra entries
+			e.SampleID = event.Some(fmt.Sprintf("q-%d", i/2))
+		}
+		if i%5 < 2 {
+			e.Scores = []event.Score{{Name: "exact_match", Value: float64(i % 2)}, {Name: fmt.Sprintf("judge.%d", i%4), Value: float64(i) / 300}}
+		}
 		evs = append(evs, e)
 	}
 	mustAppend(t, s, evs[:100])
 	mustAppend(t, s, evs[100:])
 	fromIndex := func(s *Store) []Point {
 		var out []Point
-		if err := s.Points(context.Background(), func(p *Point) error { out = append(out, *p); return nil }); err != nil {
+		if err := s.Points(context.Background(), func(p *Point) error {
+			q := *p // Sample and Scores are the reader's: copied
+			q.Sample, q.Scores = strings.Clone(p.Sample), slices.Clone(p.Scores)
+			out = append(out, q)
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
 		return out
@@ -489,6 +500,11 @@ func TestPointsIndexMatchesLog(t *testing.T) {
 	want := fromIndex(s)
 	if len(want) != 300 {
 		t.Fatalf("%d points", len(want))
+	}
+	for i, p := range want {
+		if p.Sample != evs[i].SampleID.V || !slices.Equal(p.Scores, evs[i].Scores) {
+			t.Fatalf("point %d: sample %q scores %v, want %q %v", i, p.Sample, p.Scores, evs[i].SampleID.V, evs[i].Scores)
+		}
 	}
 	// The log says the same.
 	s.pointsOK.Store(false)
@@ -511,6 +527,26 @@ func TestPointsIndexMatchesLog(t *testing.T) {
 		{"names and index missing", func() error {
 			return errors.Join(os.Remove(filepath.Join(dir, namesFile)), os.Remove(filepath.Join(dir, pointsFile)))
 		}},
+		{"extra entries missing", func() error { return os.Truncate(filepath.Join(dir, extraFile), 0) }},
+		{"an extra entry damaged", func() error {
+			b, err := os.ReadFile(filepath.Join(dir, extraFile))
+			if err != nil {
+				return err
+			}
+			b[len(b)/2] ^= 0x10
+			return os.WriteFile(filepath.Join(dir, extraFile), b, 0o644)
+		}},
+		{"extra entries past the points", func() error {
+			f, err := os.OpenFile(filepath.Join(dir, extraFile), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			_, err = f.Write([]byte("left by a crash"))
+			return errors.Join(err, f.Close())
+		}},
+		{"an index of the earlier version", func() error {
+			return errors.Join(os.Rename(filepath.Join(dir, pointsFile), filepath.Join(dir, legacyPointsFile)), os.Remove(filepath.Join(dir, extraFile)))
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.wreck(); err != nil {
@@ -520,6 +556,9 @@ func TestPointsIndexMatchesLog(t *testing.T) {
 			defer s.Close()
 			if got := fromIndex(s); !samePoints(got, want) {
 				t.Fatalf("after a rebuild: %d points", len(got))
+			}
+			if _, err := os.Stat(filepath.Join(dir, legacyPointsFile)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the index of the earlier version is left: %v", err)
 			}
 		})
 	}
@@ -532,7 +571,8 @@ func samePoints(a, b []Point) bool {
 	for i := range a {
 		x, y := a[i], b[i]
 		if x.TimestampUs != y.TimestampUs || x.Event != y.Event || x.Model != y.Model || x.Judged != y.Judged || x.Success != y.Success ||
-			x.HasTokens != y.HasTokens || x.Total != y.Total || !sameFloat(x.LatencyMs, y.LatencyMs) || !sameFloat(x.CostUSD, y.CostUSD) {
+			x.HasTokens != y.HasTokens || x.Total != y.Total || !sameFloat(x.LatencyMs, y.LatencyMs) || !sameFloat(x.CostUSD, y.CostUSD) ||
+			x.Sample != y.Sample || !slices.Equal(x.Scores, y.Scores) {
 			return false
 		}
 	}

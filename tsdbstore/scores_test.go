@@ -1,0 +1,130 @@
+package tsdbstore
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/crucible-telemetry/crucible-telemetry/event"
+)
+
+// scoreSums reads crucible_event_score back: sample count and sum by score
+// label.
+func scoreSums(t *testing.T, db *tsdb.DB) (map[string]int, map[string]float64) {
+	t.Helper()
+	q, err := db.Querier(math.MinInt64, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	counts, sums := map[string]int{}, map[string]float64{}
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, MetricScore))
+	for set.Next() {
+		name := set.At().Labels().Get(ScoreLabel)
+		if l := set.At().Labels(); l.Get("experiment_id") != "exp" || l.Get("event") != "req_llm.request.stop" || l.Get("model") != "gpt-4" {
+			t.Fatalf("score series without the event's labels: %v", set.At().Labels())
+		}
+		it := set.At().Iterator(nil)
+		for it.Next() != 0 {
+			_, v := it.At()
+			counts[name]++
+			sums[name] += v
+		}
+	}
+	if set.Err() != nil {
+		t.Fatal(set.Err())
+	}
+	return counts, sums
+}
+
+func scored(ts int64, scores ...event.Score) *event.Event {
+	e := llmEvent(ts, "gpt-4", 100)
+	e.Scores = scores
+	return e
+}
+
+// TestScoresCapped: each score is one crucible_event_score sample; names
+// past the cap go to "other" (one sample per event), the decision reaches
+// the caller, a rebuilt TSDB holds the same samples, and a restart keeps
+// the cap and tells the visitor each record's decision.
+func TestScoresCapped(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(t)
+	opts.MaxLabelValues = 2
+	s := openStore(t, dir, opts)
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	evs := []*event.Event{
+		scored(base, event.Score{Name: "a", Value: 1}),
+		scored(base, event.Score{Name: "a", Value: 0.5}, event.Score{Name: "b", Value: 2}), // same ms: another slot
+		scored(base+1000, event.Score{Name: "a", Value: 1}, event.Score{Name: "c", Value: 3}, event.Score{Name: "d", Value: 4}),
+		scored(base + 2000),
+	}
+	res := mustAppend(t, s, evs)
+	wantOverflow := []event.LabelOverflow{0, 0, event.OverflowScore(1) | event.OverflowScore(2), 0}
+	for i, r := range res {
+		if r.Overflow != wantOverflow[i] {
+			t.Errorf("event %d: overflow %b, want %b", i, r.Overflow, wantOverflow[i])
+		}
+	}
+	wantCounts := map[string]int{"a": 3, "b": 1, event.OverflowValue: 1}
+	wantSums := map[string]float64{"a": 2.5, "b": 2, event.OverflowValue: 3}
+	check := func(when string) {
+		t.Helper()
+		counts, sums := scoreSums(t, s.DB())
+		if !maps.Equal(counts, wantCounts) || !maps.Equal(sums, wantSums) {
+			t.Fatalf("%s: score samples %v sums %v, want %v %v", when, counts, sums, wantCounts, wantSums)
+		}
+	}
+	check("stored")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	os.RemoveAll(filepath.Join(dir, "tsdb"))
+	os.Remove(filepath.Join(dir, appliedFile))
+	opts.Registerer = prometheus.NewRegistry()
+	var seen []event.LabelOverflow
+	opts.Visit = func(r *LogRecord) error { seen = append(seen, r.Overflow()); return nil }
+	s = openStore(t, dir, opts)
+	defer s.Close()
+	check("rebuilt from the log")
+	if fmt.Sprint(seen) != fmt.Sprint(wantOverflow) {
+		t.Fatalf("visitor saw overflow %v, want %v", seen, wantOverflow)
+	}
+	// Admitted names stay admitted; new ones overflow.
+	res = mustAppend(t, s, []*event.Event{scored(base+3000, event.Score{Name: "b", Value: 1}, event.Score{Name: "e", Value: 5})})
+	if res[0].Overflow != event.OverflowScore(1) {
+		t.Fatalf("after a restart: overflow %b", res[0].Overflow)
+	}
+	wantCounts["b"]++
+	wantSums["b"]++
+	wantCounts[event.OverflowValue]++
+	wantSums[event.OverflowValue] += 5
+	check("after a restart")
+}
+
+// TestScoreNamesOfFailedAppendsAreForgotten: a batch that stores nothing
+// admits no score name, so the cap the log rebuilds is the cap in memory.
+func TestScoreNamesOfFailedAppendsAreForgotten(t *testing.T) {
+	s := openStore(t, t.TempDir(), func() Options { o := testOptions(t); o.MaxLabelValues = 1; return o }())
+	defer s.Close()
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	s.failCommit = func() error { return fmt.Errorf("disk on fire") }
+	if _, err := s.Append([]*event.Event{scored(base, event.Score{Name: "lost", Value: 1})}, time.Now()); err == nil {
+		t.Fatal("append succeeded with a failing commit")
+	}
+	s.failCommit = nil
+	res := mustAppend(t, s, []*event.Event{scored(base+1000, event.Score{Name: "kept", Value: 1})})
+	if res[0].Overflow != 0 {
+		t.Fatalf("the name of a failed append took the cap: overflow %b", res[0].Overflow)
+	}
+}
