@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -21,6 +22,9 @@ type refPoint struct {
 	Cost    *float64 `json:"cost"`
 	Success *bool    `json:"success"`
 	Tokens  []int64  `json:"tokens"`
+	Sample  string   `json:"sample"` // absent: no sample id
+	// Scores are written as an object; Point holds them sorted by name.
+	Scores map[string]float64 `json:"scores"`
 }
 
 func loadDatasets(t *testing.T) map[string][]Point {
@@ -52,6 +56,11 @@ func loadDatasets(t *testing.T) map[string][]Point {
 			if r.Tokens != nil {
 				p.HasTokens, p.Prompt, p.Completion, p.Total = true, r.Tokens[0], r.Tokens[1], r.Tokens[2]
 			}
+			p.Sample = r.Sample
+			for name, v := range r.Scores {
+				p.Scores = append(p.Scores, Score{name, v})
+			}
+			slices.SortFunc(p.Scores, func(a, b Score) int { return strings.Compare(a.Name, b.Name) })
 			out[name] = append(out[name], p)
 		}
 	}
@@ -210,7 +219,7 @@ func TestEmptyIsCompleteAndNull(t *testing.T) {
 		`"latency":{"count":0,"mean":null,"median":null,"std_dev":null,"min":null,"max":null,"p50":null,"p90":null,"p95":null,"p99":null},` +
 		`"cost":{"count":0,"total":null,"mean_per_request":null,"median_per_request":null,"cost_per_1k_requests":null,"cost_per_1m_requests":null},` +
 		`"reliability":{"total_requests":0,"judged":0,"successful":0,"failed":0,"success_rate":null,"failure_rate":null,"success_rate_ci95":[null,null],"sla_99":null,"sla_999":null,"sla_9999":null},` +
-		`"tokens":{"count":0,"total_prompt":0,"total_completion":0,"total":0,"mean_prompt":null,"mean_completion":null,"mean_total":null},"events":{}}`
+		`"tokens":{"count":0,"total_prompt":0,"total_completion":0,"total":0,"mean_prompt":null,"mean_completion":null,"mean_total":null},"scores":{},"events":{}}`
 	if string(b) != want {
 		t.Fatalf("got  %s\nwant %s", b, want)
 	}

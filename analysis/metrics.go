@@ -90,12 +90,13 @@ type EventCount struct {
 
 // Report is the exact analysis of a set of events (SPEC §7).
 type Report struct {
-	Summary     Summary               `json:"summary"`
-	Latency     Description           `json:"latency"`
-	Cost        Cost                  `json:"cost"`
-	Reliability Reliability           `json:"reliability"`
-	Tokens      Tokens                `json:"tokens"`
-	Events      map[string]EventCount `json:"events"`
+	Summary     Summary                     `json:"summary"`
+	Latency     Description                 `json:"latency"`
+	Cost        Cost                        `json:"cost"`
+	Reliability Reliability                 `json:"reliability"`
+	Tokens      Tokens                      `json:"tokens"`
+	Scores      map[string]ScoreDescription `json:"scores"` // by score name (SPEC §13); empty, never null
+	Events      map[string]EventCount       `json:"events"`
 }
 
 // Analyze computes the report over every point.
@@ -108,6 +109,7 @@ func Analyze(points []Point) Report {
 	cost := make([]float64, 0, len(points))
 	var rel Reliability
 	var tok Tokens
+	var scores scoreValues
 	first, last := int64(math.MaxInt64), int64(math.MinInt64)
 	names := map[string]int64{}
 	prev, prevCount := "", int64(0) // runs of one name are counted once
@@ -141,6 +143,9 @@ func Analyze(points []Point) Report {
 			tok.TotalCompletion += p.Completion
 			tok.Total += p.Total
 		}
+		if len(p.Scores) > 0 {
+			scores.add(p.Scores)
+		}
 	}
 	if prevCount > 0 {
 		names[prev] += prevCount
@@ -158,6 +163,7 @@ func Analyze(points []Point) Report {
 	rel.TotalRequests = int64(len(points))
 	r.Reliability = reliability(rel)
 	r.Tokens = tokensOf(tok)
+	r.Scores = scores.describe()
 	return r
 }
 

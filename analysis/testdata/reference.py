@@ -14,8 +14,15 @@ from scipy import stats
 rng = np.random.default_rng(20261127)
 
 
-def point(ts, event="req_llm.request.stop", latency=None, cost=None, success=None, tokens=None):
-    return {"ts": int(ts), "event": event, "latency": latency, "cost": cost, "success": success, "tokens": tokens}
+def point(ts, event="req_llm.request.stop", latency=None, cost=None, success=None, tokens=None, sample=None, scores=None):
+    p = {"ts": int(ts), "event": event, "latency": latency, "cost": cost, "success": success, "tokens": tokens}
+    # sample (sample_id) and scores are written only when given, so the
+    # datasets that have neither read as they always did.
+    if sample is not None:
+        p["sample"] = sample
+    if scores is not None:
+        p["scores"] = scores
+    return p
 
 
 datasets = {}
@@ -73,6 +80,88 @@ datasets["far_baseline"] = farset(300, 100.0, 0.5, 0.010, 0)
 datasets["far_treatment"] = farset(300, 110.0, 0.95, 0.0109, 3)
 datasets["very_far_treatment"] = farset(300, 125.0, 0.99, 0.012, 5)
 
+# Evaluation runs: events with sample ids and quality scores, for the score
+# statistics and the paired comparison (SPEC §13). A generator of their own,
+# after every set above, so those stay as they were.
+pair_rng = np.random.default_rng(20261203)
+
+
+def sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
+
+difficulty = pair_rng.normal(0, 1, 360)
+level = pair_rng.lognormal(6, 0.5, 360)
+
+
+def evalset(samples, lat_factor, ok_shift, help_shift, seed_shift, copy_of=None, copied=(), extra_score=None):
+    """Events of samples, each one to three times (repetitions), whose
+    latency, success and scores depend on the sample's difficulty, so that
+    the arms correlate by sample. Samples in copied repeat copy_of's events
+    exactly (zero differences). Some events have no sample id."""
+    out = []
+    ts = base + seed_shift
+    for s in samples:
+        sid = "s%03d" % s
+        if copy_of is not None and s in copied:
+            for p in copy_of:
+                if p.get("sample") == sid:
+                    q = dict(p)
+                    q["ts"] = ts
+                    ts += 1000
+                    out.append(q)
+            continue
+        for _ in range(int(pair_rng.integers(1, 4))):
+            lat = float(np.round(level[s] * lat_factor * math.exp(0.15 * pair_rng.normal()), 3))
+            cost = None if pair_rng.uniform() < 0.05 else float(np.round(pair_rng.uniform(0.001, 0.02) * lat_factor, 6))
+            succ = None if pair_rng.uniform() < 0.05 else bool(pair_rng.uniform() < sigmoid(1.5 + ok_shift - difficulty[s]))
+            scores = {"exact_match": int(pair_rng.uniform() < sigmoid(1 + ok_shift - difficulty[s]))}
+            if pair_rng.uniform() < 0.9:
+                scores["judge.helpfulness"] = float(np.round(min(1, max(0, 0.7 + help_shift - 0.1 * difficulty[s] + 0.1 * pair_rng.normal())), 1))
+            if extra_score is not None:
+                scores[extra_score] = float(np.round(pair_rng.uniform(0, 10), 2))
+            out.append(point(ts, latency=lat, cost=cost, success=succ, sample=sid, scores=scores))
+            ts += 1000
+    for i in range(15):  # events outside any sample: in the unpaired statistics only
+        sid = "" if i % 2 else None
+        out.append(point(ts, latency=float(np.round(pair_rng.lognormal(6, 0.5), 3)), success=bool(pair_rng.uniform() < 0.8),
+                         sample=sid, scores={"exact_match": int(pair_rng.uniform() < 0.7)}))
+        ts += 1000
+    return out
+
+
+datasets["eval_base"] = evalset(range(0, 340), 1.0, 0.0, 0.0, 0)
+# Samples 0–19 only in the baseline, 340–359 only in treatment a; a's
+# samples 100–129 are the baseline's events again.
+datasets["eval_treat_a"] = evalset(range(20, 360), 0.9, 0.4, 0.05, 3, copy_of=datasets["eval_base"], copied=range(100, 130))
+datasets["eval_treat_b"] = evalset(range(0, 300), 1.02, -0.1, -0.02, 5, extra_score="only_b")
+
+
+def plain(sid, ts, latency, success, cost=None, scores=None):
+    return point(base + ts, latency=latency, cost=cost, success=success, sample=sid, scores=scores)
+
+
+# One shared sample ("x", twice in the baseline), one more on each side.
+datasets["pair_one_base"] = [plain("x", 0, 100.0, True, 0.01, {"q": 0.5}), plain("x", 1, 120.0, False, 0.02, {"q": 1.0}),
+                             plain("y", 2, 90.0, True, 0.01, {"q": 0.25})]
+datasets["pair_one_treat"] = [plain("x", 0, 80.0, True, 0.01, {"q": 1.0}), plain("z", 1, 70.0, False, 0.03, {"q": 0.0})]
+# Every pair equal: no difference has a sign.
+datasets["pair_equal_base"] = [plain("e%02d" % i, i, float(50 + 5 * i), i % 3 != 0, 0.001 * (i + 1), {"q": float(i % 4)}) for i in range(12)]
+datasets["pair_equal_treat"] = [plain("e%02d" % i, 100 + i, float(50 + 5 * i), i % 3 != 0, 0.001 * (i + 1), {"q": float(i % 4)})
+                                for i in reversed(range(12))]
+# Paired differences far beyond chance: p-values near 1e-20 and below.
+far_base, far_treat = [], []
+for i in range(300):
+    lat = float(np.round(pair_rng.normal(200, 30), 3))
+    acc = float(np.round(pair_rng.uniform(0.2, 0.8), 3))
+    far_base.append(plain("f%03d" % i, i, lat, bool(pair_rng.uniform() < 0.5), scores={"acc": acc}))
+    far_treat.append(plain("f%03d" % i, 1000 + i, float(np.round(lat - 3 + pair_rng.normal(0, 5), 3)), bool(pair_rng.uniform() < 0.95),
+                           scores={"acc": float(np.round(acc + 0.05 + pair_rng.normal(0, 0.04), 3))}))
+datasets["pair_far_base"], datasets["pair_far_treat"] = far_base, far_treat
+# Samples without any scores.
+datasets["noscore_base"] = [plain("n%d" % (i % 7), i, float(10 + i), i % 4 != 0) for i in range(20)]
+datasets["noscore_treat"] = [plain("n%d" % (i % 9), i, float(12 + i), i % 5 != 0) for i in range(20)]
+
 Z = stats.norm.ppf(0.975)
 
 
@@ -101,6 +190,31 @@ def wilson(k, n):
     center = (p + Z * Z / (2 * n)) / den
     half = Z / den * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
     return [max(0.0, center - half), min(1.0, center + half)]
+
+
+def score_values(points, name):
+    return [p["scores"][name] for p in points if name in (p.get("scores") or {})]
+
+
+def score_names(points):
+    return sorted({k for p in points for k in (p.get("scores") or {})})
+
+
+def mean_ci95(xs):
+    if len(xs) < 2:
+        return [None, None]
+    a = np.array(xs, dtype=float)
+    h = stats.t.ppf(0.975, len(a) - 1) * np.std(a, ddof=1) / math.sqrt(len(a))
+    return [float(np.mean(a) - h), float(np.mean(a) + h)]
+
+
+def describe_scores(points):
+    out = {}
+    for name in score_names(points):
+        a = np.array(score_values(points, name), dtype=float)
+        out[name] = {"count": len(a), "mean": float(np.mean(a)), "std_dev": float(np.std(a, ddof=1)) if len(a) > 1 else 0.0,
+                     "median": float(np.median(a)), "min": float(a.min()), "max": float(a.max()), "mean_ci95": mean_ci95(list(a))}
+    return out
 
 
 def analyze(points):
@@ -136,6 +250,7 @@ def analyze(points):
                    "mean_prompt": float(np.mean([t[0] for t in toks])) if toks else None,
                    "mean_completion": float(np.mean([t[1] for t in toks])) if toks else None,
                    "mean_total": float(np.mean([t[2] for t in toks])) if toks else None},
+        "scores": describe_scores(points),
         "events": {k: {"count": v} for k, v in names.items()},
     }
 

@@ -1,0 +1,129 @@
+package analysis
+
+import (
+	"math"
+	"slices"
+
+	"gonum.org/v1/gonum/stat/distuv"
+)
+
+// ScoreDescription summarises one named quality score over the events
+// that carry it (SPEC §13). MeanCI95 is the t interval of the mean,
+// mean ± t(0.975, n−1)·sd/√n, null for fewer than two values.
+type ScoreDescription struct {
+	Count    int     `json:"count"`
+	Mean     Null    `json:"mean"`
+	StdDev   Null    `json:"std_dev"`
+	Median   Null    `json:"median"`
+	Min      Null    `json:"min"`
+	Max      Null    `json:"max"`
+	MeanCI95 [2]Null `json:"mean_ci95"`
+}
+
+// DescribeScore describes the values of one score, reordering them.
+func DescribeScore(xs []float64) ScoreDescription {
+	d := ScoreDescription{Count: len(xs), Mean: NaN, StdDev: NaN, Median: NaN, Min: NaN, Max: NaN, MeanCI95: [2]Null{NaN, NaN}}
+	if len(xs) == 0 {
+		return d
+	}
+	mean, sd := Mean(xs), StdDev(xs)
+	d.Mean, d.StdDev, d.Min, d.Max = Null(mean), Null(sd), Null(minOf(xs)), Null(maxOf(xs))
+	d.Median = Null(Percentiles(xs, 50)[0])
+	d.MeanCI95 = meanCI95(mean, sd, len(xs))
+	return d
+}
+
+// meanCI95 is mean ± t(0.975, n−1)·sd/√n; [NaN, NaN] for n < 2.
+func meanCI95(mean, sd float64, n int) [2]Null {
+	if n < 2 {
+		return [2]Null{NaN, NaN}
+	}
+	h := t975(n-1) * (sd / math.Sqrt(float64(n))) // sd/√n first: sd may be near MaxFloat64
+	return [2]Null{Null(mean - h), Null(mean + h)}
+}
+
+// t975 is Student's t 97.5th percentile with df degrees of freedom.
+func t975(df int) float64 {
+	return distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(df)}.Quantile(0.975)
+}
+
+// scoreValues gathers each score name's values over events, in the order
+// the names first appear. Events mostly carry the same names, so the
+// column of an event's i-th score is first guessed from the previous
+// event's: no map lookup in the common case.
+type scoreValues struct {
+	names []string
+	vals  [][]float64
+	index map[string]int
+	last  []int // column of the previous event's i-th score
+}
+
+// add appends one event's scores (sorted by name, as Point holds them);
+// an undefined (NaN) value is left out.
+func (s *scoreValues) add(scores []Score) {
+	for i, sc := range scores {
+		col := s.column(i, sc.Name)
+		if !math.IsNaN(sc.Value) {
+			s.vals[col] = append(s.vals[col], sc.Value)
+		}
+	}
+}
+
+// column is the column of the name of an event's i-th score, created when
+// the name is new.
+func (s *scoreValues) column(i int, name string) int {
+	if i < len(s.last) && s.names[s.last[i]] == name {
+		return s.last[i]
+	}
+	col, ok := s.index[name]
+	if !ok {
+		if s.index == nil {
+			s.index = map[string]int{}
+		}
+		col = len(s.names)
+		s.index[name] = col
+		s.names = append(s.names, name)
+		s.vals = append(s.vals, nil)
+	}
+	if i < len(s.last) {
+		s.last[i] = col
+	} else {
+		s.last = append(s.last, col)
+	}
+	return col
+}
+
+// lookup is the values of name, nil when no event has it.
+func (s *scoreValues) lookup(name string) []float64 {
+	if col, ok := s.index[name]; ok {
+		return s.vals[col]
+	}
+	return nil
+}
+
+// describe describes every score; an empty map when there are none.
+// Values are reordered.
+func (s *scoreValues) describe() map[string]ScoreDescription {
+	out := make(map[string]ScoreDescription, len(s.names))
+	for i, name := range s.names {
+		out[name] = DescribeScore(s.vals[i])
+	}
+	return out
+}
+
+// scoreOf is the value of the score name among scores (sorted by name).
+func scoreOf(scores []Score, name string) (float64, bool) {
+	i, ok := slices.BinarySearchFunc(scores, name, func(s Score, name string) int {
+		switch {
+		case s.Name < name:
+			return -1
+		case s.Name > name:
+			return 1
+		}
+		return 0
+	})
+	if !ok || math.IsNaN(scores[i].Value) {
+		return 0, false
+	}
+	return scores[i].Value, true
+}
