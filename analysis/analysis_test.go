@@ -274,6 +274,14 @@ func TestCompareAgreesWithScipy(t *testing.T) {
 		"no_latency_side": {"all_null_latency", "seed_ten"},
 		"seed_vs_random":  {"seed_ten", "random"},
 		"far_tail":        {"far_baseline", "far_treatment", "very_far_treatment"},
+		"eval_a_b":        {"eval_base", "eval_treat_a", "eval_treat_b"},
+		"eval_a":          {"eval_base", "eval_treat_a"},
+		"eval_b_vs_a":     {"eval_treat_b", "eval_treat_a"},
+		"pair_one":        {"pair_one_base", "pair_one_treat"},
+		"pair_equal":      {"pair_equal_base", "pair_equal_treat"},
+		"pair_far":        {"pair_far_base", "pair_far_treat"},
+		"noscore":         {"noscore_base", "noscore_treat"},
+		"noscore_vs_eval": {"noscore_base", "eval_base", "eval_treat_b"},
 	}
 	for name, sets := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -62,6 +62,9 @@ type Comparison struct {
 	SuccessRate          SuccessComparison `json:"success_rate"`
 	Cost                 CostComparison    `json:"cost"`
 	EventCountDifference int               `json:"event_count_difference"`
+	// Scores compares each score either side has (SPEC §13); empty, never
+	// null.
+	Scores map[string]ScoreComparison `json:"scores"`
 }
 
 // CompareOptions set the bootstrap and the confidence sequences.
@@ -83,6 +86,7 @@ type sample struct {
 	latency, cost      []float64
 	judged, successful int64
 	events             int
+	scores             scoreValues
 }
 
 func sampleOf(points []Point) sample {
@@ -101,7 +105,11 @@ func sampleOf(points []Point) sample {
 				s.successful++
 			}
 		}
+		if len(p.Scores) > 0 {
+			s.scores.add(p.Scores)
+		}
 	}
+	s.scores.sortScores()
 	return s
 }
 
@@ -132,6 +140,7 @@ func Compare(baseline []Point, treatments [][]Point, opts CompareOptions) []Comp
 		holm(func(c *Comparison) *Null { return &c.Latency.MannWhitneyP }, func(c *Comparison, p *Null) { c.Latency.MannWhitneyPHolm = p })
 		holm(func(c *Comparison) *Null { return &c.SuccessRate.P }, func(c *Comparison, p *Null) { c.SuccessRate.PHolm = p })
 		holm(func(c *Comparison) *Null { return &c.Cost.P }, func(c *Comparison, p *Null) { c.Cost.PHolm = p })
+		holmScores(out)
 	}
 	return out
 }
@@ -182,6 +191,7 @@ func compareOne(b, t sample, opts CompareOptions) Comparison {
 		c.Cost.DiffTotal = Null(Sum(t.cost) - Sum(b.cost))
 	}
 	c.EventCountDifference = t.events - b.events
+	c.Scores = compareScores(&b.scores, &t.scores, opts.SequentialTuning)
 	return c
 }
 

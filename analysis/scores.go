@@ -127,3 +127,88 @@ func scoreOf(scores []Score, name string) (float64, bool) {
 	}
 	return scores[i].Value, true
 }
+
+// ScoreComparison compares one score of a treatment with the baseline's
+// (SPEC §13): Welch's t-test of the means, the Mann–Whitney test, and the
+// anytime-valid interval of the difference.
+type ScoreComparison struct {
+	BaselineMean     Null    `json:"baseline_mean"`
+	TreatmentMean    Null    `json:"treatment_mean"`
+	DiffMean         Null    `json:"diff_mean"`
+	DiffMeanCI95     [2]Null `json:"diff_mean_ci95"`
+	WelchT           Null    `json:"welch_t"`
+	WelchDF          Null    `json:"welch_df"`
+	WelchP           Null    `json:"welch_p"`
+	WelchPHolm       *Null   `json:"welch_p_holm,omitempty"`
+	MannWhitneyU     Null    `json:"mann_whitney_u"`
+	MannWhitneyP     Null    `json:"mann_whitney_p"`
+	MannWhitneyPHolm *Null   `json:"mann_whitney_p_holm,omitempty"`
+	// Sequential is the anytime-valid interval of DiffMean.
+	Sequential Sequential `json:"sequential"`
+}
+
+// compareScores compares every score either side has; both sides' values
+// are sorted (sortScores).
+func compareScores(b, t *scoreValues, tuning float64) map[string]ScoreComparison {
+	out := make(map[string]ScoreComparison, len(b.names)+len(t.names))
+	one := func(name string) {
+		if _, done := out[name]; done {
+			return
+		}
+		bv, tv := b.lookup(name), t.lookup(name)
+		w := WelchTest(bv, tv)
+		mw := mannWhitneySorted(bv, tv)
+		out[name] = ScoreComparison{
+			BaselineMean: meanOrNull(bv), TreatmentMean: meanOrNull(tv),
+			DiffMean: w.Diff, DiffMeanCI95: w.CI95, WelchT: w.T, WelchDF: w.DF, WelchP: w.P,
+			MannWhitneyU: mw.U, MannWhitneyP: mw.P,
+			Sequential: SequentialDiff(bv, tv, tuning),
+		}
+	}
+	for _, name := range b.names {
+		one(name)
+	}
+	for _, name := range t.names {
+		one(name)
+	}
+	return out
+}
+
+// sortScores sorts each score's values, for the rank test.
+func (s *scoreValues) sortScores() {
+	for _, v := range s.vals {
+		slices.Sort(v)
+	}
+}
+
+// holmScores Holm-adjusts the score p-values of several treatments, per
+// score name, across the treatments that have the score.
+func holmScores(out []Comparison) {
+	var names []string
+	seen := map[string]bool{}
+	for i := range out {
+		for name := range out[i].Scores {
+			if !seen[name] {
+				seen[name] = true
+				names = append(names, name)
+			}
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		var idx []int
+		var welch, mw []Null
+		for i := range out {
+			if s, ok := out[i].Scores[name]; ok {
+				idx = append(idx, i)
+				welch, mw = append(welch, s.WelchP), append(mw, s.MannWhitneyP)
+			}
+		}
+		hw, hm := Holm(welch), Holm(mw)
+		for j, i := range idx {
+			s := out[i].Scores[name]
+			s.WelchPHolm, s.MannWhitneyPHolm = &hw[j], &hm[j]
+			out[i].Scores[name] = s
+		}
+	}
+}

@@ -144,10 +144,11 @@ def plain(sid, ts, latency, success, cost=None, scores=None):
 # One shared sample ("x", twice in the baseline), one more on each side.
 datasets["pair_one_base"] = [plain("x", 0, 100.0, True, 0.01, {"q": 0.5}), plain("x", 1, 120.0, False, 0.02, {"q": 1.0}),
                              plain("y", 2, 90.0, True, 0.01, {"q": 0.25})]
-datasets["pair_one_treat"] = [plain("x", 0, 80.0, True, 0.01, {"q": 1.0}), plain("z", 1, 70.0, False, 0.03, {"q": 0.0})]
+datasets["pair_one_treat"] = [plain("x", 0, 80.0, True, 0.01, {"q": 1.0}), plain("z", 1, 70.0, False, None, {"q": 0.0})]
 # Every pair equal: no difference has a sign.
-datasets["pair_equal_base"] = [plain("e%02d" % i, i, float(50 + 5 * i), i % 3 != 0, 0.001 * (i + 1), {"q": float(i % 4)}) for i in range(12)]
-datasets["pair_equal_treat"] = [plain("e%02d" % i, 100 + i, float(50 + 5 * i), i % 3 != 0, 0.001 * (i + 1), {"q": float(i % 4)})
+# Costs are binary fractions, so that sums in any order are exact.
+datasets["pair_equal_base"] = [plain("e%02d" % i, i, float(50 + 5 * i), i % 3 != 0, (i + 1) / 1024, {"q": float(i % 4)}) for i in range(12)]
+datasets["pair_equal_treat"] = [plain("e%02d" % i, 100 + i, float(50 + 5 * i), i % 3 != 0, (i + 1) / 1024, {"q": float(i % 4)})
                                 for i in reversed(range(12))]
 # Paired differences far beyond chance: p-values near 1e-20 and below.
 far_base, far_treat = [], []
@@ -362,6 +363,18 @@ def holm(ps):
     return out
 
 
+def compare_scores(bpts, tpts):
+    out = {}
+    for name in sorted(set(score_names(bpts)) | set(score_names(tpts))):
+        bv, tv = score_values(bpts, name), score_values(tpts, name)
+        w = welch(bv, tv)
+        u, up = mwu(bv, tv)
+        out[name] = {"baseline_mean": float(np.mean(bv)) if bv else None, "treatment_mean": float(np.mean(tv)) if tv else None,
+                     "diff_mean": w["diff"], "diff_mean_ci95": w["ci"], "welch_t": w["t"], "welch_df": w["df"], "welch_p": w["p"],
+                     "mann_whitney_u": u, "mann_whitney_p": up, "sequential": sequential(bv, tv)}
+    return out
+
+
 def compare(bpts, tpts_list):
     def parts(pts):
         lat = [p["latency"] for p in pts if p["latency"] is not None]
@@ -397,12 +410,18 @@ def compare(bpts, tpts_list):
                      "treatment_cost_per_success": float(np.sum(tc)) / tk if tk and tc else None,
                      "sequential": sequential(bc, tc)},
             "event_count_difference": te - be,
+            "scores": compare_scores(bpts, tpts),
         })
     if len(out) > 1:
         for section, key, holm_key in [("latency", "welch_p", "welch_p_holm"), ("latency", "mann_whitney_p", "mann_whitney_p_holm"),
                                        ("success_rate", "p", "p_holm"), ("cost", "p", "p_holm")]:
             for c, h in zip(out, holm([c[section][key] for c in out])):
                 c[section][holm_key] = h
+        for name in sorted({name for c in out for name in c["scores"]}):
+            having = [c for c in out if name in c["scores"]]
+            for key in ["welch_p", "mann_whitney_p"]:
+                for c, h in zip(having, holm([c["scores"][name][key] for c in having])):
+                    c["scores"][name][key + "_holm"] = h
     return out
 
 
@@ -414,6 +433,14 @@ comparisons = {
     "no_latency_side": compare(datasets["all_null_latency"], [datasets["seed_ten"]]),
     "seed_vs_random": compare(datasets["seed_ten"], [datasets["random"]]),
     "far_tail": compare(datasets["far_baseline"], [datasets["far_treatment"], datasets["very_far_treatment"]]),
+    "eval_a_b": compare(datasets["eval_base"], [datasets["eval_treat_a"], datasets["eval_treat_b"]]),
+    "eval_a": compare(datasets["eval_base"], [datasets["eval_treat_a"]]),
+    "eval_b_vs_a": compare(datasets["eval_treat_b"], [datasets["eval_treat_a"]]),
+    "pair_one": compare(datasets["pair_one_base"], [datasets["pair_one_treat"]]),
+    "pair_equal": compare(datasets["pair_equal_base"], [datasets["pair_equal_treat"]]),
+    "pair_far": compare(datasets["pair_far_base"], [datasets["pair_far_treat"]]),
+    "noscore": compare(datasets["noscore_base"], [datasets["noscore_treat"]]),
+    "noscore_vs_eval": compare(datasets["noscore_base"], [datasets["eval_base"], datasets["eval_treat_b"]]),
 }
 
 # Sequential intervals at other tunings: the larger N*, the narrower the
