@@ -30,7 +30,7 @@ func fixedExperiment(t *testing.T, f *fixture) {
 		fmt.Sprintf(`{"event_name":"req_llm.request.stop","event_id":"e3","timestamp":%d,"measurements":{"duration":150000000},"metadata":{"model":"gpt-4","provider":"openai","tokens":{"prompt":100,"completion":200},"session_id":"s-1","user_id":"u-1","sample_id":17,"response":"Hello, \"world\"\nsecond line"}}`, base+3000),
 		fmt.Sprintf(`{"event_name":"req_llm.request.exception","event_id":"e2","timestamp":%d,"latency_ms":0.1,"metadata":{"model":"gpt-4","session_id":"s-2","error":{"type":"timeout","stack":[{"file":"a.go","line":1},{"file":"b.go","line":2}]},"retries":[1,2,3]}}`, base+1000),
 		fmt.Sprintf(`{"event_name":"crucible_train.epoch.stop","event_id":"e1","timestamp":%d,"metadata":{"loss":0.25,"epoch":3},"measurements":{"accuracy":0.875}}`, base+1000),
-		fmt.Sprintf(`{"event_name":"custom.step","event_id":"e4","timestamp":%d,"cost_usd":1e-7,"success":true}`, base+2000),
+		fmt.Sprintf(`{"event_name":"custom.step","event_id":"e4","timestamp":%d,"cost_usd":1e-7,"success":true,"scores":{"judge.helpfulness":0.8,"exact_match":true}}`, base+2000),
 	}
 	f.do(t, "POST", "/api/v1/experiments/gold/events", []byte(strings.Join(lines, "\n")), "Content-Type", "application/x-ndjson")
 }

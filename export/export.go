@@ -165,6 +165,7 @@ type ColumnSet struct {
 	names   []string          // id → flattened column
 	fl      flattener
 	value   []byte
+	scores  map[string]string // score name → its column
 }
 
 // NewColumnSet returns a set holding the base columns.
@@ -172,20 +173,41 @@ func NewColumnSet(flatten bool) *ColumnSet {
 	return &ColumnSet{flatten: flatten, ids: map[string]uint32{}}
 }
 
-// AppendCells adds the columns of e's row and appends its flattened cells
-// to dst: for each, the column's id and the cell's text, length-prefixed.
-// Without flatten a row has no such cells.
+// column returns the id of a row's column key, adding it.
+func (c *ColumnSet) column(key string) uint32 {
+	id, ok := c.ids[key]
+	if !ok {
+		id = uint32(len(c.names))
+		c.ids[key] = id
+		c.names = append(c.names, key)
+	}
+	return id
+}
+
+// AppendCells adds the columns of e's row and appends its cells beyond the
+// base columns to dst: for each, the column's id and the cell's text,
+// length-prefixed. A score is a column score_<name> (SPEC §13); metadata
+// and measurements are flattened only with flatten.
 func (c *ColumnSet) AppendCells(dst []byte, e *event.Event) ([]byte, error) {
+	for _, s := range e.Scores {
+		key, ok := c.scores[s.Name]
+		if !ok {
+			if c.scores == nil {
+				c.scores = map[string]string{}
+			}
+			key = "score_" + s.Name
+			c.scores[s.Name] = key
+		}
+		c.value = strconv.AppendFloat(c.value[:0], s.Value, 'g', -1, 64)
+		dst = binary.AppendUvarint(dst, uint64(c.column(key)))
+		dst = binary.AppendUvarint(dst, uint64(len(c.value)))
+		dst = append(dst, c.value...)
+	}
 	if !c.flatten {
 		return dst, nil
 	}
 	err := c.fl.flatten(e, func(key string, v *fastjson.Value) {
-		id, ok := c.ids[key]
-		if !ok {
-			id = uint32(len(c.names))
-			c.ids[key] = id
-			c.names = append(c.names, key)
-		}
+		id := c.column(key)
 		c.value = appendCell(c.value[:0], v)
 		quote := isText(v) && formulaStart(c.value)
 		dst = binary.AppendUvarint(dst, uint64(id))

@@ -3,6 +3,7 @@ package export
 import (
 	"bytes"
 	"encoding/csv"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -188,5 +189,62 @@ func TestCSVNeutralisesFormulas(t *testing.T) {
 		if !strings.Contains(jl.String(), raw) {
 			t.Errorf("JSONL must keep %s as sent:\n%s", raw, jl.String())
 		}
+	}
+}
+
+// TestScoreColumns: each score is a score_<name> column, flattened or not,
+// its number written to round-trip exactly.
+func TestScoreColumns(t *testing.T) {
+	for _, flatten := range []bool{true, false} {
+		t.Run(map[bool]string{true: "flatten", false: "no flatten"}[flatten], func(t *testing.T) {
+			rows := []*event.Event{
+				{EventID: "1", EventName: "x", Metadata: []byte(`{"a":1}`), Scores: []event.Score{{Name: "exact_match", Value: 1}, {Name: "judge.helpfulness", Value: 0.1}}, SampleWeight: 1},
+				{EventID: "2", EventName: "x", Scores: []event.Score{{Name: "judge.helpfulness", Value: 1.0 / 3}}, SampleWeight: 1},
+				{EventID: "3", EventName: "x", SampleWeight: 1},
+			}
+			cols := NewColumnSet(flatten)
+			cells := make([][]byte, len(rows))
+			for i, e := range rows {
+				var err error
+				if cells[i], err = cols.AppendCells(nil, e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var buf bytes.Buffer
+			w, err := NewCSV(&buf, cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, e := range rows {
+				if err := w.WriteCells(e, cells[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			recs, err := csv.NewReader(&buf).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			col := func(name string) int {
+				for i, h := range recs[0] {
+					if h == name {
+						return i
+					}
+				}
+				t.Fatalf("header %v lacks %s", recs[0], name)
+				return -1
+			}
+			em, judge := col("score_exact_match"), col("score_judge.helpfulness")
+			got := [][2]string{{recs[1][em], recs[1][judge]}, {recs[2][em], recs[2][judge]}, {recs[3][em], recs[3][judge]}}
+			want := [][2]string{{"1", "0.1"}, {"", "0.3333333333333333"}, {"", ""}}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("score cells %v, want %v", got, want)
+			}
+			if hasMeta := strings.Contains(strings.Join(recs[0], ","), "metadata_a"); hasMeta != flatten {
+				t.Fatalf("metadata_a in the header: %v, flatten %v", hasMeta, flatten)
+			}
+		})
 	}
 }
