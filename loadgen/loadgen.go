@@ -66,6 +66,16 @@ var responses = []string{
 
 // Batch appends one NDJSON batch of n events stamped just before nowUs.
 func Batch(b []byte, rng *rand.Rand, n int, nowUs int64) []byte {
+	return ScoredBatch(b, rng, n, nowUs, 0)
+}
+
+// scoreNames are the quality scores a scored batch carries, in order.
+var scoreNames = []string{"exact_match", "judge.helpfulness", "judge.faithfulness", "rouge_l"}
+
+// ScoredBatch is Batch with up to four quality scores per event (SPEC
+// §13): exact_match (a boolean), then judge grades in [0, 1].
+func ScoredBatch(b []byte, rng *rand.Rand, n int, nowUs int64, scores int) []byte {
+	scores = min(scores, len(scoreNames))
 	for i := range n {
 		m := models[rng.IntN(len(models))]
 		prompt := 200 + rng.IntN(1800)
@@ -73,6 +83,23 @@ func Batch(b []byte, rng *rand.Rand, n int, nowUs int64) []byte {
 		durNs := int64(200e6 + rng.ExpFloat64()*800e6)
 		b = append(b, `{"event_name":"req_llm.request.stop","timestamp":`...)
 		b = strconv.AppendInt(b, nowUs-int64(n-i)*4, 10)
+		for k := range scores {
+			if k == 0 {
+				b = append(b, `,"scores":{"`...)
+			} else {
+				b = append(b, `,"`...)
+			}
+			b = append(b, scoreNames[k]...)
+			b = append(b, `":`...)
+			if k == 0 {
+				b = strconv.AppendBool(b, rng.IntN(4) != 0)
+			} else {
+				b = strconv.AppendFloat(b, float64(rng.IntN(101))/100, 'g', -1, 64)
+			}
+			if k == scores-1 {
+				b = append(b, '}')
+			}
+		}
 		b = append(b, `,"measurements":{"duration":`...)
 		b = strconv.AppendInt(b, durNs, 10)
 		b = append(b, `},"metadata":{"model":"`...)

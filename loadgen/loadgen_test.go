@@ -47,6 +47,22 @@ func TestBatchIsRealistic(t *testing.T) {
 	}
 }
 
+func TestScoredBatch(t *testing.T) {
+	now := time.Now()
+	for _, n := range []int{0, 1, 2, 4, 9} {
+		body := ScoredBatch(nil, rand.New(rand.NewPCG(1, 2)), 200, now.UnixMicro(), n)
+		for _, l := range bytes.Split(bytes.TrimSpace(body), []byte("\n")) {
+			e, err := event.Parse(l, now, pricing.Default())
+			if err != nil {
+				t.Fatalf("%d scores: %v: %s", n, err, l)
+			}
+			if want := min(n, 4); len(e.Scores) != want {
+				t.Fatalf("%d scores asked, %d given: %s", n, len(e.Scores), l)
+			}
+		}
+	}
+}
+
 // sidecar is a stand-in for the sidecar's API that counts the events it
 // stores; refuse, when set, answers a request 429 with Retry-After instead.
 func sidecar(events *atomic.Int64, refuse func() bool) *httptest.Server {
