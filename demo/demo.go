@@ -24,15 +24,19 @@ type Arm struct {
 	MedianMs, Sigma                      float64 // log-normal latency
 	FailureRate                          float64
 	CompletionTokens                     int // mean
+	// Quality: a judge's helpfulness grade for an easy sample, and the
+	// chance of an exact match. Harder samples score lower in both arms,
+	// which is what makes the paired comparison sharper than the unpaired.
+	Helpfulness, ExactMatch float64
 }
 
 // Arms are the demo's experiments: the treatment is faster and cheaper but
 // fails a little more often.
 var Arms = []Arm{
 	{ID: "demo-control", Name: "Support bot: gpt-4o", Condition: "control", Model: "gpt-4o", Provider: "openai",
-		MedianMs: 900, Sigma: 0.45, FailureRate: 0.03, CompletionTokens: 260},
+		MedianMs: 900, Sigma: 0.45, FailureRate: 0.03, CompletionTokens: 260, Helpfulness: 0.9, ExactMatch: 0.85},
 	{ID: "demo-treatment", Name: "Support bot: gpt-4o-mini", Condition: "treatment", Model: "gpt-4o-mini", Provider: "openai",
-		MedianMs: 620, Sigma: 0.5, FailureRate: 0.06, CompletionTokens: 240},
+		MedianMs: 620, Sigma: 0.5, FailureRate: 0.06, CompletionTokens: 240, Helpfulness: 0.87, ExactMatch: 0.8},
 }
 
 // Config of a demo run.
@@ -134,8 +138,21 @@ func Run(ctx context.Context, cfg Config) (map[string]int64, error) {
 	}
 }
 
+// demoSamples is how many evaluation samples the arms cycle through.
+const demoSamples = 500
+
+// difficulty is a sample's difficulty in [0, 1), the same in both arms.
+func difficulty(sample int) float64 {
+	h := uint64(sample%demoSamples)*0x9e3779b97f4a7c15 + 0x7f4a7c15
+	h ^= h >> 31
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 29
+	return float64(h>>11) / (1 << 53)
+}
+
 // appendEvent appends one NDJSON event: both arms answer the same samples
-// (sample_id), so a comparison can pair them.
+// (sample_id), so a comparison can pair them, and a judge grades each
+// answer (scores).
 func (a Arm) appendEvent(b []byte, rng *rand.Rand, at time.Time, sample int) []byte {
 	latency := a.MedianMs * math.Exp(a.Sigma*rng.NormFloat64())
 	prompt := 300 + rng.IntN(900)
@@ -147,12 +164,22 @@ func (a Arm) appendEvent(b []byte, rng *rand.Rand, at time.Time, sample int) []b
 	b = strconv.AppendFloat(b, math.Round(latency*100)/100, 'f', -1, 64)
 	b = append(b, `,"success":`...)
 	b = strconv.AppendBool(b, ok)
+	d := difficulty(sample)
+	helpful := min(1, max(0, a.Helpfulness-0.5*d+0.05*rng.NormFloat64()))
+	if !ok {
+		helpful = 0
+	}
+	b = append(b, `,"scores":{"judge.helpfulness":`...)
+	b = strconv.AppendFloat(b, math.Round(helpful*1000)/1000, 'f', -1, 64)
+	b = append(b, `,"exact_match":`...)
+	b = strconv.AppendBool(b, ok && rng.Float64() < a.ExactMatch-0.4*d)
+	b = append(b, '}')
 	b = append(b, `,"metadata":{"model":"`...)
 	b = append(b, a.Model...)
 	b = append(b, `","provider":"`...)
 	b = append(b, a.Provider...)
 	b = append(b, `","sample_id":"q-`...)
-	b = strconv.AppendInt(b, int64(sample%500), 10)
+	b = strconv.AppendInt(b, int64(sample%demoSamples), 10)
 	b = append(b, `","session_id":"s-`...)
 	b = strconv.AppendInt(b, int64(rng.IntN(40)), 10)
 	b = append(b, `","tokens":{"prompt":`...)
