@@ -23,6 +23,9 @@ type Filter struct {
 	From, To                          *int64
 	LastN                             int // keep only the newest N matches
 	Limit                             int // then at most Limit
+	// Cluster, when set, gives each analysed point its cluster (SPEC §14);
+	// the points are then read from the event log.
+	Cluster *event.ClusterKey
 }
 
 // Match tells whether e passes the filter.
@@ -100,14 +103,18 @@ func (m *Manager) Points(ctx context.Context, id string, f Filter) ([]analysis.P
 		return []analysis.Point{}, nil
 	}
 	var out []analysis.Point
+	keep := func(p *tsdbstore.Point) error {
+		if matchPoint(&f, p) {
+			out = append(out, toAnalysis(p))
+		}
+		return nil
+	}
 	read := func() error {
 		out = make([]analysis.Point, 0, store.Count())
-		return store.Points(ctx, func(p *tsdbstore.Point) error {
-			if matchPoint(&f, p) {
-				out = append(out, toAnalysis(p))
-			}
-			return nil
-		})
+		if f.Cluster != nil {
+			return store.ClusteredPoints(ctx, *f.Cluster, keep)
+		}
+		return store.Points(ctx, keep)
 	}
 	err = read()
 	if errors.Is(err, tsdbstore.ErrIndexDamaged) {
@@ -137,6 +144,9 @@ func toAnalysis(p *tsdbstore.Point) analysis.Point {
 	// The point's strings and scores are the reader's: copied.
 	if p.Sample != "" {
 		a.Sample = strings.Clone(p.Sample)
+	}
+	if p.HasCluster {
+		a.Cluster, a.HasCluster = strings.Clone(p.Cluster), true
 	}
 	if len(p.Scores) > 0 {
 		a.Scores = make([]analysis.Score, len(p.Scores))

@@ -69,6 +69,10 @@ type Point struct {
 	// reader's buffers: valid only during the visit.
 	Sample string
 	Scores []event.Score
+	// Cluster is the value of a cluster key, read from the log only
+	// (ClusteredPoints); HasCluster is false when the event lacks it.
+	Cluster    string
+	HasCluster bool
 }
 
 type pointIndex struct {

@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/valyala/fastjson"
 
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 )
@@ -66,16 +67,42 @@ func cancellable[T any](ctx context.Context, visit func(T) error) func(T) error 
 // PointsFromLog calls visit with the point of every record that scan (a
 // Store's Scan, or ReadLog on a directory) yields.
 func PointsFromLog(scan func(func(*LogRecord) error) error, visit func(*Point) error) error {
+	return pointsFromLog(scan, nil, visit)
+}
+
+// ClusteredPointsFromLog is PointsFromLog with each point's cluster under
+// key (SPEC §14), which the points index does not keep.
+func ClusteredPointsFromLog(scan func(func(*LogRecord) error) error, key event.ClusterKey, visit func(*Point) error) error {
+	return pointsFromLog(scan, &key, visit)
+}
+
+// ClusteredPoints is Points with each point's cluster under key, read from
+// the event log.
+func (s *Store) ClusteredPoints(ctx context.Context, key event.ClusterKey, visit func(*Point) error) error {
+	if err := s.beginRead(); err != nil {
+		return err
+	}
+	defer s.reads.Done()
+	return ClusteredPointsFromLog(func(v func(*LogRecord) error) error { return s.scan(ctx, v) }, key, visit)
+}
+
+func pointsFromLog(scan func(func(*LogRecord) error) error, key *event.ClusterKey, visit func(*Point) error) error {
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
+	objects := key != nil && key.NeedsObjects()
+	var p fastjson.Parser
 	var e event.Event
-	var p Point
+	var pt Point
 	return scan(func(r *LogRecord) error {
-		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
+		dec.Reset()
+		if err := dec.DecodeRecord(r.Data, &e, objects); err != nil {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
 		}
-		p = PointOf(&e)
-		return visit(&p)
+		pt = PointOf(&e)
+		if key != nil {
+			pt.Cluster, pt.HasCluster = key.Of(&e, &p)
+		}
+		return visit(&pt)
 	})
 }
 

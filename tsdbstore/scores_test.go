@@ -128,3 +128,37 @@ func TestScoreNamesOfFailedAppendsAreForgotten(t *testing.T) {
 		t.Fatalf("the name of a failed append took the cap: overflow %b", res[0].Overflow)
 	}
 }
+
+// TestClusteredPoints: the log-read points carry the cluster under the key,
+// and otherwise equal the index's.
+func TestClusteredPoints(t *testing.T) {
+	s := openStore(t, t.TempDir(), testOptions(t))
+	defer s.Close()
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	var evs []*event.Event
+	for i := range 10 {
+		e := scored(base+int64(i)*1000, event.Score{Name: "a", Value: float64(i)})
+		if i%3 != 0 {
+			e.SessionID = event.Some(fmt.Sprintf("s-%d", i%2))
+		}
+		e.SampleID = event.Some(fmt.Sprintf("q-%d", i))
+		evs = append(evs, e)
+	}
+	mustAppend(t, s, evs)
+	key, err := event.ParseClusterKey("session_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err = s.ClusteredPoints(context.Background(), key, func(p *Point) error {
+		got = append(got, fmt.Sprintf("%s/%v/%s/%v", p.Cluster, p.HasCluster, p.Sample, p.Scores))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[/false/q-0/[{a 0}] s-1/true/q-1/[{a 1}] s-0/true/q-2/[{a 2}] /false/q-3/[{a 3}] s-0/true/q-4/[{a 4}] s-1/true/q-5/[{a 5}] /false/q-6/[{a 6}] s-1/true/q-7/[{a 7}] s-0/true/q-8/[{a 8}] /false/q-9/[{a 9}]]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("clustered points\n %v\nwant\n %v", got, want)
+	}
+}
