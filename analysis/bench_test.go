@@ -1,8 +1,10 @@
 package analysis
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -40,6 +42,37 @@ func BenchmarkWindows1M(b *testing.B) {
 // default 2000 bootstrap resamples.
 func BenchmarkCompare1M(b *testing.B) {
 	base, treat := benchPoints(1_000_000), benchPoints(1_000_000)
+	for i := range treat {
+		treat[i].LatencyMs *= 0.97
+	}
+	for b.Loop() {
+		Compare(base, [][]Point{treat}, CompareOptions{Resamples: DefaultResamples})
+	}
+}
+
+// evalPoints are n events of an evaluation run over the samples ids, in a
+// random order, each with two quality scores. Every event has its own
+// copy of its sample id, as events read from storage do.
+func evalPoints(n int, ids []string, seed uint64) []Point {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	pts := benchPoints(n)
+	for i := range pts {
+		pts[i].Sample = strings.Clone(ids[rng.IntN(len(ids))])
+		pts[i].Scores = []Score{{"exact_match", float64(rng.IntN(2))}, {"judge.helpfulness", math.Round(rng.Float64()*10) / 10}}
+	}
+	return pts
+}
+
+// BenchmarkComparePaired1M compares two one-million-event evaluation runs
+// over 100,000 shared samples (ten repetitions each on average): the
+// unpaired comparison with 2000 bootstrap resamples, two scores, and the
+// paired comparison of every metric.
+func BenchmarkComparePaired1M(b *testing.B) {
+	ids := make([]string, 100_000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("sample-%06d", i)
+	}
+	base, treat := evalPoints(1_000_000, ids, 1), evalPoints(1_000_000, ids, 2)
 	for i := range treat {
 		treat[i].LatencyMs *= 0.97
 	}

@@ -3,6 +3,7 @@ package analysis
 import (
 	"math"
 	"slices"
+	"sync"
 )
 
 // LatencyComparison compares latency (ms) of a treatment with the baseline.
@@ -65,6 +66,8 @@ type Comparison struct {
 	// Scores compares each score either side has (SPEC §13); empty, never
 	// null.
 	Scores map[string]ScoreComparison `json:"scores"`
+	// Paired compares the samples both arms answered (SPEC §13).
+	Paired Paired `json:"paired"`
 }
 
 // CompareOptions set the bootstrap and the confidence sequences.
@@ -84,15 +87,26 @@ const DefaultResamples = 2000
 
 type sample struct {
 	latency, cost      []float64
+	sortedLatency      []float64 // a sorted copy, for the rank test and the bootstrap (set by Compare)
 	judged, successful int64
 	events             int
 	scores             scoreValues
+	bySample           bySample // with paired
 }
 
-func sampleOf(points []Point) sample {
-	var s sample
-	s.events = len(points)
-	for _, p := range points {
+// sampleOf collects the unpaired values of an arm.
+func sampleOf(points []Point) sample { return collect(points, false) }
+
+// collect collects an arm's values in one pass over its points; paired,
+// also by sample id.
+func collect(points []Point, paired bool) sample {
+	s := sample{events: len(points), latency: make([]float64, 0, len(points)), cost: make([]float64, 0, len(points))}
+	s.scores.reserve(points)
+	g := &s.bySample
+	g.m = metricScores + len(s.scores.names)
+	lastID, lastJ := "", int32(-1) // repetitions of a sample are often adjacent
+	for i := range points {
+		p := &points[i]
 		if !math.IsNaN(p.LatencyMs) {
 			s.latency = append(s.latency, p.LatencyMs)
 		}
@@ -108,8 +122,16 @@ func sampleOf(points []Point) sample {
 		if len(p.Scores) > 0 {
 			s.scores.add(p.Scores)
 		}
+		if paired && p.Sample != "" {
+			if p.Sample != lastID {
+				lastID, lastJ = p.Sample, g.sample(p.Sample)
+			}
+			g.add(lastJ, p, s.scores.last) // last: the columns of p's scores
+		}
 	}
-	s.scores.sortScores()
+	if paired {
+		g.finish(points, &s.scores)
+	}
 	return s
 }
 
@@ -120,11 +142,33 @@ func Compare(baseline []Point, treatments [][]Point, opts CompareOptions) []Comp
 	if opts.Seed == 0 {
 		opts.Seed = 1
 	}
-	b := sampleOf(baseline)
+	// The arms are collected side by side, each on its own.
+	arms := make([]sample, 1+len(treatments))
+	var wg sync.WaitGroup
+	for i := range arms {
+		pts := baseline
+		if i > 0 {
+			pts = treatments[i-1]
+		}
+		wg.Go(func() {
+			arms[i] = collect(pts, true)
+			arms[i].scores.sortScores()
+			arms[i].sortedLatency = slices.Sorted(slices.Values(arms[i].latency))
+		})
+	}
+	wg.Wait()
+	// Then each treatment's unpaired and paired comparisons, side by side.
+	b := &arms[0]
 	out := make([]Comparison, len(treatments))
-	for i, tp := range treatments {
-		t := sampleOf(tp)
-		out[i] = compareOne(b, t, opts)
+	paired := make([]Paired, len(treatments))
+	for i := range treatments {
+		t := &arms[i+1]
+		wg.Go(func() { out[i] = compareOne(b, t, opts) })
+		wg.Go(func() { paired[i] = pairArms(b, t) })
+	}
+	wg.Wait()
+	for i := range out {
+		out[i].Paired = paired[i]
 	}
 	if len(treatments) > 1 {
 		holm := func(get func(*Comparison) *Null, set func(*Comparison, *Null)) {
@@ -152,13 +196,11 @@ func meanOrNull(xs []float64) Null {
 	return Null(Mean(xs))
 }
 
-func compareOne(b, t sample, opts CompareOptions) Comparison {
+func compareOne(b, t *sample, opts CompareOptions) Comparison {
 	var c Comparison
 	lw := WelchTest(b.latency, t.latency)
 	// Sort once for the rank test and the bootstrap.
-	bs, ts := slices.Clone(b.latency), slices.Clone(t.latency)
-	slices.Sort(bs)
-	slices.Sort(ts)
+	bs, ts := b.sortedLatency, t.sortedLatency
 	mw := mannWhitneySorted(bs, ts)
 	boot := bootstrapSorted(bs, ts, []float64{50, 95, 99}, opts.Resamples, opts.Seed)
 	bm, tm := meanOrNull(b.latency), meanOrNull(t.latency)
@@ -196,7 +238,7 @@ func compareOne(b, t sample, opts CompareOptions) Comparison {
 }
 
 // perSuccess is total cost over successful events.
-func perSuccess(s sample) Null {
+func perSuccess(s *sample) Null {
 	if s.successful == 0 || len(s.cost) == 0 {
 		return NaN
 	}

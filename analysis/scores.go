@@ -58,6 +58,24 @@ type scoreValues struct {
 	last  []int // column of the previous event's i-th score
 }
 
+// reserve finds the score names of points and sizes each column for its
+// values, so that collecting them copies nothing.
+func (s *scoreValues) reserve(points []Point) {
+	var counts []int
+	for i := range points {
+		for j, sc := range points[i].Scores {
+			col := s.column(j, sc.Name)
+			if col >= len(counts) {
+				counts = append(counts, make([]int, col+1-len(counts))...)
+			}
+			counts[col]++
+		}
+	}
+	for col, n := range counts {
+		s.vals[col] = make([]float64, 0, n)
+	}
+}
+
 // add appends one event's scores (sorted by name, as Point holds them);
 // an undefined (NaN) value is left out.
 func (s *scoreValues) add(scores []Score) {

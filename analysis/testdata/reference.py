@@ -166,6 +166,17 @@ datasets["noscore_treat"] = [plain("n%d" % (i % 9), i, float(12 + i), i % 5 != 0
 Z = stats.norm.ppf(0.975)
 
 
+def t975(df):
+    """Student's t 97.5th percentile. scipy 1.10's t.ppf is off by up to
+    ~2e-8 relative (df near 40); Newton steps on its accurate t.sf bring it
+    to the last digits. The latency and cost intervals keep plain t.ppf, so
+    their expected values stay as they were."""
+    q = stats.t.ppf(0.975, df)
+    for _ in range(3):
+        q += (stats.t.sf(q, df) - 0.025) / stats.t.pdf(q, df)
+    return float(q)
+
+
 def num(x):
     return None if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))) else float(x)
 
@@ -205,7 +216,7 @@ def mean_ci95(xs):
     if len(xs) < 2:
         return [None, None]
     a = np.array(xs, dtype=float)
-    h = stats.t.ppf(0.975, len(a) - 1) * np.std(a, ddof=1) / math.sqrt(len(a))
+    h = t975(len(a) - 1) * np.std(a, ddof=1) / math.sqrt(len(a))
     return [float(np.mean(a) - h), float(np.mean(a) + h)]
 
 
@@ -279,7 +290,7 @@ def windows(points, size, step):
     return out
 
 
-def welch(b, t):
+def welch(b, t, ppf=lambda df: stats.t.ppf(0.975, df)):
     if not b or not t:
         return dict(diff=None, ci=[None, None], t=None, df=None, p=None)
     diff = float(np.mean(t) - np.mean(b))
@@ -291,7 +302,7 @@ def welch(b, t):
         return dict(diff=diff, ci=[None, None], t=None, df=None, p=None)
     df = (vb + vt) ** 2 / (vb ** 2 / (len(b) - 1) + vt ** 2 / (len(t) - 1))
     res = stats.ttest_ind(t, b, equal_var=False)
-    q = stats.t.ppf(0.975, df)
+    q = ppf(df)
     return dict(diff=diff, ci=[diff - q * se, diff + q * se], t=float(res.statistic), df=float(df), p=float(res.pvalue))
 
 
@@ -367,12 +378,91 @@ def compare_scores(bpts, tpts):
     out = {}
     for name in sorted(set(score_names(bpts)) | set(score_names(tpts))):
         bv, tv = score_values(bpts, name), score_values(tpts, name)
-        w = welch(bv, tv)
+        w = welch(bv, tv, t975)
         u, up = mwu(bv, tv)
         out[name] = {"baseline_mean": float(np.mean(bv)) if bv else None, "treatment_mean": float(np.mean(tv)) if tv else None,
                      "diff_mean": w["diff"], "diff_mean_ci95": w["ci"], "welch_t": w["t"], "welch_df": w["df"], "welch_p": w["p"],
                      "mann_whitney_u": u, "mann_whitney_p": up, "sequential": sequential(bv, tv)}
     return out
+
+
+def groups(pts):
+    """Events by sample id; events without one (None or "") belong to none."""
+    out = {}
+    for p in pts:
+        if p.get("sample"):
+            out.setdefault(p["sample"], []).append(p)
+    return out
+
+
+def value_of(p, metric):
+    if metric == "latency":
+        return p["latency"]
+    if metric == "cost":
+        return p["cost"]
+    if metric == "success":
+        return None if p["success"] is None else (1.0 if p["success"] else 0.0)
+    return (p.get("scores") or {}).get(metric[len("score:"):])
+
+
+def sample_value(events, metric):
+    """A sample's value in an arm: the mean of its events' defined values."""
+    vs = [v for v in (value_of(e, metric) for e in events) if v is not None]
+    return math.fsum(vs) / len(vs) if vs else None
+
+
+def pairs_of(bg, tg, metric):
+    out = []
+    for s in sorted(set(bg) & set(tg)):
+        bv, tv = sample_value(bg[s], metric), sample_value(tg[s], metric)
+        if bv is not None and tv is not None:
+            out.append((s, bv, tv))
+    return out
+
+
+def paired_stats(pairs, higher_better):
+    n = len(pairs)
+    b = np.array([p[1] for p in pairs], dtype=float)
+    t = np.array([p[2] for p in pairs], dtype=float)
+    d = t - b
+    better = (d > 0) if higher_better else (d < 0)
+    worse = (d < 0) if higher_better else (d > 0)
+    out = {"n": n, "baseline_mean": None, "treatment_mean": None, "diff_mean": None, "diff_mean_ci95": [None, None],
+           "t": None, "df": None, "p": None, "wilcoxon_w": None, "wilcoxon_p": None,
+           "improved": int(better.sum()), "regressed": int(worse.sum()), "ties": int((d == 0).sum())}
+    if n == 0:
+        return out
+    out["baseline_mean"], out["treatment_mean"], out["diff_mean"] = float(np.mean(b)), float(np.mean(t)), float(np.mean(d))
+    if n < 2:
+        return out
+    out["df"] = n - 1
+    sd = float(np.std(d, ddof=1))
+    if sd > 0:
+        r = stats.ttest_rel(t, b)
+        h = t975(n - 1) * sd / math.sqrt(n)
+        out["t"], out["p"] = float(r.statistic), float(r.pvalue)
+        out["diff_mean_ci95"] = [float(np.mean(d)) - h, float(np.mean(d)) + h]
+    if np.any(d != 0):
+        w = stats.wilcoxon(d, zero_method="wilcox", correction=False, method="approx")
+        out["wilcoxon_w"], out["wilcoxon_p"] = float(w.statistic), float(w.pvalue)
+    return out
+
+
+def mcnemar(pairs):
+    b = sum(1 for _, x, y in pairs if x == 1.0 and y == 0.0)
+    c = sum(1 for _, x, y in pairs if x == 0.0 and y == 1.0)
+    return {"b": b, "c": c, "p": float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else None}
+
+
+def paired(bpts, tpts):
+    bg, tg = groups(bpts), groups(tpts)
+    succ = pairs_of(bg, tg, "success")
+    names = sorted(set(score_names(bpts)) | set(score_names(tpts)))
+    return {"key": "sample_id", "n_pairs": len(set(bg) & set(tg)), "baseline_only": len(set(bg) - set(tg)),
+            "treatment_only": len(set(tg) - set(bg)),
+            "latency": paired_stats(pairs_of(bg, tg, "latency"), False), "cost": paired_stats(pairs_of(bg, tg, "cost"), False),
+            "success": paired_stats(succ, True) | {"mcnemar": mcnemar(succ)},
+            "scores": {name: paired_stats(pairs_of(bg, tg, "score:" + name), True) for name in names}}
 
 
 def compare(bpts, tpts_list):
@@ -411,6 +501,7 @@ def compare(bpts, tpts_list):
                      "sequential": sequential(bc, tc)},
             "event_count_difference": te - be,
             "scores": compare_scores(bpts, tpts),
+            "paired": paired(bpts, tpts),
         })
     if len(out) > 1:
         for section, key, holm_key in [("latency", "welch_p", "welch_p_holm"), ("latency", "mann_whitney_p", "mann_whitney_p_holm"),
