@@ -162,11 +162,9 @@ func (g *bySample) rescale(points []Point, k int, get func(*Point) (float64, boo
 	}
 }
 
-// pairArms compares treatment t with baseline b sample by sample.
-func pairArms(b, t *sample) Paired {
-	gb, gt := &b.bySample, &t.bySample
-	out := Paired{Key: PairKey}
-	// Each baseline sample's number in the treatment, −1 where it has none.
+// join is each baseline sample's number in the treatment, −1 where the
+// treatment has none.
+func join(gb, gt *bySample) []int32 {
 	inT := make([]int32, len(gb.ids))
 	for j := range inT {
 		inT[j] = -1
@@ -174,6 +172,18 @@ func pairArms(b, t *sample) Paired {
 	for k, id := range gt.ids {
 		if j, ok := gb.index[id]; ok {
 			inT[j] = int32(k)
+		}
+	}
+	return inT
+}
+
+// pairArms compares treatment t with baseline b sample by sample.
+func pairArms(b, t *sample) Paired {
+	gb, gt := &b.bySample, &t.bySample
+	out := Paired{Key: PairKey}
+	inT := join(gb, gt)
+	for _, k := range inT {
+		if k >= 0 {
 			out.NPairs++
 		}
 	}

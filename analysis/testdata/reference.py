@@ -585,6 +585,35 @@ power_cases = [
 for c in power_cases:
     c["expected"] = {"metric": c["metric"]} | power(c.pop("values"), c["mde"], c["alpha"], c["power"])
 
+def pair_list(bpts, tpts, metric, limit):
+    higher = metric != "latency" and metric != "cost"
+    rows = [(s, b, t, t - b) for s, b, t in pairs_of(groups(bpts), groups(tpts), metric)]
+    better = sum(1 for r in rows if (r[3] > 0 if higher else r[3] < 0))
+    worse = sum(1 for r in rows if (r[3] < 0 if higher else r[3] > 0))
+    ties = sum(1 for r in rows if r[3] == 0)
+    rows.sort(key=lambda r: (-abs(r[3]), r[0]))
+    if limit > 0:
+        rows = rows[:limit]
+    return {"key": "sample_id", "metric": metric, "improved": better, "regressed": worse,
+            "ties": ties,
+            "pairs": [{"sample_id": s, "baseline": b, "treatment": t, "diff": d} for s, b, t, d in rows]}
+
+
+pair_cases = [
+    {"name": "latency_top15", "baseline": "eval_base", "treatment": "eval_treat_a", "metric": "latency", "limit": 15},
+    {"name": "cost_all", "baseline": "eval_base", "treatment": "eval_treat_a", "metric": "cost", "limit": 0},
+    {"name": "success_top10", "baseline": "eval_base", "treatment": "eval_treat_a", "metric": "success", "limit": 10},
+    {"name": "helpfulness_all", "baseline": "eval_base", "treatment": "eval_treat_a", "metric": "score:judge.helpfulness", "limit": -1},
+    {"name": "exact_match_top5", "baseline": "eval_base", "treatment": "eval_treat_b", "metric": "score:exact_match", "limit": 5},
+    {"name": "score_one_side", "baseline": "eval_base", "treatment": "eval_treat_b", "metric": "score:only_b", "limit": 0},
+    {"name": "single_pair", "baseline": "pair_one_base", "treatment": "pair_one_treat", "metric": "success", "limit": 100},
+    {"name": "all_equal", "baseline": "pair_equal_base", "treatment": "pair_equal_treat", "metric": "latency", "limit": 100},
+    {"name": "no_scores", "baseline": "noscore_base", "treatment": "noscore_treat", "metric": "score:x", "limit": 100},
+    {"name": "far", "baseline": "pair_far_base", "treatment": "pair_far_treat", "metric": "score:acc", "limit": 3},
+]
+for c in pair_cases:
+    c["expected"] = pair_list(datasets[c["baseline"]], datasets[c["treatment"]], c["metric"], c["limit"])
+
 expected = {}
 for name, pts in datasets.items():
     expected[name] = {"report": analyze(pts)}
@@ -598,6 +627,7 @@ expected["_comparisons"] = comparisons
 expected["_sequential_tunings"] = sequential_tunings
 expected["_srm"] = {c.pop("name"): c for c in srm_cases}
 expected["_power"] = {c.pop("name"): c for c in power_cases}
+expected["_pairs"] = {c.pop("name"): c for c in pair_cases}
 
 with open("datasets.json", "w") as f:
     json.dump(datasets, f, separators=(",", ":"))
