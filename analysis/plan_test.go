@@ -1,7 +1,7 @@
 package analysis
 
 import (
-	"errors"
+	"strings"
 	"testing"
 )
 
@@ -73,11 +73,17 @@ func TestPowerRefusesBadInput(t *testing.T) {
 			t.Errorf("mde %v alpha %v power %v accepted", c[0], c[1], c[2])
 		}
 	}
-	if _, err := MetricValues(nil, "score:accuracy"); !errors.Is(err, ErrNoScores) {
-		t.Errorf("score metric: %v", err)
+	for _, m := range []string{"latancy", "score:", "scores:x"} {
+		if _, err := MetricValues(nil, m); err == nil || !strings.Contains(err.Error(), "score:<name>") {
+			t.Errorf("%q: %v", m, err)
+		}
 	}
-	if _, err := MetricValues(nil, "latancy"); err == nil {
-		t.Error("unknown metric accepted")
+	if v, err := MetricValues(nil, "score:accuracy"); err != nil || v == nil || len(v) != 0 {
+		t.Errorf("a score no event has: %v %v", v, err)
+	}
+	pts := []Point{{Scores: []Score{{"a", 1}, {"b", 0.5}}}, {}, {Scores: []Score{{"b", 0.25}}}}
+	if v, _ := MetricValues(pts, "score:b"); len(v) != 2 || v[0] != 0.5 || v[1] != 0.25 {
+		t.Errorf("score:b: %v", v)
 	}
 	p, err := PowerOf("latency", []float64{3}, 1, 0.05, 0.8)
 	if err != nil || p.NPerArm != nil || p.Variance.Valid() || p.MDEAtN.Valid() || p.Mean != 3 {

@@ -1,7 +1,6 @@
 package analysis
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -27,7 +26,8 @@ type Power struct {
 	MDEAtN  Null   `json:"mde_at_n"`
 }
 
-// PowerOf is the plan for values (latency ms, cost USD, 0/1 success):
+// PowerOf is the plan for values (latency ms, cost USD, 0/1 success, a
+// score):
 // n_per_arm = ⌈2(z_{1−α/2} + z_power)²·σ²/D²⌉, mde_at_n =
 // (z_{1−α/2} + z_power)·√(2σ²/n), σ² the sample variance of values.
 func PowerOf(metric string, values []float64, mde, alpha, power float64) (Power, error) {
@@ -59,11 +59,12 @@ func PowerOf(metric string, values []float64, mde, alpha, power float64) (Power,
 	return out, nil
 }
 
-// ErrNoScores answers a metric score:<name>: events carry no scores yet.
-var ErrNoScores = errors.New("scores are not stored yet; metric must be latency, cost or success")
+// PowerMetrics names the metrics a plan is made for, for messages.
+const PowerMetrics = "latency, cost, success or score:<name>"
 
-// MetricValues are the per-event values of metric (latency, cost or
-// success, 0/1 over judged events) that the plan is made from.
+// MetricValues are the per-event values of metric that the plan is made
+// from: latency, cost, success (0/1 over judged events) or score:<name>
+// (the events that have that score).
 func MetricValues(pts []Point, metric string) ([]float64, error) {
 	out := []float64{}
 	switch {
@@ -85,10 +86,15 @@ func MetricValues(pts []Point, metric string) ([]float64, error) {
 				out = append(out, float64(p.Success))
 			}
 		}
-	case strings.HasPrefix(metric, "score:"):
-		return nil, ErrNoScores
+	case strings.HasPrefix(metric, "score:") && len(metric) > len("score:"):
+		name := metric[len("score:"):]
+		for _, p := range pts {
+			if v, ok := scoreOf(p.Scores, name); ok {
+				out = append(out, v)
+			}
+		}
 	default:
-		return nil, fmt.Errorf("unknown metric %q: want latency, cost or success", metric)
+		return nil, fmt.Errorf("unknown metric %q: want %s", metric, PowerMetrics)
 	}
 	return out, nil
 }

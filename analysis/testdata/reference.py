@@ -582,6 +582,13 @@ power_cases = [
     {"name": "success", "dataset": "control", "metric": "success", "mde": 0.01, "alpha": 0.05, "power": 0.8, "values": ctl_ok},
     {"name": "success_loose", "dataset": "control", "metric": "success", "mde": 0.03, "alpha": 0.1, "power": 0.5, "values": ctl_ok},
 ]
+ev = datasets["eval_base"]
+power_cases += [
+    {"name": "score", "dataset": "eval_base", "metric": "score:judge.helpfulness", "mde": 0.05, "alpha": 0.05, "power": 0.8,
+     "values": score_values(ev, "judge.helpfulness")},
+    {"name": "score_binary", "dataset": "eval_base", "metric": "score:exact_match", "mde": 0.1, "alpha": 0.05, "power": 0.9,
+     "values": score_values(ev, "exact_match")},
+]
 for c in power_cases:
     c["expected"] = {"metric": c["metric"]} | power(c.pop("values"), c["mde"], c["alpha"], c["power"])
 
