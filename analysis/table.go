@@ -91,6 +91,13 @@ func WriteReport(w io.Writer, title string, r Report) error {
 	t := r.Tokens
 	p("\ntokens\tcount\tprompt\tcompletion\ttotal\tmean prompt\tmean completion\tmean total\n")
 	p("\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", t.Count, t.TotalPrompt, t.TotalCompletion, t.Total, f(t.MeanPrompt, 1), f(t.MeanCompletion, 1), f(t.MeanTotal, 1))
+	if len(r.Scores) > 0 {
+		p("\nscores\tcount\tmean\t95%% CI (t)\tstd dev\tmedian\tmin\tmax\n")
+		for _, name := range sortedNames(r.Scores) {
+			d := r.Scores[name]
+			p("%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(name), d.Count, f(d.Mean, 4), ci(d.MeanCI95, 4), f(d.StdDev, 4), f(d.Median, 4), f(d.Min, 4), f(d.Max, 4))
+		}
+	}
 	p("\nevents by name\tcount\n")
 	for _, name := range sortedKeys(r.Summary.EventTypes) {
 		p("%s\t%d\n", name, r.Summary.EventTypes[name])
@@ -98,7 +105,10 @@ func WriteReport(w io.Writer, title string, r Report) error {
 	return tw.Flush()
 }
 
-func sortedKeys(m map[string]int64) []string {
+func sortedKeys(m map[string]int64) []string { return sortedNames(m) }
+
+// sortedNames are the keys of m in order.
+func sortedNames[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -175,8 +185,44 @@ func WriteComparison(w io.Writer, ids []string, reports []Report, comps []Compar
 			ci(co.DiffMeanPerRequestCI95, 6), pval(pick(co.P, co.PHolm)), seqCS(co.Sequential, 6))
 		p("cost/success (USD)\t%s\t%s\t\t\t\t\n", f(co.BaselineCostPerSuccess, 6), f(co.TreatmentCostPerSuccess, 6))
 		p("cost total (USD)\t%s\t%s\t%s\t\t\t\n", f(reports[0].Cost.Total, 4), f(reports[i+1].Cost.Total, 4), signed(co.DiffTotal, 4))
+		for _, name := range sortedNames(c.Scores) {
+			sc := c.Scores[name]
+			p("score %s\t%s\t%s\t%s\t%s\t%s (Welch t=%s, df=%s)\t%s\n", cell(name), f(sc.BaselineMean, 4), f(sc.TreatmentMean, 4), signed(sc.DiffMean, 4),
+				ci(sc.DiffMeanCI95, 4), pval(pick(sc.WelchP, sc.WelchPHolm)), f(sc.WelchT, 3), f(sc.WelchDF, 1), seqCS(sc.Sequential, 4))
+			p("score %s distribution\t\t\t\t\t%s (Mann–Whitney U=%s)\t\n", cell(name), pval(pick(sc.MannWhitneyP, sc.MannWhitneyPHolm)), f(sc.MannWhitneyU, 0))
+		}
+		writePaired(tw, c.Paired)
 	}
 	return tw.Flush()
+}
+
+// writePaired prints the paired comparison, when the arms have samples:
+// per metric the mean paired difference with its paired t interval and p,
+// the Wilcoxon p, and how many samples the treatment improved, regressed
+// or left equal; then McNemar's test of success.
+func writePaired(w io.Writer, pd Paired) {
+	if pd.NPairs == 0 && pd.BaselineOnly == 0 && pd.TreatmentOnly == 0 {
+		return
+	}
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("\npaired by %s: %d samples in both arms (%d in the baseline only, %d in the treatment only); a sample's value is the mean of its events\n",
+		pd.Key, pd.NPairs, pd.BaselineOnly, pd.TreatmentOnly)
+	if pd.NPairs == 0 {
+		return
+	}
+	p("paired\tn\tdiff\t95%% CI (paired t)\tp\tWilcoxon p\timproved\tregressed\tties\n")
+	row := func(label string, s PairedStats, prec int) {
+		p("%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", label, s.N, signed(s.DiffMean, prec), ci(s.DiffMeanCI95, prec), pval(s.P), pval(s.WilcoxonP), s.Improved, s.Regressed, s.Ties)
+	}
+	row("latency (ms)", pd.Latency, 2)
+	row("cost (USD)", pd.Cost, 6)
+	row("success", pd.Success.PairedStats, 4)
+	for _, name := range sortedNames(pd.Scores) {
+		row("score "+cell(name), pd.Scores[name], 4)
+	}
+	if m := pd.Success.McNemar; pd.Success.N > 0 {
+		p("McNemar (pairs judged 0 or 1 in both arms): %d succeeded in the baseline only, %d in the treatment only; p=%s\n", m.B, m.C, pval(m.P))
+	}
 }
 
 // WritePower prints a power plan.
