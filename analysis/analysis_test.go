@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -27,15 +28,31 @@ type refPoint struct {
 	Scores map[string]float64 `json:"scores"`
 }
 
+// loadDatasets reads the datasets once for all tests; they must not
+// change the points (hand Analyze and Windows copies).
 func loadDatasets(t *testing.T) map[string][]Point {
 	t.Helper()
+	datasetsOnce.Do(func() { datasets, datasetsErr = readDatasets() })
+	if datasetsErr != nil {
+		t.Fatal(datasetsErr)
+	}
+	return datasets
+}
+
+var (
+	datasetsOnce sync.Once
+	datasets     map[string][]Point
+	datasetsErr  error
+)
+
+func readDatasets() (map[string][]Point, error) {
 	b, err := os.ReadFile("testdata/datasets.json")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var raw map[string][]refPoint
 	if err := json.Unmarshal(b, &raw); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	out := map[string][]Point{}
 	for name, rps := range raw {
@@ -64,7 +81,7 @@ func loadDatasets(t *testing.T) map[string][]Point {
 			out[name] = append(out[name], p)
 		}
 	}
-	return out
+	return out, nil
 }
 
 func loadExpected(t *testing.T) map[string]map[string]any {

@@ -1,7 +1,9 @@
 // Package analysis computes exact statistics over every stored event of an
 // experiment: descriptive statistics, reliability with confidence intervals,
-// cost and token totals, and time windows. It is pure: callers hand it the
-// numbers, it does no I/O.
+// cost and token totals, quality scores, and time windows; comparisons of
+// experiments, unpaired and paired by sample id; and the regression gate
+// over a comparison. It is pure: callers hand it the numbers, it does no
+// I/O.
 package analysis
 
 import (
