@@ -153,7 +153,8 @@ func Compare(baseline []Point, treatments [][]Point, opts CompareOptions) []Comp
 		wg.Go(func() {
 			arms[i] = collect(pts, true)
 			arms[i].scores.sortScores()
-			arms[i].sortedLatency = slices.Sorted(slices.Values(arms[i].latency))
+			arms[i].sortedLatency = slices.Clone(arms[i].latency)
+			slices.Sort(arms[i].sortedLatency)
 		})
 	}
 	wg.Wait()
