@@ -47,18 +47,20 @@ func (g *bySample) sample(id string) int32 {
 	// in the event's: the map's comparisons then read compact memory.
 	id = strings.Clone(id)
 	g.index[id] = j
-	if len(g.ids) == cap(g.ids) {
-		// Doubling: append grows large slices by a quarter, which copies
-		// the sums over and over as samples keep coming.
-		n := max(2*len(g.ids), 256)
-		g.ids = slices.Grow(g.ids, n-len(g.ids))
-		g.sums = slices.Grow(g.sums, n*2*g.m-len(g.sums))
-		g.counts = slices.Grow(g.counts, n*(g.m+1)-len(g.counts))
-	}
-	g.ids = append(g.ids, id)
-	g.sums = append(g.sums, make([]float64, 2*g.m)...)
-	g.counts = append(g.counts, make([]int32, g.m+1)...)
+	g.ids = append(room(g.ids, 1), id)
+	g.sums = append(room(g.sums, 2*g.m), make([]float64, 2*g.m)...)
+	g.counts = append(room(g.counts, g.m+1), make([]int32, g.m+1)...)
 	return j
+}
+
+// room makes room for k more elements by doubling s: append grows large
+// slices by a quarter, which would copy the sums over and over as samples
+// keep coming.
+func room[T any](s []T, k int) []T {
+	if cap(s)-len(s) >= k {
+		return s
+	}
+	return slices.Grow(s, max(len(s), k, 256))
 }
 
 // add counts point p in sample j; cols are the score columns of p's scores.
