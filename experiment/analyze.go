@@ -76,6 +76,31 @@ func compare(ctx context.Context, s source, ids []string, f Filter, opts analysi
 	return out, nil
 }
 
+// pairs lists, sample by sample, the differences of metric between the
+// treatment ids[1] and the baseline ids[0] (SPEC §13), at most limit of
+// them, the largest first.
+func pairs(ctx context.Context, s source, ids []string, f Filter, metric string, limit int) (analysis.PairList, error) {
+	if len(ids) != 2 {
+		return analysis.PairList{}, fmt.Errorf("%w: per-sample differences need exactly two experiments, the baseline and the treatment; got %d", ErrInvalid, len(ids))
+	}
+	// The request is checked before the experiments are read.
+	if _, err := analysis.Pairs(nil, nil, metric, limit); err != nil {
+		return analysis.PairList{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	arms := make([][]analysis.Point, 2)
+	for i, id := range ids {
+		var err error
+		if arms[i], err = s.Points(ctx, id, f); err != nil {
+			return analysis.PairList{}, err
+		}
+	}
+	pl, err := analysis.Pairs(arms[0], arms[1], metric, limit)
+	if err != nil {
+		return analysis.PairList{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return pl, nil
+}
+
 // PowerRequest asks for a sample size (SPEC §14): of metric (latency, cost
 // or success), to detect MDE at level Alpha with probability Power.
 type PowerRequest struct {
@@ -123,4 +148,10 @@ func (m *Manager) Windows(ctx context.Context, id string, f Filter, size, step t
 // baseline, ids[0] (SPEC §8).
 func (m *Manager) Compare(ctx context.Context, ids []string, f Filter, opts analysis.CompareOptions) (CompareReport, error) {
 	return compare(ctx, m, ids, f, opts)
+}
+
+// Pairs lists the per-sample differences of metric between two
+// experiments, the baseline ids[0] and the treatment ids[1] (SPEC §13).
+func (m *Manager) Pairs(ctx context.Context, ids []string, f Filter, metric string, limit int) (analysis.PairList, error) {
+	return pairs(ctx, m, ids, f, metric, limit)
 }

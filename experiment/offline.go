@@ -89,6 +89,12 @@ func (d *Offline) Compare(ctx context.Context, ids []string, f Filter, opts anal
 	return compare(ctx, d, ids, f, opts)
 }
 
+// Pairs lists the per-sample differences of metric between two
+// experiments, the baseline ids[0] and the treatment ids[1] (SPEC §13).
+func (d *Offline) Pairs(ctx context.Context, ids []string, f Filter, metric string, limit int) (analysis.PairList, error) {
+	return pairs(ctx, d, ids, f, metric, limit)
+}
+
 // Power plans an experiment from the events f selects as the baseline
 // (SPEC §14).
 func (d *Offline) Power(ctx context.Context, id string, f Filter, req PowerRequest) (analysis.Power, error) {
