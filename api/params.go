@@ -17,6 +17,7 @@ var (
 	listParams    = []string{"status", "tag"}
 	windowsParams = append(slices.Clip(filterParams), "size", "step")
 	compareParams = append(slices.Clip(filterParams), "experiments", "bootstrap_resamples", "seed", "sequential_tuning", "allocation")
+	pairsParams   = append(slices.Clip(filterParams), "experiments", "metric", "limit")
 	powerParams   = append(slices.Clip(filterParams), "metric", "mde", "alpha", "power")
 	exportParams  = append(slices.Clip(filterParams), "format", "flatten", "anonymize")
 )

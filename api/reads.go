@@ -172,8 +172,8 @@ func (a *API) windows(w http.ResponseWriter, r *http.Request) {
 	a.respond(w, http.StatusOK, ws)
 }
 
-func (a *API) compare(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+// parseExperiments reads ?experiments=A,B,...: valid ids, each once.
+func parseExperiments(q url.Values) ([]string, error) {
 	var ids []string
 	seen := map[string]bool{}
 	for _, part := range strings.Split(q.Get("experiments"), ",") {
@@ -182,15 +182,23 @@ func (a *API) compare(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if !experiment.IDPattern.MatchString(id) {
-			a.fail(w, r, fmt.Errorf("%w: invalid experiment id %q", errBadRequest, id))
-			return
+			return nil, fmt.Errorf("%w: invalid experiment id %q", errBadRequest, id)
 		}
 		if seen[id] {
-			a.fail(w, r, fmt.Errorf("%w: experiment %s named twice", errBadRequest, id))
-			return
+			return nil, fmt.Errorf("%w: experiment %s named twice", errBadRequest, id)
 		}
 		seen[id] = true
 		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+func (a *API) compare(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ids, err := parseExperiments(q)
+	if err != nil {
+		a.fail(w, r, err)
+		return
 	}
 	if len(ids) < 2 {
 		a.fail(w, r, fmt.Errorf("%w: experiments=A,B[,C...] needs at least two ids; the first is the baseline", errBadRequest))
@@ -241,6 +249,46 @@ func (a *API) compare(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := a.Manager.Compare(r.Context(), ids, f, opts)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.respond(w, http.StatusOK, out)
+}
+
+// DefaultPairsLimit bounds GET /api/v1/compare/pairs when no limit is given.
+const DefaultPairsLimit = 100
+
+// pairs answers the per-sample differences of two experiments (SPEC §13).
+func (a *API) pairs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ids, err := parseExperiments(q)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if len(ids) != 2 {
+		a.fail(w, r, fmt.Errorf("%w: experiments=A,B needs exactly two ids, the baseline and the treatment", errBadRequest))
+		return
+	}
+	metric := q.Get("metric")
+	if metric == "" {
+		a.fail(w, r, fmt.Errorf("%w: metric is required: %s", errBadRequest, analysis.PairMetrics))
+		return
+	}
+	// parseFilter checks limit as it does for the events route; here it
+	// bounds the pairs listed, not the events read.
+	f, err := parseFilter(r, a.Now())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	limit := DefaultPairsLimit
+	if f.Limit > 0 {
+		limit = f.Limit
+	}
+	f.Limit = 0
+	out, err := a.Manager.Pairs(r.Context(), ids, f, metric, limit)
 	if err != nil {
 		a.fail(w, r, err)
 		return

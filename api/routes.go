@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"html"
 	"net/http"
 	"net/http/pprof"
 	"regexp"
@@ -97,6 +98,7 @@ func (a *API) Handler(o RouteOptions) (http.Handler, error) {
 		Description: "Prometheus-native telemetry sidecar for AI/ML experiments",
 		Version:     version.Info(),
 		Links:       links,
+		ExtraHTML:   analysisRoutesHTML(rt),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("landing page: %w", err)
@@ -116,6 +118,25 @@ func (a *API) Handler(o RouteOptions) (http.Handler, error) {
 		rt.handle("/debug/pprof/trace", profile(pprof.Trace))
 	}
 	return rt, nil
+}
+
+// analysisRoutesHTML lists, on the landing page, the read routes that take
+// parameters a link cannot guess.
+func analysisRoutesHTML(rt *router) string {
+	routes := []struct{ path, params, text string }{
+		{"/api/v1/experiments/{id}/metrics", "", "the exact analysis of an experiment"},
+		{"/api/v1/compare", "?experiments=A,B[,C...]", "each treatment against the baseline, the first"},
+		{"/api/v1/compare/pairs", "?experiments=A,B&metric=success|latency|cost|score:<name>&limit=100",
+			"per-sample differences (B − A) of two experiments that answered the same samples, the largest first"},
+	}
+	var b strings.Builder
+	b.WriteString("<div>Analysis:\n<ul>\n")
+	for _, r := range routes {
+		fmt.Fprintf(&b, "<li><code>GET %s%s</code>: %s</li>\n",
+			html.EscapeString(rt.path(r.path)), html.EscapeString(r.params), html.EscapeString(r.text))
+	}
+	b.WriteString("</ul>\n</div>")
+	return b.String()
 }
 
 // Register adds the API's own routes, /-/ and /api/v1/, to mux without a
@@ -177,6 +198,7 @@ func (a *API) routes(rt *router) {
 	route("POST /api/v1/experiments/{id}/stream/reset", a.stream(a.Manager.ResetStream), nil)
 	route("GET /api/v1/experiments/{id}/export", a.export, exportParams)
 	route("GET /api/v1/compare", a.compare, compareParams)
+	route("GET /api/v1/compare/pairs", a.pairs, pairsParams)
 	route("GET /api/v1/event-types", a.eventTypes, nil)
 	route("GET /api/v1/pricing", a.pricing, nil)
 

@@ -68,6 +68,7 @@ func TestEveryRouteUnderThePrefix(t *testing.T) {
 				{"POST", "/api/v1/experiments/e/stream/reset", "", 200, `"count":0`},
 				{"GET", "/api/v1/experiments/e/export", "", 200, `"event_name":"req_llm.request.stop"`},
 				{"GET", "/api/v1/compare?experiments=e,e2", "", 200, `"comparison":{"e2"`},
+				{"GET", "/api/v1/compare/pairs?experiments=e,e2&metric=latency", "", 200, `"key":"sample_id"`},
 				{"GET", "/api/v1/event-types", "", 200, `"req_llm.request.stop"`},
 				{"GET", "/api/v1/pricing", "", 200, `"gpt-4"`},
 				{"GET", "/api/v1/no-such-route", "", 404, `"errorType":"not_found"`},
