@@ -149,6 +149,8 @@ func run(args []string) int {
 	cmpCmd.Flag("seed", "Seed of the bootstrap.").Default("1").Uint64Var(&cf.seed)
 	cmpCmd.Flag("sequential-tuning", "N* of the anytime-valid confidence sequences: the total events at which they are tightest.").Default(fmt.Sprint(analysis.DefaultSequentialTuning)).Float64Var(&cf.sequentialTuning)
 	cmpCmd.Flag("allocation", "Planned share of each experiment, baseline first, for the sample-ratio check (e.g. 50,50 or 0.2,0.8; default equal).").PlaceHolder("A,B,...").SetValue(floatList{&cf.allocation})
+	cmpCmd.Flag("pairs", "Instead of the comparison, list the per-sample differences (treatment − baseline, by sample_id) of two experiments in METRIC: success, latency, cost or score:<name>, the largest first.").PlaceHolder("METRIC").StringVar(&cf.pairs)
+	cmpCmd.Flag("limit", "With --pairs: most pairs listed.").Default("100").IntVar(&cf.limit)
 	cmpCmd.Arg("experiments", "Baseline, then one or more treatments.").Required().StringsVar(&cf.experiments)
 
 	var pf powerFlags

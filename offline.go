@@ -36,6 +36,8 @@ type compareFlags struct {
 	seed                uint64
 	sequentialTuning    float64
 	allocation          []float64
+	pairs               string // a metric: list the per-sample differences instead
+	limit               int
 }
 
 type powerFlags struct {
@@ -99,6 +101,9 @@ func runAnalyze(af analyzeFlags, w io.Writer) int {
 }
 
 func runCompare(cf compareFlags, w io.Writer) int {
+	if cf.pairs != "" {
+		return runPairs(cf, w)
+	}
 	if len(cf.experiments) < 2 {
 		fmt.Fprintf(os.Stderr, "%s compare: name a baseline and at least one treatment\n", appName)
 		return 2
@@ -129,6 +134,36 @@ func runCompare(cf compareFlags, w io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s compare: %v\n", appName, err)
 		return 1
+	}
+	return 0
+}
+
+// runPairs lists the per-sample differences of two experiments, as GET
+// /api/v1/compare/pairs does.
+func runPairs(cf compareFlags, w io.Writer) int {
+	fail := func(code int, err error) int {
+		fmt.Fprintf(os.Stderr, "%s compare --pairs: %v\n", appName, err)
+		return code
+	}
+	if len(cf.experiments) != 2 {
+		return fail(2, fmt.Errorf("name exactly two experiments, the baseline and the treatment; got %d", len(cf.experiments)))
+	}
+	if cf.limit < 1 {
+		return fail(2, errors.New("--limit must be a positive integer"))
+	}
+	pl, err := experiment.NewOffline(cf.storagePath).Pairs(context.Background(), cf.experiments, experiment.Filter{}, cf.pairs, cf.limit)
+	if errors.Is(err, experiment.ErrInvalid) {
+		return fail(2, err)
+	}
+	if err == nil {
+		if cf.format == "json" {
+			err = writeJSON(w, pl)
+		} else {
+			err = analysis.WritePairs(w, fmt.Sprintf("%s − %s, %s, per %s", cf.experiments[1], cf.experiments[0], cf.pairs, pl.Key), pl)
+		}
+	}
+	if err != nil {
+		return fail(1, err)
 	}
 	return 0
 }
