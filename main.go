@@ -153,6 +153,18 @@ func run(args []string) int {
 	cmpCmd.Flag("limit", "With --pairs: most pairs listed.").Default("100").IntVar(&cf.limit)
 	cmpCmd.Arg("experiments", "Baseline, then one or more treatments.").Required().StringsVar(&cf.experiments)
 
+	var gf gateFlags
+	gt := app.Command("gate", "Fail a CI job when a candidate regresses against the baseline beyond a margin: exit 0 when no check regresses, 1 when one does, 2 on bad usage or missing data.")
+	gt.Flag("storage.path", "Data directory to compare offline (of a stopped sidecar, or an unpacked archive); or --url.").PlaceHolder("DIR").StringVar(&gf.storagePath)
+	gt.Flag("url", "Base URL of a running sidecar, with its route prefix (e.g. http://localhost:9477/crucible); or --storage.path.").PlaceHolder("URL").StringVar(&gf.url)
+	gt.Flag("max-regression", "A check, repeatable: METRIC:MARGIN, METRIC one of latency_mean, latency_p95, cost_mean, success_rate, score:<name>, MARGIN absolute in the metric's unit or N% of the baseline's value (latency_mean:5%, success_rate:0.02, score:exact_match:0.01).").Required().PlaceHolder("METRIC:MARGIN").StringsVar(&gf.checks)
+	gt.Flag("format", "Output: table or json.").Default("table").EnumVar(&gf.format, "table", "json")
+	gt.Flag("bootstrap-resamples", "Bootstrap resamples for the p95 interval.").Default("2000").IntVar(&gf.resamples)
+	gt.Flag("seed", "Seed of the bootstrap, so a gate gives the same verdict on the same data.").Default("1").Uint64Var(&gf.seed)
+	gt.Flag("timeout", "With --url: how long to wait for the sidecar's answer.").Default("1m").DurationVar(&gf.timeout)
+	gt.Arg("baseline", "Baseline experiment.").Required().StringVar(&gf.baseline)
+	gt.Arg("candidate", "Candidate experiment, compared with the baseline.").Required().StringVar(&gf.candidate)
+
 	var pf powerFlags
 	pw := app.Command("power", "Plan a sample size from an experiment in a data directory, its events as the baseline.")
 	pw.Flag("storage.path", "Data directory.").Default("data/").StringVar(&pf.storagePath)
@@ -202,6 +214,8 @@ func run(args []string) int {
 		return runCompare(cf, os.Stdout)
 	case "power":
 		return runPower(pf, os.Stdout)
+	case "gate":
+		return runGate(gf, os.Stdout, os.Stderr)
 	case "export":
 		return runExport(ef)
 	case "import":

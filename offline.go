@@ -9,12 +9,15 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/version"
 
 	"github.com/crucible-telemetry/crucible-telemetry/analysis"
 	"github.com/crucible-telemetry/crucible-telemetry/event"
@@ -23,7 +26,8 @@ import (
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
-// The offline commands read a data directory without a server.
+// The offline commands read a data directory without a server; gate reads
+// one, or asks a running sidecar.
 
 type analyzeFlags struct {
 	storagePath, experiment, format string
@@ -327,4 +331,140 @@ func runImport(imf importFlags, logger *slog.Logger) int {
 		return 1
 	}
 	return 0
+}
+
+type gateFlags struct {
+	storagePath, url, format string
+	baseline, candidate      string
+	checks                   []string
+	resamples                int
+	seed                     uint64
+	timeout                  time.Duration
+}
+
+// Exit codes of gate, as analysis.GateResult.ExitCode gives them.
+const (
+	gatePassed     = 0
+	gateRegression = 1
+	gateUsage      = 2 // bad usage, or data missing to decide a check
+)
+
+// runGate compares the candidate with the baseline, offline or through a
+// running sidecar, and judges each --max-regression check (SPEC §13).
+func runGate(gf gateFlags, stdout, stderr io.Writer) int {
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "%s gate: "+format+"\n", append([]any{appName}, args...)...)
+		return gateUsage
+	}
+	checks := make([]analysis.GateCheck, len(gf.checks))
+	for i, s := range gf.checks {
+		c, err := analysis.ParseGateCheck(s)
+		if err != nil {
+			return fail("--max-regression: %v", err)
+		}
+		checks[i] = c
+	}
+	if len(checks) == 0 {
+		return fail("name at least one --max-regression=METRIC:MARGIN")
+	}
+	if (gf.storagePath == "") == (gf.url == "") {
+		return fail("name exactly one of --storage.path=DIR (a data directory) and --url=URL (a running sidecar)")
+	}
+	if gf.baseline == gf.candidate {
+		return fail("the baseline and the candidate are both %s; name two experiments", gf.baseline)
+	}
+	if gf.resamples < 0 || gf.resamples > 100000 {
+		return fail("--bootstrap-resamples must be 0 to 100000")
+	}
+	if gf.seed == 0 {
+		return fail("--seed must be a positive integer")
+	}
+	ids := []string{gf.baseline, gf.candidate}
+	opts := analysis.CompareOptions{Resamples: gf.resamples, Seed: gf.seed}
+	var report experiment.CompareReport
+	var err error
+	if gf.url != "" {
+		report, err = fetchComparison(gf.url, gf.timeout, ids, opts)
+	} else {
+		report, err = experiment.NewOffline(gf.storagePath).Compare(context.Background(), ids, experiment.Filter{}, opts)
+	}
+	if err != nil {
+		return fail("%v", err)
+	}
+	res := analysis.Gate(report.Individual[0], report.Comparison[gf.candidate], checks)
+	if gf.format == "json" {
+		err = writeJSON(stdout, res)
+	} else {
+		err = analysis.WriteGate(stdout, res)
+	}
+	if err != nil {
+		return fail("%v", err)
+	}
+	return gateCode(res, stderr)
+}
+
+// fetchComparison asks the sidecar at base (its address and route prefix)
+// for the comparison of ids, as GET /api/v1/compare answers it.
+func fetchComparison(base string, timeout time.Duration, ids []string, opts analysis.CompareOptions) (experiment.CompareReport, error) {
+	var report experiment.CompareReport
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return report, fmt.Errorf("--url=%s: want the sidecar's address and route prefix, like http://localhost:9477 or https://host/crucible", base)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return report, fmt.Errorf("--url=%s: want the sidecar's address and route prefix, without a query or fragment", u.Redacted())
+	}
+	u = u.JoinPath("api", "v1", "compare")
+	u.RawQuery = url.Values{
+		"experiments":         {strings.Join(ids, ",")},
+		"bootstrap_resamples": {strconv.Itoa(opts.Resamples)},
+		"seed":                {strconv.FormatUint(opts.Seed, 10)},
+	}.Encode()
+	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
+	if err != nil {
+		return report, err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", appName+"/"+version.Version)
+	client := &http.Client{Timeout: timeout}
+	resp, err := client.Do(req) // its error names the URL without a password
+	if err != nil {
+		return report, fmt.Errorf("cannot reach the sidecar: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return report, fmt.Errorf("reading the answer of %s: %w", u.Redacted(), err)
+	}
+	var env struct {
+		Status    string          `json:"status"`
+		Data      json.RawMessage `json:"data"`
+		ErrorType string          `json:"errorType"`
+		Error     string          `json:"error"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil || env.Status == "" {
+		return report, fmt.Errorf("GET %s answered %s, not the API's JSON (is --url the sidecar's address with its --web.route-prefix?): %.200q",
+			u.Redacted(), resp.Status, body)
+	}
+	if resp.StatusCode != http.StatusOK || env.Status != "success" {
+		return report, fmt.Errorf("GET %s answered %s (%s): %s", u.Redacted(), resp.Status, env.ErrorType, env.Error)
+	}
+	if err := json.Unmarshal(env.Data, &report); err != nil {
+		return report, fmt.Errorf("GET %s: the comparison does not decode: %w", u.Redacted(), err)
+	}
+	if _, ok := report.Comparison[ids[1]]; !ok || len(report.Individual) != len(ids) {
+		return report, fmt.Errorf("GET %s: the answer lacks the comparison of %s with %s", u.Redacted(), ids[1], ids[0])
+	}
+	return report, nil
+}
+
+// gateCode is gate's exit code for res (analysis.GateResult.ExitCode),
+// naming on stderr the checks that lacked the data to decide.
+func gateCode(res analysis.GateResult, stderr io.Writer) int {
+	for _, v := range res.Checks {
+		if v.Verdict == analysis.VerdictNoData {
+			fmt.Fprintf(stderr, "%s gate: %s: no data to judge: no 95%% interval of the difference (too few events or pairs in an arm, no variation, or no such score), so the gate cannot pass\n", appName, v.Metric)
+		}
+	}
+	return res.ExitCode()
 }
