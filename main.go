@@ -169,7 +169,7 @@ func run(args []string) int {
 	pw := app.Command("power", "Plan a sample size from an experiment in a data directory, its events as the baseline.")
 	pw.Flag("storage.path", "Data directory.").Default("data/").StringVar(&pf.storagePath)
 	pw.Flag("experiment", "Experiment id.").Required().StringVar(&pf.experiment)
-	pw.Flag("metric", "latency, cost or success.").Required().StringVar(&pf.metric)
+	pw.Flag("metric", "latency, cost, success or score:<name>.").Required().StringVar(&pf.metric)
 	pw.Flag("mde", "Smallest difference to detect, in the metric's unit (ms, USD, or a success-rate difference such as 0.01).").Required().Float64Var(&pf.mde)
 	pw.Flag("alpha", "Two-sided significance level.").Default("0.05").Float64Var(&pf.alpha)
 	pw.Flag("power", "Probability of detecting a difference of --mde.").Default("0.8").Float64Var(&pf.power)

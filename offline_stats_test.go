@@ -119,7 +119,7 @@ func TestOfflinePower(t *testing.T) {
 		t.Errorf("table: %d\n%s", code, out.String())
 	}
 	for name, bad := range map[string]powerFlags{
-		"score":  {storagePath: dir, experiment: "ctl", metric: "score:accuracy", mde: 1, alpha: 0.05, power: 0.8},
+		"score":  {storagePath: dir, experiment: "ctl", metric: "score:", mde: 1, alpha: 0.05, power: 0.8},
 		"mde":    {storagePath: dir, experiment: "ctl", metric: "cost", mde: 0, alpha: 0.05, power: 0.8},
 		"metric": {storagePath: dir, experiment: "ctl", metric: "tokens", mde: 1, alpha: 0.05, power: 0.8},
 	} {

@@ -135,7 +135,7 @@ func TestPowerEndpoint(t *testing.T) {
 		q, want string
 		code    int
 	}{
-		{"metric=score:accuracy&mde=1", "scores are not stored yet", 400},
+		{"metric=score:&mde=1", "unknown metric", 400},
 		{"metric=latancy&mde=1", "unknown metric", 400},
 		{"mde=1", "needs metric", 400},
 		{"metric=cost", "needs metric", 400},

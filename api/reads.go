@@ -301,7 +301,7 @@ func (a *API) power(w http.ResponseWriter, r *http.Request) {
 	req := experiment.DefaultPowerRequest
 	req.Metric = q.Get("metric")
 	if req.Metric == "" || q.Get("mde") == "" {
-		a.fail(w, r, fmt.Errorf("%w: power needs metric=latency|cost|success and mde, the difference to detect", errBadRequest))
+		a.fail(w, r, fmt.Errorf("%w: power needs metric=latency|cost|success|score:<name> and mde, the difference to detect", errBadRequest))
 		return
 	}
 	for _, p := range []struct {

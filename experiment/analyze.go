@@ -101,8 +101,9 @@ func pairs(ctx context.Context, s source, ids []string, f Filter, metric string,
 	return pl, nil
 }
 
-// PowerRequest asks for a sample size (SPEC §14): of metric (latency, cost
-// or success), to detect MDE at level Alpha with probability Power.
+// PowerRequest asks for a sample size (SPEC §14): of metric (latency, cost,
+// success or score:<name>), to detect MDE at level Alpha with probability
+// Power.
 type PowerRequest struct {
 	Metric            string
 	MDE, Alpha, Power float64
