@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -64,8 +65,23 @@ func TestDemoShowsADifference(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	type interval [2]*float64
 	var body struct {
 		Data struct {
+			Comparison map[string]struct {
+				Scores map[string]struct {
+					DiffMean     float64  `json:"diff_mean"`
+					DiffMeanCI95 interval `json:"diff_mean_ci95"`
+				} `json:"scores"`
+				Paired struct {
+					NPairs int `json:"n_pairs"`
+					Scores map[string]struct {
+						N            int      `json:"n"`
+						DiffMean     float64  `json:"diff_mean"`
+						DiffMeanCI95 interval `json:"diff_mean_ci95"`
+					} `json:"scores"`
+				} `json:"paired"`
+			} `json:"comparison"`
 			Individual []struct {
 				Summary struct {
 					TotalEvents int64 `json:"total_events"`
@@ -103,6 +119,25 @@ func TestDemoShowsADifference(t *testing.T) {
 	}
 	if !(control.Reliability.SuccessRate > 0.9 && control.Reliability.SuccessRate < 1) {
 		t.Errorf("control success rate %v", control.Reliability.SuccessRate)
+	}
+	// The arms answer the same samples: the judge's grades pair, and the
+	// paired interval of the treatment's quality loss is the narrower.
+	c := body.Data.Comparison[demo.Arms[1].ID]
+	unpaired, paired := c.Scores["judge.helpfulness"], c.Paired.Scores["judge.helpfulness"]
+	width := func(i interval) float64 {
+		if i[0] == nil || i[1] == nil {
+			return math.Inf(1)
+		}
+		return *i[1] - *i[0]
+	}
+	if c.Paired.NPairs < 100 || paired.N != c.Paired.NPairs {
+		t.Fatalf("paired: %d pairs, %d with a judge grade", c.Paired.NPairs, paired.N)
+	}
+	if !(paired.DiffMean < 0 && paired.DiffMeanCI95[1] != nil && *paired.DiffMeanCI95[1] < 0) {
+		t.Errorf("paired judge.helpfulness: diff %v, interval %v; the treatment answers a little worse", paired.DiffMean, paired.DiffMeanCI95)
+	}
+	if !(width(paired.DiffMeanCI95) < width(unpaired.DiffMeanCI95)) {
+		t.Errorf("paired interval %v is not narrower than the unpaired %v", width(paired.DiffMeanCI95), width(unpaired.DiffMeanCI95))
 	}
 }
 
