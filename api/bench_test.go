@@ -59,7 +59,7 @@ func benchIngest(b *testing.B, live bool, scores int) {
 	var body []byte
 	for b.Loop() {
 		b.StopTimer()
-		body = loadgen.ScoredBatch(body[:0], rng, n, time.Now().UnixMicro(), scores)
+		body = loadgen.BatchWith(body[:0], rng, n, time.Now().UnixMicro(), loadgen.BatchOptions{Scores: scores})
 		req := httptest.NewRequest(http.MethodPost, "/api/v1/experiments/bench/events", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/x-ndjson")
 		rec := httptest.NewRecorder()

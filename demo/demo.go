@@ -84,10 +84,22 @@ func Run(ctx context.Context, cfg Config) (map[string]int64, error) {
 	}
 	fmt.Fprintf(cfg.Log, "streaming %.0f events/s into each of %s and %s on %s\n", cfg.Rate, Arms[0].ID, Arms[1].ID, target)
 
+	// The duration ends the sending, not a request under way: the events
+	// of the last one are counted when the sidecar answers.
+	stop := ctx.Done()
 	if cfg.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		timer := time.NewTimer(cfg.Duration)
+		defer timer.Stop()
+		loop, cancel := context.WithCancel(ctx)
 		defer cancel()
+		go func() {
+			select {
+			case <-timer.C:
+				cancel()
+			case <-loop.Done():
+			}
+		}()
+		stop = loop.Done()
 	}
 	const tick = 200 * time.Millisecond
 	ticker := time.NewTicker(tick)
@@ -99,7 +111,7 @@ func Run(ctx context.Context, cfg Config) (map[string]int64, error) {
 	var buf []byte
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stop:
 			return accepted, nil
 		case <-ticker.C:
 		}

@@ -23,6 +23,11 @@ import (
 // benchManager returns a manager with experiment id holding n realistic
 // events, stored through the ingest path.
 func benchManager(b *testing.B, ids []string, n int) *Manager {
+	return benchManagerWith(b, ids, n, loadgen.BatchOptions{})
+}
+
+// benchManagerWith is benchManager with events varied by opts.
+func benchManagerWith(b *testing.B, ids []string, n int, opts loadgen.BatchOptions) *Manager {
 	b.Helper()
 	m := NewManager(Options{
 		Dir: b.TempDir(), Logger: slog.New(slog.DiscardHandler),
@@ -40,7 +45,7 @@ func benchManager(b *testing.B, ids []string, n int) *Manager {
 		rng := rand.New(rand.NewPCG(uint64(k), 7))
 		start := time.Now().Add(-5 * time.Minute)
 		for done := 0; done < n; done += 1000 {
-			body := loadgen.Batch(nil, rng, 1000, start.Add(time.Duration(done)*250*time.Microsecond).UnixMicro())
+			body := loadgen.BatchWith(nil, rng, 1000, start.Add(time.Duration(done)*250*time.Microsecond).UnixMicro(), opts)
 			parts, _ := event.Split(body, true)
 			evs := make([]*event.Event, len(parts))
 			for i, p := range parts {
@@ -107,6 +112,21 @@ func rss() uint64 {
 	}
 	pages, _ := strconv.ParseUint(f[1], 10, 64)
 	return pages * uint64(os.Getpagesize())
+}
+
+// BenchmarkComparePaired1M is GET /api/v1/compare of two one-million-event
+// experiments that answer the same 100k samples, two scores per event:
+// the points index read with its sample ids and scores, then the unpaired
+// and the paired comparison (SPEC §13).
+func BenchmarkComparePaired1M(b *testing.B) {
+	m := benchManagerWith(b, []string{"a", "b"}, 1_000_000, loadgen.BatchOptions{Scores: 2, Samples: 100_000})
+	b.ResetTimer()
+	for b.Loop() {
+		r, err := m.Compare(b.Context(), []string{"a", "b"}, Filter{}, analysis.CompareOptions{Resamples: analysis.DefaultResamples})
+		if err != nil || r.Comparison["b"].Paired.NPairs < 99_000 {
+			b.Fatal(r.Comparison["b"].Paired.NPairs, err)
+		}
+	}
 }
 
 // BenchmarkExport1M exports a one-million-event experiment, stored out of

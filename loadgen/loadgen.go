@@ -66,16 +66,29 @@ var responses = []string{
 
 // Batch appends one NDJSON batch of n events stamped just before nowUs.
 func Batch(b []byte, rng *rand.Rand, n int, nowUs int64) []byte {
-	return ScoredBatch(b, rng, n, nowUs, 0)
+	return BatchWith(b, rng, n, nowUs, BatchOptions{})
+}
+
+// BatchOptions vary the events of a batch.
+type BatchOptions struct {
+	// Scores is how many quality scores each event carries (SPEC §13), at
+	// most four: exact_match (a boolean), then judge grades in [0, 1].
+	Scores int
+	// Samples is how many distinct sample_ids the events draw from
+	// (default 5000).
+	Samples int
 }
 
 // scoreNames are the quality scores a scored batch carries, in order.
 var scoreNames = []string{"exact_match", "judge.helpfulness", "judge.faithfulness", "rouge_l"}
 
-// ScoredBatch is Batch with up to four quality scores per event (SPEC
-// §13): exact_match (a boolean), then judge grades in [0, 1].
-func ScoredBatch(b []byte, rng *rand.Rand, n int, nowUs int64, scores int) []byte {
-	scores = min(scores, len(scoreNames))
+// BatchWith is Batch with opts.
+func BatchWith(b []byte, rng *rand.Rand, n int, nowUs int64, opts BatchOptions) []byte {
+	scores := min(opts.Scores, len(scoreNames))
+	samples := opts.Samples
+	if samples <= 0 {
+		samples = 5000
+	}
 	for i := range n {
 		m := models[rng.IntN(len(models))]
 		prompt := 200 + rng.IntN(1800)
@@ -113,7 +126,7 @@ func ScoredBatch(b []byte, rng *rand.Rand, n int, nowUs int64, scores int) []byt
 		b = append(b, `},"session_id":"s-`...)
 		b = strconv.AppendUint(b, rng.Uint64()%100000, 16)
 		b = append(b, `","sample_id":"q-`...)
-		b = strconv.AppendInt(b, int64(rng.IntN(5000)), 10)
+		b = strconv.AppendInt(b, int64(rng.IntN(samples)), 10)
 		if rng.IntN(50) == 0 {
 			b = append(b, `","error":{"type":"rate_limit","message":"Rate limit reached for requests","status":429}}}`...)
 		} else {

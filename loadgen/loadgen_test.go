@@ -47,10 +47,10 @@ func TestBatchIsRealistic(t *testing.T) {
 	}
 }
 
-func TestScoredBatch(t *testing.T) {
+func TestBatchWithScores(t *testing.T) {
 	now := time.Now()
 	for _, n := range []int{0, 1, 2, 4, 9} {
-		body := ScoredBatch(nil, rand.New(rand.NewPCG(1, 2)), 200, now.UnixMicro(), n)
+		body := BatchWith(nil, rand.New(rand.NewPCG(1, 2)), 200, now.UnixMicro(), BatchOptions{Scores: n, Samples: 3})
 		for _, l := range bytes.Split(bytes.TrimSpace(body), []byte("\n")) {
 			e, err := event.Parse(l, now, pricing.Default())
 			if err != nil {
@@ -58,6 +58,9 @@ func TestScoredBatch(t *testing.T) {
 			}
 			if want := min(n, 4); len(e.Scores) != want {
 				t.Fatalf("%d scores asked, %d given: %s", n, len(e.Scores), l)
+			}
+			if s := e.SampleID.V; s != "q-0" && s != "q-1" && s != "q-2" {
+				t.Fatalf("sample_id %q of 3", s)
 			}
 		}
 	}
