@@ -417,7 +417,7 @@ func (x *pointIndex) read(n int64, names []string, visit func(*Point) error) err
 // decodeExtra reads an extra entry; the sample aliases entry. Only the
 // form add writes is accepted.
 func decodeExtra(entry []byte, names []string, scores []event.Score) (string, []event.Score, error) {
-	bad := errors.New("malformed entry")
+	bad := errMalformedExtra
 	n, ok := minimalUvarint(&entry)
 	if !ok || uint64(len(entry)) < n {
 		return "", nil, bad
@@ -444,6 +444,8 @@ func decodeExtra(entry []byte, names []string, scores []event.Score) (string, []
 	}
 	return sample, scores, nil
 }
+
+var errMalformedExtra = errors.New("malformed entry")
 
 // minimalUvarint reads a uvarint in its shortest form off the front of *b.
 func minimalUvarint(b *[]byte) (uint64, bool) {
