@@ -26,6 +26,8 @@ type refPoint struct {
 	Sample  string   `json:"sample"` // absent: no sample id
 	// Scores are written as an object; Point holds them sorted by name.
 	Scores map[string]float64 `json:"scores"`
+	// Cluster is the value of the ?cluster= key; absent: the event has none.
+	Cluster *string `json:"cluster"`
 }
 
 // loadDatasets reads the datasets once for all tests; they must not
@@ -74,6 +76,9 @@ func readDatasets() (map[string][]Point, error) {
 				p.HasTokens, p.Prompt, p.Completion, p.Total = true, r.Tokens[0], r.Tokens[1], r.Tokens[2]
 			}
 			p.Sample = r.Sample
+			if r.Cluster != nil {
+				p.Cluster, p.HasCluster = *r.Cluster, true
+			}
 			for name, v := range r.Scores {
 				p.Scores = append(p.Scores, Score{name, v})
 			}

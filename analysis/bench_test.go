@@ -80,3 +80,40 @@ func BenchmarkComparePaired1M(b *testing.B) {
 		Compare(base, [][]Point{treat}, CompareOptions{Resamples: DefaultResamples})
 	}
 }
+
+// clusteredPoints are benchPoints in sessions: n events over n/20
+// sessions in a random order, one in twenty without a session; each event
+// has its own copy of its session id, as events read from storage do.
+func clusteredPoints(n int, seed uint64) []Point {
+	rng := rand.New(rand.NewPCG(seed, 9))
+	pts := benchPoints(n)
+	for i := range pts {
+		if rng.IntN(20) == 0 {
+			continue
+		}
+		pts[i].Cluster, pts[i].HasCluster = fmt.Sprintf("session-%06d", rng.IntN(n/20)), true
+	}
+	return pts
+}
+
+// BenchmarkCompareClustered1M compares two one-million-event experiments
+// with clustered standard errors (50,000 sessions each) and the default
+// 2000 bootstrap resamples: BenchmarkCompare1M plus the clusters.
+func BenchmarkCompareClustered1M(b *testing.B) {
+	base, treat := clusteredPoints(1_000_000, 1), clusteredPoints(1_000_000, 2)
+	for i := range treat {
+		treat[i].LatencyMs *= 0.97
+	}
+	for b.Loop() {
+		Compare(base, [][]Point{treat}, CompareOptions{Resamples: DefaultResamples, Clustered: true})
+	}
+}
+
+// BenchmarkAnalyzeClustered1M is BenchmarkAnalyze1M with clustered
+// standard errors over 50,000 sessions.
+func BenchmarkAnalyzeClustered1M(b *testing.B) {
+	pts := clusteredPoints(1_000_000, 1)
+	for b.Loop() {
+		AnalyzeWith(pts, AnalyzeOptions{Clustered: true})
+	}
+}

@@ -8,27 +8,30 @@ import (
 
 // LatencyComparison compares latency (ms) of a treatment with the baseline.
 type LatencyComparison struct {
-	BaselineMean       Null    `json:"baseline_mean"`
-	TreatmentMean      Null    `json:"treatment_mean"`
-	DiffMean           Null    `json:"diff_mean"`
-	DiffMeanCI95       [2]Null `json:"diff_mean_ci95"`
-	WelchT             Null    `json:"welch_t"`
-	WelchDF            Null    `json:"welch_df"`
-	WelchP             Null    `json:"welch_p"`
-	WelchPHolm         *Null   `json:"welch_p_holm,omitempty"`
-	RelativeChangePct  Null    `json:"relative_change_pct"`
-	HedgesG            Null    `json:"hedges_g"`
-	MannWhitneyU       Null    `json:"mann_whitney_u"`
-	MannWhitneyP       Null    `json:"mann_whitney_p"`
-	MannWhitneyPHolm   *Null   `json:"mann_whitney_p_holm,omitempty"`
-	DiffMedian         Null    `json:"diff_median"`
-	DiffMedianCI95     [2]Null `json:"diff_median_ci95"`
-	DiffP95            Null    `json:"diff_p95"`
-	DiffP95CI95        [2]Null `json:"diff_p95_ci95"`
-	DiffP99            Null    `json:"diff_p99"`
-	DiffP99CI95        [2]Null `json:"diff_p99_ci95"`
-	BootstrapResamples int     `json:"bootstrap_resamples"`
-	Seed               uint64  `json:"seed"`
+	BaselineMean  Null    `json:"baseline_mean"`
+	TreatmentMean Null    `json:"treatment_mean"`
+	DiffMean      Null    `json:"diff_mean"`
+	DiffMeanCI95  [2]Null `json:"diff_mean_ci95"`
+	// DiffMeanCI95Clustered is DiffMean's clustered interval (SPEC §14),
+	// only with clusters.
+	DiffMeanCI95Clustered *[2]Null `json:"diff_mean_ci95_clustered,omitempty"`
+	WelchT                Null     `json:"welch_t"`
+	WelchDF               Null     `json:"welch_df"`
+	WelchP                Null     `json:"welch_p"`
+	WelchPHolm            *Null    `json:"welch_p_holm,omitempty"`
+	RelativeChangePct     Null     `json:"relative_change_pct"`
+	HedgesG               Null     `json:"hedges_g"`
+	MannWhitneyU          Null     `json:"mann_whitney_u"`
+	MannWhitneyP          Null     `json:"mann_whitney_p"`
+	MannWhitneyPHolm      *Null    `json:"mann_whitney_p_holm,omitempty"`
+	DiffMedian            Null     `json:"diff_median"`
+	DiffMedianCI95        [2]Null  `json:"diff_median_ci95"`
+	DiffP95               Null     `json:"diff_p95"`
+	DiffP95CI95           [2]Null  `json:"diff_p95_ci95"`
+	DiffP99               Null     `json:"diff_p99"`
+	DiffP99CI95           [2]Null  `json:"diff_p99_ci95"`
+	BootstrapResamples    int      `json:"bootstrap_resamples"`
+	Seed                  uint64   `json:"seed"`
 	// Sequential is the anytime-valid interval of DiffMean.
 	Sequential Sequential `json:"sequential"`
 }
@@ -36,8 +39,11 @@ type LatencyComparison struct {
 // SuccessComparison compares success rates.
 type SuccessComparison struct {
 	Proportions
-	PHolm      *Null      `json:"p_holm,omitempty"`
-	Sequential Sequential `json:"sequential"`
+	PHolm *Null `json:"p_holm,omitempty"`
+	// DiffCI95Clustered is Diff's clustered interval (SPEC §14), only
+	// with clusters.
+	DiffCI95Clustered *[2]Null   `json:"diff_ci95_clustered,omitempty"`
+	Sequential        Sequential `json:"sequential"`
 }
 
 // CostComparison compares cost per request (USD).
@@ -46,13 +52,16 @@ type CostComparison struct {
 	TreatmentMeanPerRequest Null    `json:"treatment_mean_per_request"`
 	DiffMeanPerRequest      Null    `json:"diff_mean_per_request"`
 	DiffMeanPerRequestCI95  [2]Null `json:"diff_mean_per_request_ci95"`
-	WelchT                  Null    `json:"welch_t"`
-	WelchDF                 Null    `json:"welch_df"`
-	P                       Null    `json:"p"`
-	PHolm                   *Null   `json:"p_holm,omitempty"`
-	DiffTotal               Null    `json:"diff_total"`
-	BaselineCostPerSuccess  Null    `json:"baseline_cost_per_success"`
-	TreatmentCostPerSuccess Null    `json:"treatment_cost_per_success"`
+	// DiffMeanPerRequestCI95Clustered is DiffMeanPerRequest's clustered
+	// interval (SPEC §14), only with clusters.
+	DiffMeanPerRequestCI95Clustered *[2]Null `json:"diff_mean_per_request_ci95_clustered,omitempty"`
+	WelchT                          Null     `json:"welch_t"`
+	WelchDF                         Null     `json:"welch_df"`
+	P                               Null     `json:"p"`
+	PHolm                           *Null    `json:"p_holm,omitempty"`
+	DiffTotal                       Null     `json:"diff_total"`
+	BaselineCostPerSuccess          Null     `json:"baseline_cost_per_success"`
+	TreatmentCostPerSuccess         Null     `json:"treatment_cost_per_success"`
 	// Sequential is the anytime-valid interval of DiffMeanPerRequest.
 	Sequential Sequential `json:"sequential"`
 }
@@ -80,6 +89,9 @@ type CompareOptions struct {
 	// Allocation weighs the experiments (baseline first) for the
 	// sample-ratio check; nil means equal shares.
 	Allocation []float64
+	// Clustered adds each difference's clustered interval (SPEC §14), over
+	// the points' clusters.
+	Clustered bool
 }
 
 // DefaultResamples is the bootstrap's default number of resamples.
@@ -92,21 +104,45 @@ type sample struct {
 	events             int
 	scores             scoreValues
 	bySample           bySample // with paired
+	// With clustered: the means' clustered standard errors (the scores'
+	// are in scores).
+	latencySE, costSE, successSE Null
 }
 
 // sampleOf collects the unpaired values of an arm.
-func sampleOf(points []Point) sample { return collect(points, false) }
+func sampleOf(points []Point) sample { return collect(points, false, false) }
 
 // collect collects an arm's values in one pass over its points; paired,
-// also by sample id.
-func collect(points []Point, paired bool) sample {
+// also by sample id; clustered, also the clustered standard errors of the
+// means.
+func collect(points []Point, paired, clustered bool) sample {
 	s := sample{events: len(points), latency: make([]float64, 0, len(points)), cost: make([]float64, 0, len(points))}
+	s.scores.clustered = clustered
 	s.scores.reserve(points)
 	g := &s.bySample
 	g.m = metricScores + len(s.scores.names)
 	lastID, lastJ := "", int32(-1) // repetitions of a sample are often adjacent
+	var groups clusters
+	var latencyCl, costCl []int32
+	var success successByCluster
+	cluster := int32(noCluster)
+	if clustered {
+		latencyCl, costCl = make([]int32, 0, len(points)), make([]int32, 0, len(points))
+	}
 	for i := range points {
 		p := &points[i]
+		if clustered {
+			cluster = groups.of(p)
+			if !math.IsNaN(p.LatencyMs) {
+				latencyCl = append(latencyCl, cluster)
+			}
+			if !math.IsNaN(p.CostUSD) {
+				costCl = append(costCl, cluster)
+			}
+			if p.Success >= 0 {
+				success.add(cluster, p.Success)
+			}
+		}
 		if !math.IsNaN(p.LatencyMs) {
 			s.latency = append(s.latency, p.LatencyMs)
 		}
@@ -120,7 +156,7 @@ func collect(points []Point, paired bool) sample {
 			}
 		}
 		if len(p.Scores) > 0 {
-			s.scores.add(p.Scores)
+			s.scores.add(p.Scores, cluster)
 		}
 		if paired && p.Sample != "" {
 			if p.Sample != lastID {
@@ -131,6 +167,13 @@ func collect(points []Point, paired bool) sample {
 	}
 	if paired {
 		g.finish(points, &s.scores)
+	}
+	if clustered {
+		var cs clusterSums
+		s.latencySE = cs.clusteredSE(s.latency, latencyCl, groups.n())
+		s.costSE = cs.clusteredSE(s.cost, costCl, groups.n())
+		s.successSE = success.se()
+		s.scores.setClusteredSE(&cs, groups.n())
 	}
 	return s
 }
@@ -151,7 +194,7 @@ func Compare(baseline []Point, treatments [][]Point, opts CompareOptions) []Comp
 			pts = treatments[i-1]
 		}
 		wg.Go(func() {
-			arms[i] = collect(pts, true)
+			arms[i] = collect(pts, true, opts.Clustered)
 			arms[i].scores.sortScores()
 			arms[i].sortedLatency = slices.Clone(arms[i].latency)
 			slices.Sort(arms[i].sortedLatency)
@@ -235,6 +278,11 @@ func compareOne(b, t *sample, opts CompareOptions) Comparison {
 	}
 	c.EventCountDifference = t.events - b.events
 	c.Scores = compareScores(&b.scores, &t.scores, opts.SequentialTuning)
+	if opts.Clustered {
+		c.Latency.DiffMeanCI95Clustered = clusteredDiffCI(c.Latency.DiffMean, b.latencySE, t.latencySE)
+		c.Cost.DiffMeanPerRequestCI95Clustered = clusteredDiffCI(c.Cost.DiffMeanPerRequest, b.costSE, t.costSE)
+		c.SuccessRate.DiffCI95Clustered = clusteredDiffCI(c.SuccessRate.Diff, b.successSE, t.successSE)
+	}
 	return c
 }
 

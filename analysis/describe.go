@@ -186,6 +186,10 @@ type Description struct {
 	P90    Null `json:"p90"`
 	P95    Null `json:"p95"`
 	P99    Null `json:"p99"`
+	// MeanSEClustered and MeanCI95Clustered are the mean's clustered
+	// standard error and interval (SPEC §14), only with clusters.
+	MeanSEClustered   *Null    `json:"mean_se_clustered,omitempty"`
+	MeanCI95Clustered *[2]Null `json:"mean_ci95_clustered,omitempty"`
 }
 
 // Describe describes xs, reordering it; every field is null for an empty

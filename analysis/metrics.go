@@ -56,6 +56,10 @@ type Cost struct {
 	MedianPerRequest  Null `json:"median_per_request"`
 	CostPer1kRequests Null `json:"cost_per_1k_requests"`
 	CostPer1mRequests Null `json:"cost_per_1m_requests"`
+	// MeanSEClustered and MeanCI95Clustered are MeanPerRequest's clustered
+	// standard error and interval (SPEC §14), only with clusters.
+	MeanSEClustered   *Null    `json:"mean_se_clustered,omitempty"`
+	MeanCI95Clustered *[2]Null `json:"mean_ci95_clustered,omitempty"`
 }
 
 // Reliability counts outcomes; rates are over the judged events.
@@ -70,6 +74,11 @@ type Reliability struct {
 	SLA99           *bool   `json:"sla_99"`
 	SLA999          *bool   `json:"sla_999"`
 	SLA9999         *bool   `json:"sla_9999"`
+	// SuccessRateSEClustered and SuccessRateCI95Clustered are the success
+	// rate's clustered standard error and interval, success 1 and failure
+	// 0 over the judged events (SPEC §14), only with clusters.
+	SuccessRateSEClustered   *Null    `json:"success_rate_se_clustered,omitempty"`
+	SuccessRateCI95Clustered *[2]Null `json:"success_rate_ci95_clustered,omitempty"`
 }
 
 // Tokens sums token counts over the events that have them.
@@ -99,8 +108,18 @@ type Report struct {
 	Events      map[string]EventCount       `json:"events"`
 }
 
+// AnalyzeOptions choose what an analysis computes beyond SPEC §7's.
+type AnalyzeOptions struct {
+	// Clustered adds the clustered standard errors and intervals of the
+	// means (SPEC §14), over the points' clusters.
+	Clustered bool
+}
+
 // Analyze computes the report over every point.
-func Analyze(points []Point) Report {
+func Analyze(points []Point) Report { return AnalyzeWith(points, AnalyzeOptions{}) }
+
+// AnalyzeWith computes the report over every point, with what opts add.
+func AnalyzeWith(points []Point, opts AnalyzeOptions) Report {
 	r := Report{
 		Summary: Summary{TotalEvents: len(points), DurationSeconds: NaN, EventTypes: map[string]int64{}},
 		Events:  map[string]EventCount{},
@@ -110,6 +129,15 @@ func Analyze(points []Point) Report {
 	var rel Reliability
 	var tok Tokens
 	var scores scoreValues
+	// With clusters: each value's cluster, and success by cluster.
+	var groups clusters
+	var latencyCl, costCl []int32
+	var success successByCluster
+	cluster := int32(noCluster)
+	if opts.Clustered {
+		latencyCl, costCl = make([]int32, 0, len(points)), make([]int32, 0, len(points))
+		scores.clustered = true
+	}
 	first, last := int64(math.MaxInt64), int64(math.MinInt64)
 	names := map[string]int64{}
 	prev, prevCount := "", int64(0) // runs of one name are counted once
@@ -123,6 +151,18 @@ func Analyze(points []Point) Report {
 			prev, prevCount = p.Event, 0
 		}
 		prevCount++
+		if opts.Clustered {
+			cluster = groups.of(p)
+			if !math.IsNaN(p.LatencyMs) {
+				latencyCl = append(latencyCl, cluster)
+			}
+			if !math.IsNaN(p.CostUSD) {
+				costCl = append(costCl, cluster)
+			}
+			if p.Success >= 0 {
+				success.add(cluster, p.Success)
+			}
+		}
 		if !math.IsNaN(p.LatencyMs) {
 			latency = append(latency, p.LatencyMs)
 		}
@@ -144,7 +184,7 @@ func Analyze(points []Point) Report {
 			tok.Total += p.Total
 		}
 		if len(p.Scores) > 0 {
-			scores.add(p.Scores)
+			scores.add(p.Scores, cluster)
 		}
 	}
 	if prevCount > 0 {
@@ -158,12 +198,25 @@ func Analyze(points []Point) Report {
 		r.Summary.TimeRange = TimeRange{Start: &first, End: &last}
 		r.Summary.DurationSeconds = Null(float64(last-first) / 1e6)
 	}
+	// The clustered errors are computed before Describe reorders the values.
+	var latencySE, costSE Null
+	if opts.Clustered {
+		var cs clusterSums
+		latencySE = cs.clusteredSE(latency, latencyCl, groups.n())
+		costSE = cs.clusteredSE(cost, costCl, groups.n())
+		scores.setClusteredSE(&cs, groups.n())
+	}
 	r.Latency = Describe(latency)
 	r.Cost = costOf(cost)
 	rel.TotalRequests = int64(len(points))
 	r.Reliability = reliability(rel)
 	r.Tokens = tokensOf(tok)
 	r.Scores = scores.describe()
+	if opts.Clustered {
+		r.Latency.MeanSEClustered, r.Latency.MeanCI95Clustered = clusteredMean(r.Latency.Mean, latencySE)
+		r.Cost.MeanSEClustered, r.Cost.MeanCI95Clustered = clusteredMean(r.Cost.MeanPerRequest, costSE)
+		r.Reliability.SuccessRateSEClustered, r.Reliability.SuccessRateCI95Clustered = clusteredMean(r.Reliability.SuccessRate, success.se())
+	}
 	return r
 }
 

@@ -64,8 +64,8 @@ func Pairs(baseline, treatment []Point, metric string, limit int) (PairList, err
 	out := PairList{Key: PairKey, Metric: metric, Pairs: []Pair{}}
 	var b, t sample
 	var wg sync.WaitGroup
-	wg.Go(func() { b = collect(baseline, true) })
-	t = collect(treatment, true)
+	wg.Go(func() { b = collect(baseline, true, false) })
+	t = collect(treatment, true, false)
 	wg.Wait()
 	kb, kt := k, k
 	if score != "" {

@@ -18,6 +18,10 @@ type ScoreDescription struct {
 	Min      Null    `json:"min"`
 	Max      Null    `json:"max"`
 	MeanCI95 [2]Null `json:"mean_ci95"`
+	// MeanSEClustered and MeanCI95Clustered are the mean's clustered
+	// standard error and interval (SPEC §14), only with clusters.
+	MeanSEClustered   *Null    `json:"mean_se_clustered,omitempty"`
+	MeanCI95Clustered *[2]Null `json:"mean_ci95_clustered,omitempty"`
 }
 
 // DescribeScore describes the values of one score, reordering them.
@@ -56,6 +60,12 @@ type scoreValues struct {
 	vals  [][]float64
 	index map[string]int
 	last  []int // column of the previous event's i-th score
+	// With clustered, cls[col][i] is the cluster of vals[col][i], and
+	// setClusteredSE sets se[col], the column's clustered standard error
+	// of the mean.
+	clustered bool
+	cls       [][]int32
+	se        []Null
 }
 
 // reserve finds the score names of points and sizes each column for its
@@ -73,18 +83,43 @@ func (s *scoreValues) reserve(points []Point) {
 	}
 	for col, n := range counts {
 		s.vals[col] = make([]float64, 0, n)
+		if s.clustered {
+			s.cls[col] = make([]int32, 0, n)
+		}
 	}
 }
 
 // add appends one event's scores (sorted by name, as Point holds them);
-// an undefined (NaN) value is left out.
-func (s *scoreValues) add(scores []Score) {
+// an undefined (NaN) value is left out. cluster is the event's, kept when
+// s is clustered.
+func (s *scoreValues) add(scores []Score, cluster int32) {
 	for i, sc := range scores {
 		col := s.column(i, sc.Name)
 		if !math.IsNaN(sc.Value) {
 			s.vals[col] = append(s.vals[col], sc.Value)
+			if s.clustered {
+				s.cls[col] = append(s.cls[col], cluster)
+			}
 		}
 	}
+}
+
+// setClusteredSE sets each column's clustered standard error of the
+// mean, of nc clusters; before the values are reordered.
+func (s *scoreValues) setClusteredSE(cs *clusterSums, nc int) {
+	s.se = make([]Null, len(s.vals))
+	for col, v := range s.vals {
+		s.se[col] = cs.clusteredSE(v, s.cls[col], nc)
+	}
+}
+
+// clusteredSEOf is the clustered standard error of name's mean, NaN when
+// no event has it.
+func (s *scoreValues) clusteredSEOf(name string) Null {
+	if col, ok := s.index[name]; ok {
+		return s.se[col]
+	}
+	return NaN
 }
 
 // column is the column of the name of an event's i-th score, created when
@@ -102,6 +137,9 @@ func (s *scoreValues) column(i int, name string) int {
 		s.index[name] = col
 		s.names = append(s.names, name)
 		s.vals = append(s.vals, nil)
+		if s.clustered {
+			s.cls = append(s.cls, nil)
+		}
 	}
 	if i < len(s.last) {
 		s.last[i] = col
@@ -124,7 +162,11 @@ func (s *scoreValues) lookup(name string) []float64 {
 func (s *scoreValues) describe() map[string]ScoreDescription {
 	out := make(map[string]ScoreDescription, len(s.names))
 	for i, name := range s.names {
-		out[name] = DescribeScore(s.vals[i])
+		d := DescribeScore(s.vals[i])
+		if s.clustered {
+			d.MeanSEClustered, d.MeanCI95Clustered = clusteredMean(d.Mean, s.se[i])
+		}
+		out[name] = d
 	}
 	return out
 }
@@ -150,17 +192,20 @@ func scoreOf(scores []Score, name string) (float64, bool) {
 // (SPEC §13): Welch's t-test of the means, the Mann–Whitney test, and the
 // anytime-valid interval of the difference.
 type ScoreComparison struct {
-	BaselineMean     Null    `json:"baseline_mean"`
-	TreatmentMean    Null    `json:"treatment_mean"`
-	DiffMean         Null    `json:"diff_mean"`
-	DiffMeanCI95     [2]Null `json:"diff_mean_ci95"`
-	WelchT           Null    `json:"welch_t"`
-	WelchDF          Null    `json:"welch_df"`
-	WelchP           Null    `json:"welch_p"`
-	WelchPHolm       *Null   `json:"welch_p_holm,omitempty"`
-	MannWhitneyU     Null    `json:"mann_whitney_u"`
-	MannWhitneyP     Null    `json:"mann_whitney_p"`
-	MannWhitneyPHolm *Null   `json:"mann_whitney_p_holm,omitempty"`
+	BaselineMean  Null    `json:"baseline_mean"`
+	TreatmentMean Null    `json:"treatment_mean"`
+	DiffMean      Null    `json:"diff_mean"`
+	DiffMeanCI95  [2]Null `json:"diff_mean_ci95"`
+	// DiffMeanCI95Clustered is DiffMean's clustered interval (SPEC §14),
+	// only with clusters.
+	DiffMeanCI95Clustered *[2]Null `json:"diff_mean_ci95_clustered,omitempty"`
+	WelchT                Null     `json:"welch_t"`
+	WelchDF               Null     `json:"welch_df"`
+	WelchP                Null     `json:"welch_p"`
+	WelchPHolm            *Null    `json:"welch_p_holm,omitempty"`
+	MannWhitneyU          Null     `json:"mann_whitney_u"`
+	MannWhitneyP          Null     `json:"mann_whitney_p"`
+	MannWhitneyPHolm      *Null    `json:"mann_whitney_p_holm,omitempty"`
 	// Sequential is the anytime-valid interval of DiffMean.
 	Sequential Sequential `json:"sequential"`
 }
@@ -176,12 +221,16 @@ func compareScores(b, t *scoreValues, tuning float64) map[string]ScoreComparison
 		bv, tv := b.lookup(name), t.lookup(name)
 		w := WelchTest(bv, tv)
 		mw := mannWhitneySorted(bv, tv)
-		out[name] = ScoreComparison{
+		sc := ScoreComparison{
 			BaselineMean: meanOrNull(bv), TreatmentMean: meanOrNull(tv),
 			DiffMean: w.Diff, DiffMeanCI95: w.CI95, WelchT: w.T, WelchDF: w.DF, WelchP: w.P,
 			MannWhitneyU: mw.U, MannWhitneyP: mw.P,
 			Sequential: SequentialDiff(bv, tv, tuning),
 		}
+		if b.clustered {
+			sc.DiffMeanCI95Clustered = clusteredDiffCI(w.Diff, b.clusteredSEOf(name), t.clusteredSEOf(name))
+		}
+		out[name] = sc
 	}
 	for _, name := range b.names {
 		one(name)

@@ -14,14 +14,18 @@ from scipy import stats
 rng = np.random.default_rng(20261127)
 
 
-def point(ts, event="req_llm.request.stop", latency=None, cost=None, success=None, tokens=None, sample=None, scores=None):
+def point(ts, event="req_llm.request.stop", latency=None, cost=None, success=None, tokens=None, sample=None, scores=None,
+          cluster=None):
     p = {"ts": int(ts), "event": event, "latency": latency, "cost": cost, "success": success, "tokens": tokens}
-    # sample (sample_id) and scores are written only when given, so the
-    # datasets that have neither read as they always did.
+    # sample (sample_id), scores and cluster (the value of the ?cluster=
+    # key) are written only when given, so the datasets that have none of
+    # them read as they always did.
     if sample is not None:
         p["sample"] = sample
     if scores is not None:
         p["scores"] = scores
+    if cluster is not None:
+        p["cluster"] = cluster
     return p
 
 
@@ -621,6 +625,161 @@ pair_cases = [
 for c in pair_cases:
     c["expected"] = pair_list(datasets[c["baseline"]], datasets[c["treatment"]], c["metric"], c["limit"])
 
+# Clustered standard errors (SPEC §14): events in clusters (sessions, say)
+# of unequal sizes whose values share a cluster effect, singleton clusters,
+# events without the key, clusters that lack a metric, one cluster, n = 1.
+# A generator of their own, after every set above, so those stay as they
+# were.
+clu_rng = np.random.default_rng(20261211)
+
+
+def sessionset(n_sessions, mu, p_ok, seed_shift, effect=0.5, lone=12, prefix="sess"):
+    """Sessions of 1 to 25 events (geometric sizes, so a few are large and
+    many are singletons) whose latency, cost, success and scores move
+    together within a session; lone events have no cluster key. Some
+    events lack a metric, and one session has no latency at all."""
+    out = []
+    ts = base + seed_shift
+    for s in range(n_sessions):
+        key = "%s-%03d" % (prefix, s)
+        size = int(min(25, clu_rng.geometric(0.15)))
+        u = clu_rng.normal(0, effect)
+        for _ in range(size):
+            lat = None if (s == 3 or clu_rng.uniform() < 0.08) else float(np.round(math.exp(mu + u + 0.4 * clu_rng.normal()), 3))
+            cost = None if clu_rng.uniform() < 0.1 else float(np.round(0.002 * math.exp(0.5 * u) * clu_rng.uniform(0.5, 1.5), 9))
+            succ = None if clu_rng.uniform() < 0.07 else bool(clu_rng.uniform() < sigmoid(p_ok + u))
+            scores = {"acc": float(np.round(min(1, max(0, 0.6 + 0.2 * u + 0.15 * clu_rng.normal())), 2))}
+            if clu_rng.uniform() < 0.6:
+                scores["judge"] = int(clu_rng.uniform() < sigmoid(1 + u))
+            out.append(point(ts, latency=lat, cost=cost, success=succ, scores=scores, cluster=key))
+            ts += 1000
+    for i in range(lone):
+        out.append(point(ts, latency=float(np.round(math.exp(mu + 0.5 * clu_rng.normal()), 3)), cost=0.002,
+                         success=bool(clu_rng.uniform() < sigmoid(p_ok)), scores={"acc": float(np.round(clu_rng.uniform(), 2))}))
+        ts += 1000
+    return out
+
+
+datasets["clu_sessions_base"] = sessionset(60, 6.0, 1.5, 0)
+datasets["clu_sessions_treat"] = sessionset(55, 5.9, 2.0, 3)
+datasets["clu_sessions_treat2"] = sessionset(70, 6.05, 1.2, 5, effect=0.8, lone=0, prefix="s2")
+# One cluster: every clustered error is null, though n is large.
+datasets["clu_one_cluster"] = [point(base + i * 1000, latency=float(100 + i % 7), cost=0.001 * (1 + i % 3), success=i % 4 != 0,
+                                     scores={"acc": (i % 5) / 4}, cluster="only") for i in range(30)]
+# One cluster and one event without the key: two clusters.
+datasets["clu_one_plus_lone"] = datasets["clu_one_cluster"][:10] + [point(base + 99_000, latency=250.0, cost=0.01, success=False,
+                                                                          scores={"acc": 0.0})]
+# One event.
+datasets["clu_n1"] = [point(base, latency=42.0, cost=0.5, success=True, scores={"acc": 1.0}, cluster="a")]
+# Latency in one cluster only (undefined), cost and success in two; an
+# empty key is a cluster like any other; a score only some clusters have.
+datasets["clu_metric_clusters"] = (
+    [point(base + i, latency=float(10 + i), cost=0.25 * i, success=i % 2 == 0, scores={"acc": 0.5 + 0.125 * (i % 3)}, cluster="x")
+     for i in range(6)]
+    + [point(base + 10 + i, cost=0.125 * i, success=i != 1, cluster="") for i in range(4)]
+    + [point(base + 20 + i, success=True, scores={"rare": float(i)}, cluster="y%d" % i) for i in range(3)]
+)
+
+
+def clustered_se(values, keys):
+    """√(Σ_c (Σ_{i∈c} (x_i − x̄))²) / n, written with np.unique and
+    np.bincount: keys[i] is x_i's cluster, None a cluster of its own.
+    None for n < 2 or fewer than two clusters."""
+    n = len(values)
+    if n < 2:
+        return None
+    x = np.asarray(values, dtype=float)
+    keyed = np.array([k for k in keys if k is not None], dtype=str)
+    _, codes = np.unique(keyed, return_inverse=True)
+    labels = np.empty(n, dtype=np.int64)
+    have = np.array([k is not None for k in keys])
+    labels[have] = codes
+    labels[~have] = codes.max(initial=-1) + 1 + np.arange(int((~have).sum()))
+    if len(np.unique(labels)) < 2:
+        return None
+    per_cluster = np.bincount(labels, weights=x - np.mean(x))
+    return float(math.sqrt(np.sum(per_cluster ** 2)) / n)
+
+
+ZC = 1.959963984540054
+
+
+def clustered_ci(estimate, se):
+    return [None, None] if estimate is None or se is None else [estimate - ZC * se, estimate + ZC * se]
+
+
+def cluster_of(p, key):
+    if key == "sample":
+        return p.get("sample") or None
+    return p.get("cluster")
+
+
+def clustered_parts(pts, key):
+    """Each metric's values and their clusters."""
+    parts = {
+        "latency": [(p["latency"], cluster_of(p, key)) for p in pts if p["latency"] is not None],
+        "cost": [(p["cost"], cluster_of(p, key)) for p in pts if p["cost"] is not None],
+        "success": [(1.0 if p["success"] else 0.0, cluster_of(p, key)) for p in pts if p["success"] is not None],
+    }
+    for name in score_names(pts):
+        parts["score:" + name] = [(p["scores"][name], cluster_of(p, key)) for p in pts if name in (p.get("scores") or {})]
+    return {m: clustered_se([v for v, _ in vs], [k for _, k in vs]) for m, vs in parts.items()}
+
+
+def analyze_clustered(pts, key):
+    r = analyze(pts)
+    se = clustered_parts(pts, key)
+    r["latency"]["mean_se_clustered"] = se["latency"]
+    r["latency"]["mean_ci95_clustered"] = clustered_ci(r["latency"]["mean"], se["latency"])
+    r["cost"]["mean_se_clustered"] = se["cost"]
+    r["cost"]["mean_ci95_clustered"] = clustered_ci(r["cost"]["mean_per_request"], se["cost"])
+    r["reliability"]["success_rate_se_clustered"] = se["success"]
+    r["reliability"]["success_rate_ci95_clustered"] = clustered_ci(r["reliability"]["success_rate"], se["success"])
+    for name, d in r["scores"].items():
+        d["mean_se_clustered"] = se["score:" + name]
+        d["mean_ci95_clustered"] = clustered_ci(d["mean"], se["score:" + name])
+    return r
+
+
+def diff_ci(diff, se_b, se_t):
+    if se_b is None or se_t is None:
+        return [None, None]
+    return clustered_ci(diff, math.sqrt(se_b ** 2 + se_t ** 2))
+
+
+def compare_clustered(bpts, tpts_list, key):
+    out = compare(bpts, tpts_list)
+    sb = clustered_parts(bpts, key)
+    for c, tpts in zip(out, tpts_list):
+        st = clustered_parts(tpts, key)
+        c["latency"]["diff_mean_ci95_clustered"] = diff_ci(c["latency"]["diff_mean"], sb["latency"], st["latency"])
+        c["cost"]["diff_mean_per_request_ci95_clustered"] = diff_ci(c["cost"]["diff_mean_per_request"], sb["cost"], st["cost"])
+        c["success_rate"]["diff_ci95_clustered"] = diff_ci(c["success_rate"]["diff"], sb["success"], st["success"])
+        for name, sc in c["scores"].items():
+            sc["diff_mean_ci95_clustered"] = diff_ci(sc["diff_mean"], sb.get("score:" + name), st.get("score:" + name))
+    return out
+
+
+clustered_reports = {
+    "sessions_base": ("clu_sessions_base", "cluster"),
+    "sessions_treat2": ("clu_sessions_treat2", "cluster"),
+    "one_cluster": ("clu_one_cluster", "cluster"),
+    "one_plus_lone": ("clu_one_plus_lone", "cluster"),
+    "n1": ("clu_n1", "cluster"),
+    "metric_clusters": ("clu_metric_clusters", "cluster"),
+    "no_keys": ("random", "cluster"),  # every event a cluster of its own
+    "eval_by_sample": ("eval_base", "sample"),
+}
+clustered_comparisons = {
+    "sessions": (["clu_sessions_base", "clu_sessions_treat"], "cluster"),
+    "sessions_two": (["clu_sessions_base", "clu_sessions_treat", "clu_sessions_treat2"], "cluster"),
+    "one_cluster_side": (["clu_one_cluster", "clu_sessions_treat"], "cluster"),
+    "n1_vs_lone": (["clu_n1", "clu_one_plus_lone"], "cluster"),
+    "metric_clusters": (["clu_metric_clusters", "clu_one_plus_lone"], "cluster"),
+    "no_keys": (["control", "treatment_a"], "cluster"),
+    "eval_by_sample": (["eval_base", "eval_treat_a", "eval_treat_b"], "sample"),
+}
+
 expected = {}
 for name, pts in datasets.items():
     expected[name] = {"report": analyze(pts)}
@@ -635,6 +794,14 @@ expected["_sequential_tunings"] = sequential_tunings
 expected["_srm"] = {c.pop("name"): c for c in srm_cases}
 expected["_power"] = {c.pop("name"): c for c in power_cases}
 expected["_pairs"] = {c.pop("name"): c for c in pair_cases}
+# cluster: "cluster" reads each point's cluster key; "sample" clusters by
+# sample id (events without one are clusters of their own).
+expected["_clustered"] = {
+    "reports": {name: {"dataset": ds, "cluster": key, "expected": analyze_clustered(datasets[ds], key)}
+                for name, (ds, key) in clustered_reports.items()},
+    "comparisons": {name: {"datasets": ds, "cluster": key, "expected": compare_clustered(datasets[ds[0]], [datasets[d] for d in ds[1:]], key)}
+                    for name, (ds, key) in clustered_comparisons.items()},
+}
 
 with open("datasets.json", "w") as f:
     json.dump(datasets, f, separators=(",", ":"))
