@@ -31,7 +31,7 @@ func analyze(ctx context.Context, s source, id string, f Filter) (analysis.Repor
 	if err != nil {
 		return analysis.Report{}, err
 	}
-	return analysis.Analyze(pts), nil
+	return analysis.AnalyzeWith(pts, analysis.AnalyzeOptions{Clustered: f.Cluster != nil}), nil
 }
 
 func windows(ctx context.Context, s source, id string, f Filter, size, step time.Duration) ([]analysis.Window, error) {
@@ -65,10 +65,13 @@ func compare(ctx context.Context, s source, ids []string, f Filter, opts analysi
 	if err != nil {
 		return CompareReport{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	// With clusters, the differences and each experiment's means get
+	// clustered errors.
+	opts.Clustered = opts.Clustered || f.Cluster != nil
 	cmp := analysis.Compare(groups[0], groups[1:], opts)
 	out := CompareReport{Experiments: ids, Individual: make([]analysis.Report, len(ids)), Comparison: map[string]analysis.Comparison{}, SRM: srm}
 	for i, g := range groups {
-		out.Individual[i] = analysis.Analyze(g)
+		out.Individual[i] = analysis.AnalyzeWith(g, analysis.AnalyzeOptions{Clustered: opts.Clustered})
 		if i > 0 {
 			out.Comparison[ids[i]] = cmp[i-1]
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +64,13 @@ func TestOfflineReadsAsTheManager(t *testing.T) {
 	storeBatches(t, m, "a", 1, 1500)
 	storeBatches(t, m, "b", 2, 1000)
 	ok := true
+	key := func(s string) *event.ClusterKey {
+		k, err := event.ParseClusterKey(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &k
+	}
 	cases := []struct {
 		name string
 		f    Filter
@@ -70,6 +78,8 @@ func TestOfflineReadsAsTheManager(t *testing.T) {
 		{"all", Filter{}},
 		{"successes", Filter{Success: &ok}},
 		{"other condition", Filter{Condition: "none"}},
+		{"clustered by session", Filter{Cluster: key("session_id")}},
+		{"clustered by model, successes", Filter{Cluster: key("metadata.model"), Success: &ok}},
 	}
 	opts := analysis.CompareOptions{Resamples: 200, Seed: 5}
 	type answers struct{ analyze, compare, csv, jsonl string }
@@ -105,6 +115,11 @@ func TestOfflineReadsAsTheManager(t *testing.T) {
 	live := map[string]answers{}
 	for _, c := range cases {
 		live[c.name] = read(t, m, c.f)
+		clustered := strings.Contains(live[c.name].analyze, `"mean_se_clustered":`) &&
+			strings.Contains(live[c.name].compare, `"diff_mean_ci95_clustered":`)
+		if clustered != (c.f.Cluster != nil) {
+			t.Errorf("%s: clustered fields %v", c.name, clustered)
+		}
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)

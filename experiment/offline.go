@@ -50,7 +50,8 @@ func (d *Offline) scan(id string) func(context.Context, func(*tsdbstore.LogRecor
 }
 
 // Points returns what the analysis needs of every stored event that matches
-// f (LastN and Limit do not apply), read from the event log.
+// f (LastN and Limit do not apply), read from the event log; with
+// f.Cluster, each with its cluster.
 func (d *Offline) Points(ctx context.Context, id string, f Filter) ([]analysis.Point, error) {
 	rec, err := d.Get(id)
 	if err != nil {
@@ -60,13 +61,19 @@ func (d *Offline) Points(ctx context.Context, id string, f Filter) ([]analysis.P
 		return []analysis.Point{}, nil
 	}
 	scan := d.scan(id)
+	log := func(visit func(*tsdbstore.LogRecord) error) error { return scan(ctx, visit) }
 	out := []analysis.Point{}
-	err = tsdbstore.PointsFromLog(func(visit func(*tsdbstore.LogRecord) error) error { return scan(ctx, visit) }, func(p *tsdbstore.Point) error {
+	keep := func(p *tsdbstore.Point) error {
 		if matchPoint(&f, p) {
 			out = append(out, toAnalysis(p))
 		}
 		return nil
-	})
+	}
+	if f.Cluster != nil {
+		err = tsdbstore.ClusteredPointsFromLog(log, *f.Cluster, keep)
+	} else {
+		err = tsdbstore.PointsFromLog(log, keep)
+	}
 	return out, err
 }
 
