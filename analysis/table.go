@@ -98,11 +98,42 @@ func WriteReport(w io.Writer, title string, r Report) error {
 			p("%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(name), d.Count, f(d.Mean, 4), ci(d.MeanCI95, 4), f(d.StdDev, 4), f(d.Median, 4), f(d.Min, 4), f(d.Max, 4))
 		}
 	}
+	writeClustered(p, r)
 	p("\nevents by name\tcount\n")
 	for _, name := range sortedKeys(r.Summary.EventTypes) {
 		p("%s\t%d\n", name, r.Summary.EventTypes[name])
 	}
 	return tw.Flush()
+}
+
+// writeClustered prints the means with their clustered standard errors
+// and intervals, when the report has them.
+func writeClustered(p func(string, ...any), r Report) {
+	if r.Latency.MeanSEClustered == nil {
+		return
+	}
+	p("\nclustered\tn\tmean\tSE (clustered)\t95%% CI (clustered)\n")
+	row := func(label string, n int64, mean Null, se *Null, c *[2]Null, prec int) {
+		if se != nil && c != nil {
+			p("%s\t%d\t%s\t%s\t%s\n", label, n, f(mean, prec), g(*se, 4), ci(*c, prec))
+		}
+	}
+	row("latency (ms)", int64(r.Latency.Count), r.Latency.Mean, r.Latency.MeanSEClustered, r.Latency.MeanCI95Clustered, 2)
+	row("cost/request (USD)", int64(r.Cost.Count), r.Cost.MeanPerRequest, r.Cost.MeanSEClustered, r.Cost.MeanCI95Clustered, 6)
+	rel := r.Reliability
+	row("success rate", rel.Judged, rel.SuccessRate, rel.SuccessRateSEClustered, rel.SuccessRateCI95Clustered, 4)
+	for _, name := range sortedNames(r.Scores) {
+		d := r.Scores[name]
+		row("score "+cell(name), int64(d.Count), d.Mean, d.MeanSEClustered, d.MeanCI95Clustered, 4)
+	}
+}
+
+// clusteredRow prints a difference's clustered interval under its row, in
+// the 95% CI column, when the comparison has one.
+func clusteredRow(p func(string, ...any), c *[2]Null, prec int) {
+	if c != nil {
+		p("  clustered\t\t\t\t%s\t\t\n", ci(*c, prec))
+	}
 }
 
 func sortedKeys(m map[string]int64) []string { return sortedNames(m) }
@@ -148,7 +179,8 @@ func writeSRM(w io.Writer, ids []string, s SRM) {
 // against the baseline; p-values below Alpha are starred (Holm-adjusted
 // ones when there are several treatments). Beside each 95% interval of a
 // difference of means is its confidence sequence, the interval to read
-// when the experiment has been looked at before.
+// when the experiment has been looked at before; with clusters, a row
+// under it gives the clustered interval.
 func WriteComparison(w io.Writer, ids []string, reports []Report, comps []Comparison, srm SRM) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
@@ -171,6 +203,7 @@ func WriteComparison(w io.Writer, ids []string, reports []Report, comps []Compar
 		p("\n%s (%d events, %+d)\t%s\t%s\tdiff\t95%% CI\tp%s\tanytime-valid 95%% CS\n", id, reports[i+1].Summary.TotalEvents, c.EventCountDifference, ids[0], id, note)
 		p("latency mean (ms)\t%s\t%s\t%s\t%s\t%s (Welch t=%s, df=%s)\t%s\n", f(l.BaselineMean, 2), f(l.TreatmentMean, 2), signed(l.DiffMean, 2),
 			ci(l.DiffMeanCI95, 2), pval(pick(l.WelchP, l.WelchPHolm)), f(l.WelchT, 3), f(l.WelchDF, 1), seqCS(l.Sequential, 2))
+		clusteredRow(p, l.DiffMeanCI95Clustered, 2)
 		p("latency change\t\t\t%s %%\t\tHedges' g %s\t\n", signed(l.RelativeChangePct, 2), f(l.HedgesG, 3))
 		p("latency distribution\t\t\t\t\t%s (Mann–Whitney U=%s)\t\n", pval(pick(l.MannWhitneyP, l.MannWhitneyPHolm)), f(l.MannWhitneyU, 0))
 		p("latency median (ms)\t%s\t%s\t%s\t%s\tbootstrap, %d resamples, seed %d\t\n", f(reports[0].Latency.Median, 2), f(reports[i+1].Latency.Median, 2),
@@ -180,15 +213,18 @@ func WriteComparison(w io.Writer, ids []string, reports []Report, comps []Compar
 		s := c.SuccessRate
 		p("success rate\t%s\t%s\t%s\t%s\t%s (two-proportion z)\t%s\n", f(s.Baseline, 4), f(s.Treatment, 4), signed(s.Diff, 4), ci(s.DiffCI95, 4),
 			pval(pick(s.P, s.PHolm)), seqCS(s.Sequential, 4))
+		clusteredRow(p, s.DiffCI95Clustered, 4)
 		co := c.Cost
 		p("cost/request (USD)\t%s\t%s\t%s\t%s\t%s (Welch)\t%s\n", f(co.BaselineMeanPerRequest, 6), f(co.TreatmentMeanPerRequest, 6), signed(co.DiffMeanPerRequest, 6),
 			ci(co.DiffMeanPerRequestCI95, 6), pval(pick(co.P, co.PHolm)), seqCS(co.Sequential, 6))
+		clusteredRow(p, co.DiffMeanPerRequestCI95Clustered, 6)
 		p("cost/success (USD)\t%s\t%s\t\t\t\t\n", f(co.BaselineCostPerSuccess, 6), f(co.TreatmentCostPerSuccess, 6))
 		p("cost total (USD)\t%s\t%s\t%s\t\t\t\n", f(reports[0].Cost.Total, 4), f(reports[i+1].Cost.Total, 4), signed(co.DiffTotal, 4))
 		for _, name := range sortedNames(c.Scores) {
 			sc := c.Scores[name]
 			p("score %s\t%s\t%s\t%s\t%s\t%s (Welch t=%s, df=%s)\t%s\n", cell(name), f(sc.BaselineMean, 4), f(sc.TreatmentMean, 4), signed(sc.DiffMean, 4),
 				ci(sc.DiffMeanCI95, 4), pval(pick(sc.WelchP, sc.WelchPHolm)), f(sc.WelchT, 3), f(sc.WelchDF, 1), seqCS(sc.Sequential, 4))
+			clusteredRow(p, sc.DiffMeanCI95Clustered, 4)
 			p("score %s distribution\t\t\t\t\t%s (Mann–Whitney U=%s)\t\n", cell(name), pval(pick(sc.MannWhitneyP, sc.MannWhitneyPHolm)), f(sc.MannWhitneyU, 0))
 		}
 		writePaired(tw, c.Paired)

@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -77,5 +78,55 @@ func TestTablesWithScoresAndSamples(t *testing.T) {
 	// The classical and the sequential interval, as on the latency line.
 	if l := c["score exact_match"]; strings.Count(l, "[") != 2 {
 		t.Errorf("score line %q", l)
+	}
+}
+
+// TestTablesWithClusters: the clustered errors appear, as rows of their
+// own, only when the analysis has them.
+func TestTablesWithClusters(t *testing.T) {
+	data := loadDatasets(t)
+	base, treat := data["clu_sessions_base"], data["clu_sessions_treat"]
+	srm, _ := SampleRatio([]int64{int64(len(base)), int64(len(treat))}, nil)
+	for _, clustered := range []bool{false, true} {
+		reports := []Report{
+			AnalyzeWith(append([]Point(nil), base...), AnalyzeOptions{Clustered: clustered}),
+			AnalyzeWith(append([]Point(nil), treat...), AnalyzeOptions{Clustered: clustered}),
+		}
+		comps := Compare(base, [][]Point{treat}, CompareOptions{Resamples: 50, Seed: 1, Clustered: clustered})
+		var r, c bytes.Buffer
+		if err := WriteReport(&r, "base", reports[0]); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteComparison(&c, []string{"base", "treat"}, reports, comps, srm); err != nil {
+			t.Fatal(err)
+		}
+		var section []string
+		in := false
+		for _, line := range strings.Split(r.String(), "\n") {
+			if strings.HasPrefix(line, "clustered") {
+				in = true
+			} else if in && strings.TrimSpace(line) == "" {
+				in = false
+			}
+			if in {
+				section = append(section, strings.Join(strings.Fields(line), " "))
+			}
+		}
+		rows := strings.Count(c.String(), "\n  clustered ")
+		if !clustered {
+			if len(section) > 0 || rows > 0 {
+				t.Errorf("clustered rows without clusters:\n%s\n%s", r.String(), c.String())
+			}
+			continue
+		}
+		lat := reports[0].Latency
+		want := "latency (ms) " + fmt.Sprint(lat.Count) + " " + f(lat.Mean, 2) + " " + g(*lat.MeanSEClustered, 4) + " " + ci(*lat.MeanCI95Clustered, 2)
+		if len(section) != 6 || section[1] != want || !strings.HasPrefix(section[3], "success rate") || !strings.HasPrefix(section[5], "score judge") {
+			t.Errorf("clustered section %q, want the header, latency %q, cost, success, two scores", section, want)
+		}
+		// Latency, success rate, cost and two scores.
+		if rows != 5 || !strings.Contains(c.String(), ci(*comps[0].Latency.DiffMeanCI95Clustered, 2)) {
+			t.Errorf("%d clustered rows:\n%s", rows, c.String())
+		}
 	}
 }
