@@ -15,8 +15,9 @@ var (
 	filterParams  = []string{"event", "condition", "model", "provider", "success", "from", "to", "last"}
 	eventsParams  = append(slices.Clip(filterParams), "last_n", "limit")
 	listParams    = []string{"status", "tag"}
+	metricsParams = append(slices.Clip(filterParams), "cluster")
 	windowsParams = append(slices.Clip(filterParams), "size", "step")
-	compareParams = append(slices.Clip(filterParams), "experiments", "bootstrap_resamples", "seed", "sequential_tuning", "allocation")
+	compareParams = append(slices.Clip(filterParams), "experiments", "bootstrap_resamples", "seed", "sequential_tuning", "allocation", "cluster")
 	pairsParams   = append(slices.Clip(filterParams), "experiments", "metric", "limit")
 	powerParams   = append(slices.Clip(filterParams), "metric", "mde", "alpha", "power")
 	exportParams  = append(slices.Clip(filterParams), "format", "flatten", "anonymize")

@@ -120,6 +120,9 @@ func (a *API) selection(r *http.Request) (string, experiment.Filter, error) {
 
 func (a *API) metrics(w http.ResponseWriter, r *http.Request) {
 	id, f, err := a.selection(r)
+	if err == nil {
+		err = clusterFilter(r.URL.Query(), &f)
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -244,6 +247,9 @@ func (a *API) compare(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f, err := parseFilter(r, a.Now())
+	if err == nil {
+		err = clusterFilter(q, &f)
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
