@@ -229,7 +229,8 @@ func TestLandingPageListsComparisons(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			for _, want := range []string{
-				"<code>GET " + prefix + "/api/v1/compare?experiments=A,B[,C...]</code>",
+				"<code>GET " + prefix + "/api/v1/experiments/{id}/metrics[?cluster=session_id|user_id|cohort|sample_id|metadata.&lt;key&gt;]</code>",
+				"<code>GET " + prefix + "/api/v1/compare?experiments=A,B[,C...][&amp;cluster=&lt;key&gt;]</code>",
 				"<code>GET " + prefix + "/api/v1/compare/pairs?experiments=A,B&amp;metric=success|latency|cost|score:&lt;name&gt;&amp;limit=100</code>",
 			} {
 				if !strings.Contains(string(b), want) {

@@ -124,8 +124,9 @@ func (a *API) Handler(o RouteOptions) (http.Handler, error) {
 // parameters a link cannot guess.
 func analysisRoutesHTML(rt *router) string {
 	routes := []struct{ path, params, text string }{
-		{"/api/v1/experiments/{id}/metrics", "", "the exact analysis of an experiment"},
-		{"/api/v1/compare", "?experiments=A,B[,C...]", "each treatment against the baseline, the first"},
+		{"/api/v1/experiments/{id}/metrics", "[?cluster=session_id|user_id|cohort|sample_id|metadata.<key>]",
+			"the exact analysis of an experiment; with cluster, every mean also has a clustered standard error and interval"},
+		{"/api/v1/compare", "?experiments=A,B[,C...][&cluster=<key>]", "each treatment against the baseline, the first; with cluster, every difference of means also has its clustered interval"},
 		{"/api/v1/compare/pairs", "?experiments=A,B&metric=success|latency|cost|score:<name>&limit=100",
 			"per-sample differences (B − A) of two experiments that answered the same samples, the largest first"},
 	}
@@ -191,7 +192,7 @@ func (a *API) routes(rt *router) {
 	route("POST /api/v1/events", a.ingest, nil)
 	route("POST /api/v1/experiments/{id}/events", a.ingest, nil)
 	route("GET /api/v1/experiments/{id}/events", a.events, eventsParams)
-	route("GET /api/v1/experiments/{id}/metrics", a.metrics, filterParams)
+	route("GET /api/v1/experiments/{id}/metrics", a.metrics, metricsParams)
 	route("GET /api/v1/experiments/{id}/windows", a.windows, windowsParams)
 	route("GET /api/v1/experiments/{id}/power", a.power, powerParams)
 	route("GET /api/v1/experiments/{id}/stream", a.stream(a.Manager.Stream), nil)
