@@ -124,6 +124,7 @@ func run(args []string) int {
 	an.Flag("storage.path", "Data directory.").Default("data/").StringVar(&af.storagePath)
 	an.Flag("experiment", "Experiment id.").Required().StringVar(&af.experiment)
 	an.Flag("format", "Output: table or json.").Default("table").EnumVar(&af.format, "table", "json")
+	an.Flag("cluster", "Also give every mean a clustered standard error and interval, events grouped by KEY: session_id, user_id, cohort, sample_id or metadata.<key>.").PlaceHolder("KEY").StringVar(&af.cluster)
 
 	var ef exportFlags
 	ex := app.Command("export", "Write an experiment's events as CSV, JSONL or JSON from a data directory, in (timestamp, event_id) order.")
@@ -151,6 +152,7 @@ func run(args []string) int {
 	cmpCmd.Flag("allocation", "Planned share of each experiment, baseline first, for the sample-ratio check (e.g. 50,50 or 0.2,0.8; default equal).").PlaceHolder("A,B,...").SetValue(floatList{&cf.allocation})
 	cmpCmd.Flag("pairs", "Instead of the comparison, list the per-sample differences (treatment − baseline, by sample_id) of two experiments in METRIC: success, latency, cost or score:<name>, the largest first.").PlaceHolder("METRIC").StringVar(&cf.pairs)
 	cmpCmd.Flag("limit", "With --pairs: most pairs listed.").Default("100").IntVar(&cf.limit)
+	cmpCmd.Flag("cluster", "Also give every mean a clustered standard error and every difference of means its clustered interval, events grouped by KEY: session_id, user_id, cohort, sample_id or metadata.<key>.").PlaceHolder("KEY").StringVar(&cf.cluster)
 	cmpCmd.Arg("experiments", "Baseline, then one or more treatments.").Required().StringsVar(&cf.experiments)
 
 	var gf gateFlags

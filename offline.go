@@ -31,6 +31,7 @@ import (
 
 type analyzeFlags struct {
 	storagePath, experiment, format string
+	cluster                         string // a cluster key: clustered standard errors
 }
 
 type compareFlags struct {
@@ -42,6 +43,7 @@ type compareFlags struct {
 	allocation          []float64
 	pairs               string // a metric: list the per-sample differences instead
 	limit               int
+	cluster             string // a cluster key: clustered intervals
 }
 
 type powerFlags struct {
@@ -81,12 +83,35 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// clusterFilter is the filter of --cluster=KEY (SPEC §14): none when
+// empty.
+func clusterFilter(key string) (experiment.Filter, error) {
+	if key == "" {
+		return experiment.Filter{}, nil
+	}
+	k, err := event.ParseClusterKey(key)
+	if err != nil {
+		return experiment.Filter{}, fmt.Errorf("--cluster: %w", err)
+	}
+	return experiment.Filter{Cluster: &k}, nil
+}
+
+// clusterNote says what a table's clustered errors are clustered by.
+func clusterNote(key string) string {
+	return fmt.Sprintf("clustered errors by %s: events with one value are one cluster, events without it a cluster each", key)
+}
+
 func runAnalyze(af analyzeFlags, w io.Writer) int {
+	f, err := clusterFilter(af.cluster)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s analyze: %v\n", appName, err)
+		return 2
+	}
 	d := experiment.NewOffline(af.storagePath)
 	rec, err := d.Get(af.experiment)
 	var report analysis.Report
 	if err == nil {
-		report, err = d.Analyze(context.Background(), af.experiment, experiment.Filter{})
+		report, err = d.Analyze(context.Background(), af.experiment, f)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s analyze: %v\n", appName, err)
@@ -95,7 +120,11 @@ func runAnalyze(af analyzeFlags, w io.Writer) int {
 	if af.format == "json" {
 		err = writeJSON(w, report)
 	} else {
-		err = analysis.WriteReport(w, fmt.Sprintf("experiment %s — %s (condition %s, %s)", rec.ID, rec.Name, rec.Condition, rec.Status), report)
+		title := fmt.Sprintf("experiment %s — %s (condition %s, %s)", rec.ID, rec.Name, rec.Condition, rec.Status)
+		if af.cluster != "" {
+			title += "\n" + clusterNote(af.cluster)
+		}
+		err = analysis.WriteReport(w, title, report)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s analyze: %v\n", appName, err)
@@ -105,6 +134,14 @@ func runAnalyze(af analyzeFlags, w io.Writer) int {
 }
 
 func runCompare(cf compareFlags, w io.Writer) int {
+	f, err := clusterFilter(cf.cluster)
+	if err == nil && cf.pairs != "" && cf.cluster != "" {
+		err = errors.New("--cluster does not apply to --pairs, which lists per-sample differences")
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s compare: %v\n", appName, err)
+		return 2
+	}
 	if cf.pairs != "" {
 		return runPairs(cf, w)
 	}
@@ -121,7 +158,7 @@ func runCompare(cf compareFlags, w io.Writer) int {
 		return 2
 	}
 	opts := analysis.CompareOptions{Resamples: cf.resamples, Seed: cf.seed, SequentialTuning: cf.sequentialTuning, Allocation: cf.allocation}
-	report, err := experiment.NewOffline(cf.storagePath).Compare(context.Background(), cf.experiments, experiment.Filter{}, opts)
+	report, err := experiment.NewOffline(cf.storagePath).Compare(context.Background(), cf.experiments, f, opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s compare: %v\n", appName, err)
 		return 1
@@ -132,6 +169,9 @@ func runCompare(cf compareFlags, w io.Writer) int {
 		comps := make([]analysis.Comparison, len(report.Experiments)-1)
 		for i, id := range report.Experiments[1:] {
 			comps[i] = report.Comparison[id]
+		}
+		if cf.cluster != "" {
+			fmt.Fprintln(w, clusterNote(cf.cluster))
 		}
 		err = analysis.WriteComparison(w, report.Experiments, report.Individual, comps, report.SRM)
 	}
