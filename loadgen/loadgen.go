@@ -33,6 +33,8 @@ type Config struct {
 	// batch's scheduled send time, so a stalled sidecar cannot hide its
 	// stall by delaying the batches behind it.
 	Rate float64
+	// Scores is how many quality scores each event carries (0 to 4).
+	Scores int
 }
 
 // Report is the outcome of a run.
@@ -208,7 +210,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 					t0 = next
 					next = next.Add(interval)
 				}
-				body = Batch(body[:0], rng, n, time.Now().UnixMicro())
+				body = BatchWith(body[:0], rng, n, time.Now().UnixMicro(), BatchOptions{Scores: cfg.Scores})
 				err := post(ctx, client, url, body, n)
 				// Backpressure: wait as the sidecar asks, then send the
 				// same batch again, as a well-behaved client does.
