@@ -91,7 +91,7 @@ func clusterFilter(key string) (experiment.Filter, error) {
 	}
 	k, err := event.ParseClusterKey(key)
 	if err != nil {
-		return experiment.Filter{}, fmt.Errorf("--cluster: %w", err)
+		return experiment.Filter{}, fmt.Errorf("--cluster: %s", strings.TrimPrefix(err.Error(), event.ErrInvalid.Error()+": "))
 	}
 	return experiment.Filter{Cluster: &k}, nil
 }

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
@@ -16,7 +18,9 @@ func clusterFilter(q url.Values, f *experiment.Filter) error {
 	}
 	k, err := event.ParseClusterKey(q.Get("cluster"))
 	if err != nil {
-		return err
+		// The parser's message, without the "invalid event" of its
+		// sentinel: the request, not an event, is at fault.
+		return fmt.Errorf("%w: %s", errBadRequest, strings.TrimPrefix(err.Error(), event.ErrInvalid.Error()+": "))
 	}
 	f.Cluster = &k
 	return nil

@@ -217,7 +217,7 @@ func TestClusteredMetricsAndCompare(t *testing.T) {
 	t.Run("bad", func(t *testing.T) {
 		stored := f.stored(t, "ctl") + f.stored(t, "trt")
 		for _, c := range []struct{ path, want string }{
-			{"/api/v1/experiments/ctl/metrics?cluster=session", "cluster must be session_id, user_id, cohort, sample_id or metadata.<key>"},
+			{"/api/v1/experiments/ctl/metrics?cluster=session", `bad request: cluster must be session_id, user_id, cohort, sample_id or metadata.<key>, got "session"`},
 			{"/api/v1/experiments/ctl/metrics?cluster=", `got ""`},
 			{"/api/v1/experiments/ctl/metrics?cluster=metadata.", `got "metadata."`},
 			{"/api/v1/compare?experiments=ctl,trt&cluster=Session_ID", `got "Session_ID"`},
