@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"html"
+	"html/template"
 	"net/http"
 	"net/http/pprof"
 	"regexp"
@@ -11,7 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/crucible-telemetry/crucible-telemetry/ui"
 )
 
 // RouteOptions choose what the main listener serves beside the API.
@@ -72,7 +74,7 @@ func (rt *router) handle(pattern string, h http.Handler) {
 
 // Handler returns the handler of the main listener. Every route the
 // sidecar serves there is registered here, under the route prefix: the
-// API, the telemetry path, the landing page, and pprof when enabled.
+// API, the telemetry path, the web UI (SPEC §17), and pprof when enabled.
 func (a *API) Handler(o RouteOptions) (http.Handler, error) {
 	rt, err := newRouter(o.Prefix)
 	if err != nil {
@@ -82,7 +84,7 @@ func (a *API) Handler(o RouteOptions) (http.Handler, error) {
 	if o.Metrics != nil {
 		rt.handle("GET "+o.TelemetryPath, o.Metrics)
 	}
-	links := []web.LandingLinks{
+	links := []ui.Link{
 		{Address: "/api/v1/experiments", Text: "Experiments API"},
 		{Address: "/api/v1/event-types", Text: "Known event types"},
 		{Address: "/api/v1/pricing", Text: "Price table"},
@@ -90,20 +92,21 @@ func (a *API) Handler(o RouteOptions) (http.Handler, error) {
 		{Address: "/-/ready", Text: "Readiness"},
 	}
 	if o.Metrics != nil {
-		links = append([]web.LandingLinks{{Address: o.TelemetryPath, Text: "Metrics"}}, links...)
+		links = append([]ui.Link{{Address: o.TelemetryPath, Text: "Metrics"}}, links...)
 	}
-	landing, err := web.NewLandingPage(web.LandingConfig{
-		RoutePrefix: rt.path("/"),
-		Name:        "CrucibleTelemetry",
-		Description: "Prometheus-native telemetry sidecar for AI/ML experiments",
-		Version:     version.Info(),
-		Links:       links,
-		ExtraHTML:   analysisRoutesHTML(rt),
+	pages, err := ui.New(ui.Options{
+		Prefix:    rt.prefix,
+		Version:   version.Info(),
+		Links:     links,
+		ExtraHTML: template.HTML(analysisRoutesHTML(rt)),
+		AdminAPI:  a.EnableAdminAPI,
+		Store:     a.Manager,
+		Logger:    a.logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("landing page: %w", err)
+		return nil, fmt.Errorf("web UI: %w", err)
 	}
-	rt.handle("/", landing)
+	rt.handle("/", pages)
 	if rt.prefix != "" {
 		// As Prometheus does: the root leads to where the routes are.
 		rt.patterns = append(rt.patterns, "GET /{$}")
@@ -120,7 +123,7 @@ func (a *API) Handler(o RouteOptions) (http.Handler, error) {
 	return rt, nil
 }
 
-// analysisRoutesHTML lists, on the landing page, the read routes that take
+// analysisRoutesHTML lists, on the web UI, the read routes that take
 // parameters a link cannot guess.
 func analysisRoutesHTML(rt *router) string {
 	routes := []struct{ path, params, text string }{

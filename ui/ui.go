@@ -49,8 +49,11 @@ type Options struct {
 	// as the API's router normalised it. The handler takes requests with
 	// the prefix in their path.
 	Prefix string
-	// TelemetryPath is where /metrics is served ("" when it is not).
-	TelemetryPath string
+	// Links are the sidecar's other endpoints (paths without the
+	// prefix), listed at the bottom of every page as the landing page of
+	// an exporter lists them; ExtraHTML follows them.
+	Links     []Link
+	ExtraHTML template.HTML
 	// AdminAPI tells whether DELETE is enabled: the delete button is
 	// shown only then.
 	AdminAPI bool
@@ -59,6 +62,11 @@ type Options struct {
 	// Store gives the latency distribution.
 	Store  Points
 	Logger *slog.Logger
+}
+
+// Link is one endpoint of the sidecar.
+type Link struct {
+	Address, Text string
 }
 
 // page is a server-rendered page: a layout around one page's template.
@@ -133,13 +141,14 @@ func New(o Options) (http.Handler, error) {
 
 // view is what the templates see.
 type view struct {
-	Page, Title   string
-	Base          string // the route prefix with a trailing slash
-	Prefix        string
-	TelemetryPath string
-	AdminAPI      bool
-	Version       string
-	ID            string // the experiment of /experiments/{id}
+	Page, Title string
+	Base        string // the route prefix with a trailing slash
+	Prefix      string
+	Links       []Link
+	ExtraHTML   template.HTML
+	AdminAPI    bool
+	Version     string
+	ID          string // the experiment of /experiments/{id}
 }
 
 // csp keeps every page to its own origin: a page that tried to load
@@ -152,7 +161,7 @@ func (h *handler) render(p *page) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v := view{
 			Page: p.name, Title: p.title, Base: h.o.Prefix + "/", Prefix: h.o.Prefix,
-			TelemetryPath: h.o.TelemetryPath, AdminAPI: h.o.AdminAPI, Version: h.o.Version,
+			Links: h.o.Links, ExtraHTML: h.o.ExtraHTML, AdminAPI: h.o.AdminAPI, Version: h.o.Version,
 			ID: r.PathValue("id"),
 		}
 		if v.ID != "" {
