@@ -91,8 +91,8 @@ function showAnalysis(m) {
   const cards = [
     card("Summary", [
       ["Events", num(S.total_events, s, "/summary/total_events", "int")],
-      ["First", el("span", { "data-src": s, "data-path": "/summary/time_range/start", "data-value": JSON.stringify(S.time_range.start) }, fmtTime(S.time_range.start))],
-      ["Last", el("span", { "data-src": s, "data-path": "/summary/time_range/end", "data-value": JSON.stringify(S.time_range.end) }, fmtTime(S.time_range.end))],
+      ["First", el("span", { "data-format": "time", "data-src": s, "data-path": "/summary/time_range/start", "data-value": JSON.stringify(S.time_range.start) }, fmtTime(S.time_range.start))],
+      ["Last", el("span", { "data-format": "time", "data-src": s, "data-path": "/summary/time_range/end", "data-value": JSON.stringify(S.time_range.end) }, fmtTime(S.time_range.end))],
       ["Span", num(S.duration_seconds, s, "/summary/duration_seconds", "s")],
       ...Object.entries(m.events || {}).map(([name, v]) => [el("code", {}, name), num(v.count, s, ptr("events", name, "count"), "int")]),
     ]),
