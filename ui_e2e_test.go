@@ -360,12 +360,33 @@ func TestUIEndToEnd(t *testing.T) {
 		}
 	}
 	b.screenshot(shots, "experiment.png")
+	// While it runs, the page follows new events without a reload.
+	stored := sources["record"].(map[string]any)["events_stored"].(float64)
+	b.do(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](`window.sameDocument = true`)(ctx, t)
+		return err
+	}))
+	if code, body := s.post("/api/v1/experiments/demo-control/events", strings.Repeat(`{"event_name":"req_llm.request.stop","latency_ms":5,"success":true}`+"\n", 3)); code != 200 {
+		t.Fatalf("ingest: %d %s", code, body)
+	}
+	b.do(waitFor(fmt.Sprintf(`window.sameDocument === true && document.querySelector('[data-src=record][data-path="/events_stored"]').dataset.value === "%d" && document.querySelector('[data-src=metrics][data-path="/latency/min"]').dataset.value === "5"`, int(stored)+3)))
 	b.clean("experiment")
 
 	// The comparison of three arms: classical, sequential and paired
 	// intervals, Holm, the sample-ratio check and the per-sample differences.
-	exps := "demo-control,demo-treatment,third"
-	b.do(chromedp.Navigate(root+"compare?experiments="+exps), waitFor(`document.body.dataset.loaded >= 1 && !!document.body.dataset.pairsLoaded`))
+	// Chosen on the page: the baseline, then the treatments, newest first
+	// as listed.
+	exps := "demo-control,third,demo-treatment"
+	b.do(chromedp.Navigate(root+"compare"), waitFor(`document.querySelectorAll("#treatment-list input").length === 2`),
+		chromedp.SetValue(chromedp.CSS("#baseline"), "demo-control"),
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`document.getElementById("baseline").dispatchEvent(new Event("change"))`)(ctx, t)
+			return err
+		}),
+		chromedp.Click(chromedp.CSS(`#treatment-list input[value=third]`)),
+		chromedp.Click(chromedp.CSS(`#treatment-list input[value=demo-treatment]`)),
+		chromedp.Click(chromedp.CSS(`#compare-go`)),
+		waitFor(`document.body.dataset.loaded >= 1 && !!document.body.dataset.pairsLoaded && location.search === "?experiments=`+exps+`"`))
 	checkCompare := func() map[string]map[string]bool {
 		t.Helper()
 		pl := strings.Split(evaluate[string](b, `document.body.dataset.pairsLoaded`), ",")
