@@ -317,23 +317,20 @@ func (m *Metrics) observe(x *experiment, e *event.Event, overflow event.LabelOve
 	}
 }
 
-// observeScores observes e's scores under the names storage decided.
+// observeScores observes e's scores under the labels storage recorded them
+// with (Event.ScoreLabels), so /metrics and the TSDB agree.
 func (m *Metrics) observeScores(x *experiment, e *event.Event, overflow event.LabelOverflow) {
 	if overflow.Scores() {
 		m.overflow.WithLabelValues(x.ID, "score").Inc()
 	}
-	for i, s := range e.Scores {
-		name := s.Name
-		if overflow&event.OverflowScore(i) != 0 {
-			name = event.OverflowValue
-		}
+	e.ScoreLabels(overflow, func(name string, v float64) {
 		o := x.scores[name]
 		if o == nil {
 			o = m.score.WithLabelValues(x.ID, x.Name, x.Condition, name)
 			x.scores[name] = o
 		}
-		o.Observe(s.Value)
-	}
+		o.Observe(v)
+	})
 }
 
 // Stream returns an experiment's streaming statistics.

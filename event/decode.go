@@ -47,7 +47,8 @@ func PutDecoder(d *Decoder) {
 	if cap(d.keys) > 1<<16 || cap(d.scratch) > 1<<16 {
 		d.keys, d.scratch = nil, nil
 	}
-	d.in = Input{} // keeps no strings of the last event alive in the pool
+	clear(d.scores[:cap(d.scores)]) // keeps no names of the last events alive in the pool
+	d.in = Input{}                  // keeps no strings of the last event alive in the pool
 	decoderPool.Put(d)
 }
 

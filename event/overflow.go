@@ -24,6 +24,12 @@ var _ LabelOverflow = 1 << (overflowScoreShift + MaxScores - 1)
 // OverflowScore is the bit of the event's i-th score (Event.Scores order).
 func OverflowScore(i int) LabelOverflow { return 1 << (overflowScoreShift + i) }
 
+// ScoreMask is o's scores' bits, bit i for Scores[i].
+func (o LabelOverflow) ScoreMask() uint32 { return uint32(o >> overflowScoreShift) }
+
+// ScoreOverflowOf is the LabelOverflow of a ScoreMask.
+func ScoreOverflowOf(mask uint32) LabelOverflow { return LabelOverflow(mask) << overflowScoreShift }
+
 // Labels is o without the scores' bits.
 func (o LabelOverflow) Labels() LabelOverflow { return o & (1<<overflowScoreShift - 1) }
 

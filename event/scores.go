@@ -47,8 +47,13 @@ func (d *Decoder) collectScores(in *Input, o *fastjson.Object) error {
 	scores := d.scores[:0]
 	var w *walkError
 	var err error
+	n := 0
 	o.Visit(func(k []byte, v *fastjson.Value) {
 		if w != nil || err != nil {
+			return
+		}
+		if n++; n > MaxScores {
+			err = invalid("scores: at most %d per event, got more", MaxScores)
 			return
 		}
 		d.key(k)
@@ -124,6 +129,33 @@ func appendScores(b []byte, scores []Score) []byte {
 		b = appendFloat(b, s.Value)
 	}
 	return append(b, '}')
+}
+
+// ScoreLabels calls f with the label and value of each of e's scores as
+// they are recorded under the overflow decision o (SPEC §13): a score past
+// the cap is recorded as OverflowValue — at most one per event, the first
+// by name, since a series holds one value per time — and none is when the
+// event has a score of that name within the cap. The TSDB and the live
+// metrics both follow it.
+func (e *Event) ScoreLabels(o LabelOverflow, f func(label string, v float64)) {
+	other := false // OverflowValue is taken
+	if o.Scores() {
+		for i, s := range e.Scores {
+			if s.Name == OverflowValue && o&OverflowScore(i) == 0 {
+				other = true
+			}
+		}
+	}
+	for i, s := range e.Scores {
+		if o&OverflowScore(i) == 0 {
+			f(s.Name, s.Value)
+			continue
+		}
+		if !other {
+			other = true
+			f(OverflowValue, s.Value)
+		}
+	}
 }
 
 // Score returns the event's score name, if it has one.

@@ -3,6 +3,7 @@ package event
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -38,7 +39,7 @@ func TestParseScores(t *testing.T) {
 		{"a malformed number", `{"a":01}`, nil, "number"},
 		{"a repeated name", `{"a":1,"a":2}`, nil, `duplicate key "a"`},
 		{"the most scores", `{` + strings.Join(many[:MaxScores], ",") + `}`, nil, ""},
-		{"one too many", `{` + strings.Join(many, ",") + `}`, nil, "at most 32 per event, got 33"},
+		{"one too many", `{` + strings.Join(many, ",") + `}`, nil, "at most 32 per event, got more"},
 	}
 	for _, c := range cases {
 		t.Run(c.desc, func(t *testing.T) {
@@ -109,5 +110,41 @@ func TestScoresRoundTrip(t *testing.T) {
 	rec[0] = recordVersion
 	if err := d.DecodeRecord(rec, &got, false); !errors.Is(err, ErrCorruptRecord) {
 		t.Fatalf("version-1 record with scores: %v", err)
+	}
+}
+
+func TestScoreLabels(t *testing.T) {
+	e := &Event{Scores: []Score{{"a", 1}, {"b", 2}, {"c", 3}, {OverflowValue, 4}}}
+	for _, c := range []struct {
+		desc string
+		o    LabelOverflow
+		want string
+	}{
+		{"all within the cap", 0, "a=1 b=2 c=3 other=4"},
+		{"past the cap: the first as other, a real other within the cap kept", OverflowScore(1) | OverflowScore(2), "a=1 other=4"},
+		{"past the cap, the real other too: the first of them", OverflowScore(1) | OverflowScore(3), "a=1 other=2 c=3"},
+		{"labels' bits alone change nothing", OverflowModel, "a=1 b=2 c=3 other=4"},
+	} {
+		t.Run(c.desc, func(t *testing.T) {
+			var got []string
+			e.ScoreLabels(c.o, func(l string, v float64) { got = append(got, l+"="+strconv.FormatFloat(v, 'g', -1, 64)) })
+			if s := strings.Join(got, " "); s != c.want {
+				t.Fatalf("%s, want %s", s, c.want)
+			}
+		})
+	}
+}
+
+// TestRecordScoresInOrder: a stored event whose scores are not sorted and
+// unique is damage, since each would be one TSDB sample at one time.
+func TestRecordScoresInOrder(t *testing.T) {
+	d := GetDecoder()
+	defer PutDecoder(d)
+	for _, scores := range [][]Score{{{"b", 1}, {"a", 2}}, {{"a", 1}, {"a", 2}}} {
+		e := &Event{EventID: "x", EventName: "x", SampleWeight: 1, Scores: scores}
+		var back Event
+		if err := d.DecodeRecord(e.AppendRecord(nil, nil), &back, false); !errors.Is(err, ErrCorruptRecord) {
+			t.Errorf("%v: %v, want ErrCorruptRecord", scores, err)
+		}
 	}
 }

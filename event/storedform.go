@@ -330,6 +330,10 @@ func (d *Decoder) decodeRecord(data []byte, e *Event, objects, view bool) error 
 		e.Scores = make([]Score, n)
 		for i := range e.Scores {
 			e.Scores[i] = Score{Name: d.internRecord(&r), Value: r.f64()}
+			// Stored sorted and unique: a series takes one sample per time.
+			if i > 0 && e.Scores[i].Name <= e.Scores[i-1].Name && r.err == nil {
+				return fmt.Errorf("%w: scores not in order", ErrCorruptRecord)
+			}
 		}
 	}
 	if r.err != nil {

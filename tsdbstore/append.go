@@ -20,14 +20,13 @@ var bufferPool = sync.Pool{New: func() any { return new(appendBuffers) }}
 
 // placed is an accepted event with its TSDB time, slot and series.
 type placed struct {
-	i     int
-	ms    int64
-	slot  uint8
-	flags uint8 // which labels overflowed
-	refs  *seriesRefs
-	// scores says which score names overflowed, decided under the TSDB
-	// lock in log order (scoreCap).
-	scores event.LabelOverflow
+	i      int
+	ms     int64
+	slot   uint8
+	flags  uint8 // which labels overflowed
+	refs   *seriesRefs
+	scores event.LabelOverflow // which score names overflowed
+
 }
 
 // Append stores events that arrived at arrival. Events must be fully
@@ -89,7 +88,7 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 			s.dedup.add(e.EventID, arrivalUs) // reserved now, released on failure
 			reserved = append(reserved, e.EventID)
 		}
-		place = append(place, placed{i: i, ms: at, slot: slot, flags: flags, refs: s.refsFor(lbls, slot)})
+		place = append(place, placed{i: i, ms: at, slot: slot, flags: flags, refs: s.refsFor(lbls, slot), scores: s.scoreNames.place(e)})
 	}
 	if len(place) == 0 {
 		s.mu.Unlock()
@@ -114,14 +113,12 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 
 	s.tmu.Lock()
 	defer s.tmu.Unlock()
-	defer s.scoreNames.discard() // what a successful append admitted is committed first
 	app := s.db.AppenderV2(context.Background())
 	samples, refused := s.appendAll(app, events, place)
 	if len(refused) > 0 {
 		// The TSDB moved on since the window check (another append brought
 		// newer events): reject what it refused and encode the rest again.
 		_ = app.Rollback()
-		s.scoreNames.discard()
 		var ids []string
 		kept := place[:0]
 		for _, p := range place {
@@ -171,7 +168,6 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 	if err := s.commit(app); err != nil {
 		return fail(fmt.Errorf("%w: TSDB commit: %w", ErrStorage, err))
 	}
-	s.scoreNames.commit() // before a follower can read the frame
 	s.log.publish()
 	s.count.Add(int64(len(place)))
 	for _, p := range place {
@@ -219,7 +215,7 @@ func (s *Store) encodeFrame(bufs *appendBuffers, events []*event.Event, place []
 			clientID = e.EventID
 		}
 		bufs.json = e.AppendRecord(bufs.json[:0], e.Raw)
-		bufs.records = appendRecord(bufs.records, arrivalUs, p.ms, hashes[p.i], p.slot, p.flags, clientID, bufs.json)
+		bufs.records = appendRecord(bufs.records, arrivalUs, p.ms, hashes[p.i], p.slot, p.flags, p.scores, clientID, bufs.json)
 	}
 	bufs.frame = appendFrame(bufs.frame[:0], bufs.records)
 }
@@ -229,9 +225,7 @@ func (s *Store) encodeFrame(bufs *appendBuffers, events []*event.Event, place []
 func (s *Store) appendAll(app storage.AppenderV2, events []*event.Event, place []placed) (int, map[int]error) {
 	var refused map[int]error
 	samples := 0
-	for k := range place {
-		p := &place[k]
-		p.scores = s.scoreNames.decide(events[p.i])
+	for _, p := range place {
 		n, err := s.appendSamples(app, events[p.i], p.ms, p.refs, p.scores)
 		samples += n
 		if err != nil {

@@ -24,7 +24,7 @@ func benchRecords(b *testing.B) []byte {
 		if err != nil {
 			b.Fatal(err)
 		}
-		recs = appendRecord(recs, now.UnixMicro(), now.UnixMilli(), 1, 0, 0, "", e.AppendRecord(nil, p))
+		recs = appendRecord(recs, now.UnixMicro(), now.UnixMilli(), 1, 0, 0, 0, "", e.AppendRecord(nil, p))
 	}
 	return recs
 }

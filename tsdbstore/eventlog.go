@@ -34,7 +34,9 @@ import (
 // event.AppendRecord):
 //
 //	i64 arrival µs | i64 TSDB ms | u64 series hash | u8 slot | u8 flags |
-//	[u8 id length | id, when flags has flagClientID] | stored event
+//	[u8 id length | id, when flags has flagClientID] |
+//	[uvarint mask of the scores past the cap, when flags has flagScoreOverflow] |
+//	stored event
 //
 // Frames are only appended. A crash can tear the last frame of the last
 // segment: Open cuts a bad tail that no good frame follows. Damage that
@@ -44,9 +46,12 @@ const (
 	frameHeaderLen = 4 + 4 + 1
 	bodyFixedLen   = 8 + 8 + 8 + 1 + 1
 	flagClientID   = 1 << 0
-	segmentSuffix  = ".seg"
-	codecRaw       = 0
-	codecS2        = 1
+	// flagScoreOverflow: a mask of the event's scores stored under
+	// event.OverflowValue follows (bit i: Scores[i]).
+	flagScoreOverflow = 1 << 4
+	segmentSuffix     = ".seg"
+	codecRaw          = 0
+	codecS2           = 1
 	// maxFrame bounds one frame so a corrupt length is recognised.
 	maxFrame = 1 << 30
 )
@@ -68,9 +73,8 @@ type LogRecord struct {
 	ClientID   string // set when the client chose the event id
 	Data       []byte
 	Pos        Position
-	// scores are the overflow bits of the event's score names: known
-	// while Open reads the log (the records Options.Visit sees), zero
-	// elsewhere.
+	// scores are the overflow bits of the event's score names, stored
+	// with the record.
 	scores event.LabelOverflow
 }
 
@@ -86,12 +90,19 @@ func (p Position) Less(q Position) bool {
 }
 
 // appendRecord encodes one record onto b.
-func appendRecord(b []byte, arrivalUs, ms int64, seriesHash uint64, slot, overflow uint8, clientID string, data []byte) []byte {
+func appendRecord(b []byte, arrivalUs, ms int64, seriesHash uint64, slot, overflow uint8, scores event.LabelOverflow, clientID string, data []byte) []byte {
 	bodyLen := bodyFixedLen + len(data)
 	flags := overflow & labelFlags
 	if clientID != "" {
 		flags |= flagClientID
 		bodyLen += 1 + len(clientID)
+	}
+	var mask [binary.MaxVarintLen64]byte
+	n := 0
+	if m := scores.ScoreMask(); m != 0 {
+		flags |= flagScoreOverflow
+		n = binary.PutUvarint(mask[:], uint64(m))
+		bodyLen += n
 	}
 	b = binary.LittleEndian.AppendUint32(b, uint32(bodyLen))
 	b = binary.LittleEndian.AppendUint64(b, uint64(arrivalUs))
@@ -102,6 +113,7 @@ func appendRecord(b []byte, arrivalUs, ms int64, seriesHash uint64, slot, overfl
 		b = append(b, byte(len(clientID)))
 		b = append(b, clientID...)
 	}
+	b = append(b, mask[:n]...)
 	return append(b, data...)
 }
 
@@ -140,6 +152,15 @@ func decodeBody(body []byte, rec *LogRecord) error {
 		}
 		rec.ClientID = string(rest[1 : 1+int(rest[0])])
 		rest = rest[1+int(rest[0]):]
+	}
+	rec.scores = 0
+	if flags&flagScoreOverflow != 0 {
+		m, n := binary.Uvarint(rest)
+		if n <= 0 || m == 0 || m >= 1<<event.MaxScores {
+			return fmt.Errorf("%w: bad score overflow mask", ErrCorrupt)
+		}
+		rec.scores = event.ScoreOverflowOf(uint32(m))
+		rest = rest[n:]
 	}
 	rec.Data = rest
 	return nil

@@ -78,7 +78,7 @@ func (s *Store) ReadSamples(ctx context.Context, from, to Position, visit func(s
 			lbls = s.seriesOf(l, r.Slot)
 			series[k] = lbls
 		}
-		SamplesOf(&ev, s.opts.Metrics, s.scoreNames.stored(&ev), func(m int, score string, v float64) {
+		SamplesOf(&ev, s.opts.Metrics, r.scores, func(m int, score string, v float64) {
 			l := lbls[m]
 			if m == mScore {
 				l = scoreLabels(l, score)

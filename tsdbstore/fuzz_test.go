@@ -15,8 +15,8 @@ import (
 // event log's reader: it must not fail or panic, must find every good frame
 // after the damage, and must visit only records of frames that check out.
 func FuzzScanSegment(f *testing.F) {
-	good := appendFrame(nil, appendRecord(nil, 1_764_000_000_000_000, 1_764_000_000_000, 7, 0, 0, "id-1", []byte(`{"event_name":"x"}`)))
-	good2 := appendFrame(nil, appendRecord(nil, 1_764_000_000_000_001, 1_764_000_000_001, 7, 1, 0, "", bytes.Repeat([]byte(`{"event_name":"y"}`), 40)))
+	good := appendFrame(nil, appendRecord(nil, 1_764_000_000_000_000, 1_764_000_000_000, 7, 0, 0, 0, "id-1", []byte(`{"event_name":"x"}`)))
+	good2 := appendFrame(nil, appendRecord(nil, 1_764_000_000_000_001, 1_764_000_000_001, 7, 1, 0, event.OverflowScore(2), "", bytes.Repeat([]byte(`{"event_name":"y"}`), 40)))
 	f.Add([]byte{})
 	f.Add(good[:len(good)-3])
 	f.Add(append(append([]byte{}, good...), 0xff, 0, 0, 0))

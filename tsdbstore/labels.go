@@ -25,8 +25,7 @@ const (
 
 func overflowOf(flags uint8) event.LabelOverflow { return event.LabelOverflow(flags&labelFlags) >> 1 }
 
-// Overflow is the label-cap decision the record was stored with; the
-// scores' part is known only while Open reads the log (Options.Visit).
+// Overflow is the label-cap decision the record was stored with.
 func (r *LogRecord) Overflow() event.LabelOverflow { return overflowOf(r.Flags) | r.scores }
 
 // seriesLabels are the label values of an event's TSDB series.

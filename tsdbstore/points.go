@@ -164,7 +164,15 @@ func (x *pointIndex) openExtra() error {
 		if _, err := x.f.ReadAt(rec[:], (x.count-1)*pointSize); err != nil {
 			return err
 		}
-		x.extraEnd = int64(binary.LittleEndian.Uint64(rec[64:]))
+		end := int64(binary.LittleEndian.Uint64(rec[64:]))
+		if sum := uint32(rec[61]) | uint32(rec[62])<<8 | uint32(rec[63])<<16; sum != pointChecksum(rec[:]) || end < 0 {
+			// Nothing to cut by: the rebuild from the log starts afresh.
+			if x.damaged == nil {
+				x.damaged = fmt.Errorf("%s: the last point fails its checksum", pointsFile)
+			}
+			return nil
+		}
+		x.extraEnd = end
 	}
 	fi, err := x.extra.Stat()
 	if err != nil {

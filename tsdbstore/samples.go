@@ -103,8 +103,7 @@ func (s *Store) seriesOf(l seriesLabels, slot uint8) [numMetrics]labels.Labels {
 // numbers are recorded (SPEC §5, §13): the metric, as an index into
 // MetricNames, the score label for MetricScore ("" for the others), and
 // the value. o is the event's overflow decision: scores whose names are
-// past the cap are recorded under event.OverflowValue, at most one per
-// event (the first by name), since a series holds one sample per time.
+// past the cap are recorded as Event.ScoreLabels says.
 // It is the one definition of how an event becomes samples, for the TSDB
 // and for anything that sends them on.
 func SamplesOf(e *event.Event, cfg MetricsConfig, o event.LabelOverflow, emit func(metric int, score string, v float64)) {
@@ -139,16 +138,8 @@ func SamplesOf(e *event.Event, cfg MetricsConfig, o event.LabelOverflow, emit fu
 			}
 		}
 	}
-	other := false
-	for i, s := range e.Scores {
-		name := scoreName(e, i, o)
-		if name == event.OverflowValue {
-			if other {
-				continue
-			}
-			other = true
-		}
-		emit(mScore, name, s.Value)
+	if len(e.Scores) > 0 {
+		e.ScoreLabels(o, func(label string, v float64) { emit(mScore, label, v) })
 	}
 }
 

@@ -2,7 +2,6 @@ package tsdbstore
 
 import (
 	"log/slog"
-	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
 
@@ -17,17 +16,14 @@ const MetricScore = "crucible_event_score"
 const ScoreLabel = "score"
 
 // scoreCap admits the first max distinct score names of the experiment;
-// later names are stored under event.OverflowValue. Names are decided in
-// the order of the log (under the TSDB lock, which also orders the log's
-// frames), so reading the log from its start decides every record as it
-// was decided when it was stored. Once the cap is full it never changes:
-// a name is admitted exactly when it is in the set the log's records
-// build, which is what a replay or a follower reads.
+// later names are stored under event.OverflowValue. Like the other labels'
+// cap it is decided once, under the store lock, as the event is placed, and
+// the decision is stored in the event's log record (the mask after
+// flagScoreOverflow), so a replay, a follower and a restart read it rather
+// than decide again — also after the cap is changed.
 type scoreCap struct {
 	max      int
-	mu       sync.RWMutex // admitted may be read by followers during appends
 	admitted map[string]struct{}
-	pending  []string // admitted by the append in progress, not yet committed
 	warned   bool
 	logger   *slog.Logger
 }
@@ -39,17 +35,16 @@ func newScoreCap(max int, logger *slog.Logger) *scoreCap {
 	return &scoreCap{max: max, admitted: map[string]struct{}{}, logger: logger}
 }
 
-// decide returns the overflow bits of e's scores for an append in
-// progress, admitting new names while there is room. Callers hold the
-// TSDB lock; commit or discard ends the append.
-func (c *scoreCap) decide(e *event.Event) event.LabelOverflow {
+// place returns the overflow bits of e's scores, admitting new names while
+// there is room. Callers hold the store's lock.
+func (c *scoreCap) place(e *event.Event) event.LabelOverflow {
 	var o event.LabelOverflow
 	for i, s := range e.Scores {
-		if c.known(s.Name) {
+		if _, ok := c.admitted[s.Name]; ok {
 			continue
 		}
-		if len(c.admitted)+len(c.pending) < c.max {
-			c.pending = append(c.pending, s.Name)
+		if len(c.admitted) < c.max {
+			c.admitted[s.Name] = struct{}{}
 			continue
 		}
 		if !c.warned {
@@ -62,70 +57,21 @@ func (c *scoreCap) decide(e *event.Event) event.LabelOverflow {
 	return o
 }
 
-func (c *scoreCap) known(name string) bool {
-	c.mu.RLock()
-	_, ok := c.admitted[name]
-	c.mu.RUnlock()
-	if ok {
-		return true
-	}
-	for _, p := range c.pending {
-		if p == name {
-			return true
+// full tells whether no name can be admitted any more.
+func (c *scoreCap) full() bool { return len(c.admitted) >= c.max }
+
+// learn admits the names a stored record kept (those not in its overflow
+// bits o), read while opening the log. Names are copied: they may alias
+// the log's buffer.
+func (c *scoreCap) learn(e *event.Event, o event.LabelOverflow) {
+	for i, s := range e.Scores {
+		if o&event.OverflowScore(i) != 0 {
+			continue
 		}
-	}
-	return false
-}
-
-// commit makes the names the append admitted part of the cap.
-func (c *scoreCap) commit() {
-	if len(c.pending) == 0 {
-		return
-	}
-	c.mu.Lock()
-	for _, n := range c.pending {
-		c.admitted[n] = struct{}{}
-	}
-	c.mu.Unlock()
-	c.pending = c.pending[:0]
-}
-
-// discard forgets the names of an append that stored nothing.
-func (c *scoreCap) discard() { c.pending = c.pending[:0] }
-
-// learn decides a stored record's scores as they were decided, reading the
-// log in order on Open. Names alias the log's buffer and are copied.
-func (c *scoreCap) learn(e *event.Event) {
-	for _, s := range e.Scores {
-		if _, ok := c.admitted[s.Name]; !ok && len(c.admitted) < c.max {
+		if _, ok := c.admitted[s.Name]; !ok {
 			c.admitted[string([]byte(s.Name))] = struct{}{}
 		}
 	}
-}
-
-// stored returns the overflow bits e's scores were stored with: the names
-// outside the cap.
-func (c *scoreCap) stored(e *event.Event) event.LabelOverflow {
-	var o event.LabelOverflow
-	if len(e.Scores) == 0 {
-		return 0
-	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	for i, s := range e.Scores {
-		if _, ok := c.admitted[s.Name]; !ok {
-			o |= event.OverflowScore(i)
-		}
-	}
-	return o
-}
-
-// scoreName is the score label of e's i-th score under overflow o.
-func scoreName(e *event.Event, i int, o event.LabelOverflow) string {
-	if o&event.OverflowScore(i) != 0 {
-		return event.OverflowValue
-	}
-	return e.Scores[i].Name
 }
 
 // scoreLabels are the labels of the score series name beside the series

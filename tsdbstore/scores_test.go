@@ -112,20 +112,68 @@ func TestScoresCapped(t *testing.T) {
 	check("after a restart")
 }
 
-// TestScoreNamesOfFailedAppendsAreForgotten: a batch that stores nothing
-// admits no score name, so the cap the log rebuilds is the cap in memory.
-func TestScoreNamesOfFailedAppendsAreForgotten(t *testing.T) {
-	s := openStore(t, t.TempDir(), func() Options { o := testOptions(t); o.MaxLabelValues = 1; return o }())
-	defer s.Close()
+// TestScoreDecisionsAreStored: each record keeps the decision it was stored
+// with — across a restart with a larger cap, a TSDB rebuilt from the log,
+// and a failed append — while new events are decided under the new cap.
+func TestScoreDecisionsAreStored(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(t)
+	opts.MaxLabelValues = 2
+	s := openStore(t, dir, opts)
 	base := time.Now().Add(-time.Minute).UnixMicro()
 	s.failCommit = func() error { return fmt.Errorf("disk on fire") }
 	if _, err := s.Append([]*event.Event{scored(base, event.Score{Name: "lost", Value: 1})}, time.Now()); err == nil {
 		t.Fatal("append succeeded with a failing commit")
 	}
 	s.failCommit = nil
-	res := mustAppend(t, s, []*event.Event{scored(base+1000, event.Score{Name: "kept", Value: 1})})
-	if res[0].Overflow != 0 {
-		t.Fatalf("the name of a failed append took the cap: overflow %b", res[0].Overflow)
+	res := mustAppend(t, s, []*event.Event{scored(base+1000, event.Score{Name: "a", Value: 1}, event.Score{Name: "b", Value: 2}, event.Score{Name: "c", Value: 3})})
+	// "lost" took a place in memory, as a failed append's labels do; what is
+	// stored is what counts.
+	if want := event.OverflowScore(1) | event.OverflowScore(2); res[0].Overflow != want {
+		t.Fatalf("overflow %b, want %b", res[0].Overflow, want)
+	}
+	s.Close()
+
+	os.RemoveAll(filepath.Join(dir, "tsdb"))
+	os.Remove(filepath.Join(dir, appliedFile))
+	opts.MaxLabelValues = 3
+	opts.Registerer = prometheus.NewRegistry()
+	var seen []event.LabelOverflow
+	opts.Visit = func(r *LogRecord) error { seen = append(seen, r.Overflow()); return nil }
+	s = openStore(t, dir, opts)
+	defer s.Close()
+	if fmt.Sprint(seen) != fmt.Sprint([]event.LabelOverflow{res[0].Overflow}) {
+		t.Fatalf("visitor saw %v, want the stored decision %b", seen, res[0].Overflow)
+	}
+	counts, _ := scoreSums(t, s.DB())
+	if want := map[string]int{"a": 1, event.OverflowValue: 1}; !maps.Equal(counts, want) {
+		t.Fatalf("rebuilt TSDB: %v, want %v", counts, want)
+	}
+	// The cap is now 3 and a, the only name the log kept, is in: b and c
+	// may come in now, d may not.
+	res = mustAppend(t, s, []*event.Event{scored(base+2000, event.Score{Name: "b", Value: 1}, event.Score{Name: "c", Value: 1}, event.Score{Name: "d", Value: 1})})
+	if want := event.OverflowScore(2); res[0].Overflow != want {
+		t.Fatalf("after the restart: overflow %b, want %b", res[0].Overflow, want)
+	}
+}
+
+// TestScoreNamedOther: a score really named "other" keeps its series; names
+// past the cap in the same event then record nothing there, so no series
+// gets two samples at one time.
+func TestScoreNamedOther(t *testing.T) {
+	opts := testOptions(t)
+	opts.MaxLabelValues = 1
+	s := openStore(t, t.TempDir(), opts)
+	defer s.Close()
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	mustAppend(t, s, []*event.Event{
+		scored(base, event.Score{Name: event.OverflowValue, Value: 7}),
+		scored(base+1000, event.Score{Name: "aaa", Value: 1}, event.Score{Name: event.OverflowValue, Value: 9}),
+		scored(base+2000, event.Score{Name: "bbb", Value: 2}),
+	})
+	counts, sums := scoreSums(t, s.DB())
+	if !maps.Equal(counts, map[string]int{event.OverflowValue: 3}) || sums[event.OverflowValue] != 18 {
+		t.Fatalf("score samples %v sums %v, want other: 7, 9 and bbb's 2", counts, sums)
 	}
 }
 

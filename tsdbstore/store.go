@@ -118,10 +118,9 @@ type Store struct {
 	points   *pointIndex
 	pointsOK atomic.Bool // the index holds exactly the log's events
 
-	tmu    sync.Mutex // serialises TSDB appends and log and index writes
-	labels *labelCap  // under mu
-	// scoreNames caps the score label; decided under tmu.
-	scoreNames *scoreCap
+	tmu        sync.Mutex                 // serialises TSDB appends and log and index writes
+	labels     *labelCap                  // under mu
+	scoreNames *scoreCap                  // under mu
 	written    replayMark                 // the replay position last written, by the housekeeping loop
 	applied    atomic.Pointer[replayMark] // every frame before it is committed to the TSDB
 
@@ -196,13 +195,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		if err := s.labels.learn(r, dec, &ev); err != nil {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
 		}
-		r.scores = 0
-		if event.RecordHasScores(r.Data) {
+		// Score names are learned until the cap is full; after that no
+		// record can have admitted a new one, so none needs decoding.
+		if !s.scoreNames.full() && event.RecordHasScores(r.Data) {
 			if err := dec.DecodeRecordView(r.Data, &ev, false); err != nil {
 				return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
 			}
-			s.scoreNames.learn(&ev)
-			r.scores = s.scoreNames.stored(&ev)
+			s.scoreNames.learn(&ev, r.scores)
 		}
 		if r.ClientID != "" && r.ArrivalUs >= dedupFrom {
 			s.dedup.add(r.ClientID, r.ArrivalUs)

@@ -544,6 +544,19 @@ func TestPointsIndexMatchesLog(t *testing.T) {
 			_, err = f.Write([]byte("left by a crash"))
 			return errors.Join(err, f.Close())
 		}},
+		{"the last point damaged", func() error {
+			f, err := os.OpenFile(filepath.Join(dir, pointsFile), os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			fi, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			// The top byte of its extra end: negative, were it trusted.
+			_, err = f.WriteAt([]byte{0x80}, fi.Size()-pointSize+71)
+			return errors.Join(err, f.Close())
+		}},
 		{"an index of the earlier version", func() error {
 			return errors.Join(os.Rename(filepath.Join(dir, pointsFile), filepath.Join(dir, legacyPointsFile)), os.Remove(filepath.Join(dir, extraFile)))
 		}},
