@@ -34,6 +34,10 @@ func (k ClusterKey) String() string {
 	return k.field
 }
 
+// IsSampleID tells whether the key is sample_id, which the analysis'
+// points index keeps.
+func (k ClusterKey) IsSampleID() bool { return k.field == "sample_id" }
+
 // NeedsObjects tells whether the key is read from the metadata object, so
 // that events must be decoded with their objects.
 func (k ClusterKey) NeedsObjects() bool { return k.field == "metadata" }

@@ -80,6 +80,7 @@ func TestOfflineReadsAsTheManager(t *testing.T) {
 		{"other condition", Filter{Condition: "none"}},
 		{"clustered by session", Filter{Cluster: key("session_id")}},
 		{"clustered by model, successes", Filter{Cluster: key("metadata.model"), Success: &ok}},
+		{"clustered by sample, from the index", Filter{Cluster: key("sample_id")}},
 	}
 	opts := analysis.CompareOptions{Resamples: 200, Seed: 5}
 	type answers struct{ analyze, compare, csv, jsonl string }

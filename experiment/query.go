@@ -109,12 +109,21 @@ func (m *Manager) Points(ctx context.Context, id string, f Filter) ([]analysis.P
 		}
 		return nil
 	}
+	// Clustered by sample_id, the index holds the key; the other keys
+	// are read from the log.
+	bySample := func(p *tsdbstore.Point) error {
+		p.Cluster, p.HasCluster = p.Sample, p.Sample != ""
+		return keep(p)
+	}
 	read := func() error {
 		out = make([]analysis.Point, 0, store.Count())
-		if f.Cluster != nil {
-			return store.ClusteredPoints(ctx, *f.Cluster, keep)
+		switch {
+		case f.Cluster == nil:
+			return store.Points(ctx, keep)
+		case f.Cluster.IsSampleID():
+			return store.Points(ctx, bySample)
 		}
-		return store.Points(ctx, keep)
+		return store.ClusteredPoints(ctx, *f.Cluster, keep)
 	}
 	err = read()
 	if errors.Is(err, tsdbstore.ErrIndexDamaged) {
