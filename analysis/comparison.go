@@ -6,8 +6,9 @@ import (
 	"sync"
 )
 
-// LatencyComparison compares latency (ms) of a treatment with the baseline.
-type LatencyComparison struct {
+// MeanDiff is the difference of a treatment's mean and the baseline's with
+// Welch's test (SPEC §8): a latency and a score comparison begin with it.
+type MeanDiff struct {
 	BaselineMean  Null    `json:"baseline_mean"`
 	TreatmentMean Null    `json:"treatment_mean"`
 	DiffMean      Null    `json:"diff_mean"`
@@ -19,19 +20,31 @@ type LatencyComparison struct {
 	WelchDF               Null     `json:"welch_df"`
 	WelchP                Null     `json:"welch_p"`
 	WelchPHolm            *Null    `json:"welch_p_holm,omitempty"`
-	RelativeChangePct     Null     `json:"relative_change_pct"`
-	HedgesG               Null     `json:"hedges_g"`
-	MannWhitneyU          Null     `json:"mann_whitney_u"`
-	MannWhitneyP          Null     `json:"mann_whitney_p"`
-	MannWhitneyPHolm      *Null    `json:"mann_whitney_p_holm,omitempty"`
-	DiffMedian            Null     `json:"diff_median"`
-	DiffMedianCI95        [2]Null  `json:"diff_median_ci95"`
-	DiffP95               Null     `json:"diff_p95"`
-	DiffP95CI95           [2]Null  `json:"diff_p95_ci95"`
-	DiffP99               Null     `json:"diff_p99"`
-	DiffP99CI95           [2]Null  `json:"diff_p99_ci95"`
-	BootstrapResamples    int      `json:"bootstrap_resamples"`
-	Seed                  uint64   `json:"seed"`
+}
+
+// meanDiff compares the means of t and b.
+func meanDiff(b, t []float64) MeanDiff {
+	w := WelchTest(b, t)
+	return MeanDiff{BaselineMean: meanOrNull(b), TreatmentMean: meanOrNull(t),
+		DiffMean: w.Diff, DiffMeanCI95: w.CI95, WelchT: w.T, WelchDF: w.DF, WelchP: w.P}
+}
+
+// LatencyComparison compares latency (ms) of a treatment with the baseline.
+type LatencyComparison struct {
+	MeanDiff
+	RelativeChangePct  Null    `json:"relative_change_pct"`
+	HedgesG            Null    `json:"hedges_g"`
+	MannWhitneyU       Null    `json:"mann_whitney_u"`
+	MannWhitneyP       Null    `json:"mann_whitney_p"`
+	MannWhitneyPHolm   *Null   `json:"mann_whitney_p_holm,omitempty"`
+	DiffMedian         Null    `json:"diff_median"`
+	DiffMedianCI95     [2]Null `json:"diff_median_ci95"`
+	DiffP95            Null    `json:"diff_p95"`
+	DiffP95CI95        [2]Null `json:"diff_p95_ci95"`
+	DiffP99            Null    `json:"diff_p99"`
+	DiffP99CI95        [2]Null `json:"diff_p99_ci95"`
+	BootstrapResamples int     `json:"bootstrap_resamples"`
+	Seed               uint64  `json:"seed"`
 	// Sequential is the anytime-valid interval of DiffMean.
 	Sequential Sequential `json:"sequential"`
 }
@@ -242,19 +255,18 @@ func meanOrNull(xs []float64) Null {
 
 func compareOne(b, t *sample, opts CompareOptions) Comparison {
 	var c Comparison
-	lw := WelchTest(b.latency, t.latency)
 	// Sort once for the rank test and the bootstrap.
 	bs, ts := b.sortedLatency, t.sortedLatency
 	mw := mannWhitneySorted(bs, ts)
 	boot := bootstrapSorted(bs, ts, []float64{50, 95, 99}, opts.Resamples, opts.Seed)
-	bm, tm := meanOrNull(b.latency), meanOrNull(t.latency)
+	md := meanDiff(b.latency, t.latency)
+	bm, tm := md.BaselineMean, md.TreatmentMean
 	rel := NaN
 	if bm.Valid() && tm.Valid() && bm != 0 {
 		rel = Null((float64(tm) - float64(bm)) / float64(bm) * 100)
 	}
 	c.Latency = LatencyComparison{
-		BaselineMean: bm, TreatmentMean: tm,
-		DiffMean: lw.Diff, DiffMeanCI95: lw.CI95, WelchT: lw.T, WelchDF: lw.DF, WelchP: lw.P,
+		MeanDiff:          md,
 		RelativeChangePct: rel, HedgesG: HedgesG(b.latency, t.latency),
 		MannWhitneyU: mw.U, MannWhitneyP: mw.P,
 		DiffMedian: boot[0].Diff, DiffMedianCI95: boot[0].CI95,

@@ -167,7 +167,7 @@ func gateOne(baseline Report, c Comparison, ck GateCheck) GateVerdict {
 		// A score neither arm has is not in the maps: no data, not zeros.
 		s, ok := c.Scores[name]
 		if !ok {
-			s = ScoreComparison{DiffMean: NaN, DiffMeanCI95: [2]Null{NaN, NaN}}
+			s = ScoreComparison{MeanDiff: MeanDiff{DiffMean: NaN, DiffMeanCI95: [2]Null{NaN, NaN}}}
 		}
 		p, ok := c.Paired.Scores[name]
 		if !ok {

@@ -63,7 +63,7 @@ func gateFixture(pairs int) (Report, Comparison) {
 	c.Latency.DiffP95, c.Latency.DiffP95CI95 = 30, [2]Null{10.5, 50}
 	c.Cost.DiffMeanPerRequest, c.Cost.DiffMeanPerRequestCI95 = 0.001, [2]Null{-0.0005, 0.0025}
 	c.SuccessRate.Diff, c.SuccessRate.DiffCI95 = -0.05, [2]Null{-0.08, -0.02}
-	c.Scores = map[string]ScoreComparison{"acc": {DiffMean: -0.02, DiffMeanCI95: [2]Null{-0.05, 0.01}}}
+	c.Scores = map[string]ScoreComparison{"acc": {MeanDiff: MeanDiff{DiffMean: -0.02, DiffMeanCI95: [2]Null{-0.05, 0.01}}}}
 	c.Paired = Paired{Key: PairKey, NPairs: pairs,
 		Latency: paired(12, 18),
 		Cost:    paired(0.0011, 0.0012),
