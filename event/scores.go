@@ -157,13 +157,3 @@ func (e *Event) ScoreLabels(o LabelOverflow, f func(label string, v float64)) {
 		}
 	}
 }
-
-// Score returns the event's score name, if it has one.
-func (e *Event) Score(name string) (float64, bool) {
-	for _, s := range e.Scores {
-		if s.Name == name {
-			return s.Value, true
-		}
-	}
-	return 0, false
-}
