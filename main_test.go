@@ -303,8 +303,9 @@ func ingestUntilStopped(t *testing.T, s *sidecar, clients int) map[string]bool {
 					id := fmt.Sprintf("c%d-b%d-e%d", c, b, i)
 					ids = append(ids, id)
 					// Many events share a millisecond, and clients interleave.
-					fmt.Fprintf(&sb, `{"event_name":"req_llm.request.stop","event_id":%q,"timestamp":%d,"latency_ms":%d,"success":%v,"metadata":{"model":"gpt-4","tokens":{"prompt":10,"completion":5}}}`+"\n",
-						id, base+int64(b*200+i)*50, i+1, i%7 != 0)
+					// A score on every event: scored records go through the crash too.
+					fmt.Fprintf(&sb, `{"event_name":"req_llm.request.stop","event_id":%q,"timestamp":%d,"latency_ms":%d,"success":%v,"scores":{"judge":%d},"metadata":{"model":"gpt-4","sample_id":"q-%d","tokens":{"prompt":10,"completion":5}}}`+"\n",
+						id, base+int64(b*200+i)*50, i+1, i%7 != 0, i%5, i)
 				}
 				code, _ := s.post("/api/v1/experiments/crash/events", sb.String())
 				if code == 0 {
@@ -373,7 +374,7 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 
 	// Read the TSDB as the sidecar left it.
 	counts := countSamples(t, filepath.Join(dir, "experiments", "crash", "tsdb"))
-	for _, m := range []string{tsdbstore.MetricLatency, tsdbstore.MetricCost, tsdbstore.MetricSuccess, tsdbstore.MetricPromptTokens, tsdbstore.MetricCompletionTokens} {
+	for _, m := range []string{tsdbstore.MetricLatency, tsdbstore.MetricCost, tsdbstore.MetricSuccess, tsdbstore.MetricPromptTokens, tsdbstore.MetricCompletionTokens, tsdbstore.MetricScore} {
 		if counts[m] != int(rec.EventsStored) {
 			t.Errorf("%s: %d samples, want %d (one per stored event)", m, counts[m], rec.EventsStored)
 		}
