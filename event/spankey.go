@@ -1,0 +1,39 @@
+package event
+
+import "encoding/hex"
+
+// SpanKey is an OpenTelemetry span's identity, its 16-byte trace id then
+// its 8-byte span id. An event mapped from a span has the hex of its key as
+// its event_id (SPEC §15), so a retried export is a duplicate and a score
+// sent later, as an evaluation log record naming the span, finds the event.
+type SpanKey [24]byte
+
+// spanKeyHexLen is the length of a span key's event_id: 48 hex digits.
+const spanKeyHexLen = 2 * len(SpanKey{})
+
+// NewSpanKey joins a trace id and a span id.
+func NewSpanKey(trace [16]byte, span [8]byte) SpanKey {
+	var k SpanKey
+	copy(k[:16], trace[:])
+	copy(k[16:], span[:])
+	return k
+}
+
+// EventID is the event_id of the span's event: 48 lowercase hex digits.
+func (k SpanKey) EventID() string { return hex.EncodeToString(k[:]) }
+
+// SpanKeyOf reads an event_id as a span key. Only the form EventID writes
+// (48 lowercase hex digits) is one, so every event id has at most one key.
+func SpanKeyOf(eventID string) (SpanKey, bool) {
+	var k SpanKey
+	if len(eventID) != spanKeyHexLen {
+		return k, false
+	}
+	for i := 0; i < len(eventID); i++ {
+		if c := eventID[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return k, false
+		}
+	}
+	_, err := hex.Decode(k[:], []byte(eventID))
+	return k, err == nil
+}
