@@ -99,10 +99,11 @@ func FuzzPointsExtra(f *testing.F) {
 		entry = binary.LittleEndian.AppendUint64(entry, math.Float64bits(s.Value))
 	}
 	f.Add(entry)
+	f.Add(append(entry, make([]byte, len(event.SpanKey{}))...))
 	f.Add([]byte{0, 0})
 	f.Add([]byte{5, 'a', 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		sample, scores, err := decodeExtra(b, x.list, nil)
+		sample, scores, span, hasSpan, err := decodeExtra(b, x.list, nil)
 		if err != nil {
 			return
 		}
@@ -113,6 +114,9 @@ func FuzzPointsExtra(f *testing.F) {
 		for _, s := range scores {
 			back = binary.AppendUvarint(back, uint64(x.ids[s.Name]))
 			back = binary.LittleEndian.AppendUint64(back, math.Float64bits(s.Value))
+		}
+		if hasSpan {
+			back = append(back, span[:]...)
 		}
 		if !bytes.Equal(back, b) {
 			t.Fatalf("accepted %x, which encodes back as %x", b, back)

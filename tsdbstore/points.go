@@ -27,11 +27,13 @@ import (
 //	u8 flags | u24 checksum (CRC-32C of the other 77 bytes, low 24 bits) |
 //	u64 end | u32 length | u32 CRC-32C of the event's extra entry
 //
-// An event with a sample_id or scores has an entry in points.extra (length
-// 0 when it has neither): uvarint length, sample_id | uvarint n |
-// n × (uvarint name id, f64 value), in log order, so a range of points
-// reads one contiguous range of entries; end is where the event's entry
-// ends in points.extra (where the last one ended, for an event without).
+// An event with a sample_id, scores or a span key (an event_id that is one,
+// event.SpanKeyOf) has an entry in points.extra (length 0 when it has
+// none): uvarint length, sample_id | uvarint n | n × (uvarint name id,
+// f64 value) | the 24-byte span key when it has one, in log order, so a
+// range of points reads one contiguous range of entries; end is where the
+// event's entry ends in points.extra (where the last one ended, for an
+// event without).
 //
 // points.names has one name per line, after the hex CRC-32C of the name and
 // a space: event names, models, providers and score names.
@@ -45,17 +47,20 @@ import (
 // that meets such damage falls back to the log.
 
 const (
-	pointSize  = 80
-	pointsFile = "points.v2.bin"
-	extraFile  = "points.v2.extra"
-	namesFile  = "points.names"
-	// legacyPointsFile is the index before sample ids and scores, 64-byte
-	// records without an extra file: removed, and the index rebuilt.
-	legacyPointsFile = "points.bin"
-	flagJudged       = 1 << 0
-	flagSuccess      = 1 << 1
-	flagTokens       = 1 << 2
+	pointSize   = 80
+	pointsFile  = "points.v3.bin"
+	extraFile   = "points.v3.extra"
+	namesFile   = "points.names"
+	flagJudged  = 1 << 0
+	flagSuccess = 1 << 1
+	flagTokens  = 1 << 2
 )
+
+// legacyPointsFiles are the index's files of earlier versions: removed, and
+// the index rebuilt from the log. points.bin had 64-byte records and no
+// extra file (no sample ids, no scores); v2's extra entries had no span
+// keys.
+var legacyPointsFiles = []string{"points.bin", "points.v2.bin", "points.v2.extra"}
 
 // Point is what the index holds of one stored event.
 type Point struct {
@@ -69,6 +74,10 @@ type Point struct {
 	// reader's buffers: valid only during the visit.
 	Sample string
 	Scores []event.Score
+	// Span is the key of the span the event was mapped from (HasSpan),
+	// under which evaluations that arrive apart from it are kept.
+	Span    event.SpanKey
+	HasSpan bool
 	// Cluster is the value of a cluster key, read from the log only
 	// (ClusteredPoints); HasCluster is false when the event lacks it.
 	Cluster    string
@@ -122,9 +131,11 @@ func openPointIndex(dir string) (*pointIndex, error) {
 		return nil, err
 	}
 	// The index of an earlier version: the log rebuilds this one.
-	if err := os.Remove(filepath.Join(dir, legacyPointsFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		x.names.Close()
-		return nil, err
+	for _, name := range legacyPointsFiles {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			x.names.Close()
+			return nil, err
+		}
 	}
 	if x.extra, err = os.OpenFile(filepath.Join(dir, extraFile), os.O_CREATE|os.O_RDWR, 0o644); err != nil {
 		x.names.Close()
@@ -298,7 +309,8 @@ func (x *pointIndex) add(events []*event.Event) error {
 			}
 		}
 		rec[60] = flags
-		if e.SampleID.Valid || len(e.Scores) > 0 {
+		span, hasSpan := event.SpanKeyOf(e.EventID)
+		if e.SampleID.Valid || len(e.Scores) > 0 || hasSpan {
 			start := len(extra)
 			extra = binary.AppendUvarint(extra, uint64(len(e.SampleID.V)))
 			extra = append(extra, e.SampleID.V...)
@@ -306,6 +318,9 @@ func (x *pointIndex) add(events []*event.Event) error {
 			for _, s := range e.Scores {
 				extra = binary.AppendUvarint(extra, uint64(x.id(s.Name, &newNames)))
 				extra = binary.LittleEndian.AppendUint64(extra, math.Float64bits(s.Value))
+			}
+			if hasSpan {
+				extra = append(extra, span[:]...)
 			}
 			entry := extra[start:]
 			binary.LittleEndian.PutUint32(rec[72:], uint32(len(entry)))
@@ -409,7 +424,7 @@ func (x *pointIndex) read(n int64, names []string, visit func(*Point) error) err
 				if crc32.Checksum(entry, castagnoli) != binary.LittleEndian.Uint32(r[76:]) {
 					return fmt.Errorf("%w: %s: the entry of point %d fails its checksum", ErrCorrupt, extraFile, off+i)
 				}
-				if p.Sample, scores, err = decodeExtra(entry, names, scores[:0]); err != nil {
+				if p.Sample, scores, p.Span, p.HasSpan, err = decodeExtra(entry, names, scores[:0]); err != nil {
 					return fmt.Errorf("%w: %s: point %d: %w", ErrCorrupt, extraFile, off+i, err)
 				}
 				p.Scores = scores
@@ -424,33 +439,37 @@ func (x *pointIndex) read(n int64, names []string, visit func(*Point) error) err
 
 // decodeExtra reads an extra entry; the sample aliases entry. Only the
 // form add writes is accepted.
-func decodeExtra(entry []byte, names []string, scores []event.Score) (string, []event.Score, error) {
+func decodeExtra(entry []byte, names []string, scores []event.Score) (sample string, _ []event.Score, span event.SpanKey, hasSpan bool, _ error) {
 	bad := errMalformedExtra
 	n, ok := minimalUvarint(&entry)
 	if !ok || uint64(len(entry)) < n {
-		return "", nil, bad
+		return "", nil, span, false, bad
 	}
-	var sample string
 	if n > 0 {
 		sample = unsafe.String(&entry[0], n)
 	}
 	entry = entry[n:]
 	count, ok := minimalUvarint(&entry)
 	if !ok || count > event.MaxScores {
-		return "", nil, bad
+		return "", nil, span, false, bad
 	}
 	for range count {
 		id, ok := minimalUvarint(&entry)
 		if !ok || id == 0 || id > uint64(len(names)) || len(entry) < 8 {
-			return "", nil, bad
+			return "", nil, span, false, bad
 		}
 		scores = append(scores, event.Score{Name: names[id-1], Value: math.Float64frombits(binary.LittleEndian.Uint64(entry))})
 		entry = entry[8:]
 	}
-	if len(entry) != 0 {
-		return "", nil, bad
+	switch len(entry) {
+	case 0:
+	case len(span):
+		copy(span[:], entry)
+		hasSpan = true
+	default:
+		return "", nil, span, false, bad
 	}
-	return sample, scores, nil
+	return sample, scores, span, hasSpan, nil
 }
 
 var errMalformedExtra = errors.New("malformed entry")

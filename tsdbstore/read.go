@@ -111,6 +111,7 @@ func PointOf(e *event.Event) Point {
 	p := Point{TimestampUs: e.Timestamp, LatencyMs: math.NaN(), CostUSD: math.NaN(),
 		Judged: e.Success.Valid, Success: e.Success.V, Event: e.EventName, Model: e.Model.V, Provider: e.Provider.V,
 		Sample: e.SampleID.V, Scores: e.Scores}
+	p.Span, p.HasSpan = event.SpanKeyOf(e.EventID)
 	if e.LatencyMs.Valid {
 		p.LatencyMs = e.LatencyMs.V
 	}

@@ -481,6 +481,9 @@ func TestPointsIndexMatchesLog(t *testing.T) {
 		if i%5 < 2 {
 			e.Scores = []event.Score{{Name: "exact_match", Value: float64(i % 2)}, {Name: fmt.Sprintf("judge.%d", i%4), Value: float64(i) / 300}}
 		}
+		if i%11 < 4 { // mapped from a span: the index keeps the key
+			e.EventID = event.NewSpanKey([16]byte{1, byte(i)}, [8]byte{2, byte(i)}).EventID()
+		}
 		evs = append(evs, e)
 	}
 	mustAppend(t, s, evs[:100])
@@ -504,6 +507,9 @@ func TestPointsIndexMatchesLog(t *testing.T) {
 	for i, p := range want {
 		if p.Sample != evs[i].SampleID.V || !slices.Equal(p.Scores, evs[i].Scores) {
 			t.Fatalf("point %d: sample %q scores %v, want %q %v", i, p.Sample, p.Scores, evs[i].SampleID.V, evs[i].Scores)
+		}
+		if k, ok := event.SpanKeyOf(evs[i].EventID); p.HasSpan != ok || p.Span != k {
+			t.Fatalf("point %d: span %x (%v), want %x (%v)", i, p.Span, p.HasSpan, k, ok)
 		}
 	}
 	// The log says the same.
@@ -557,8 +563,12 @@ func TestPointsIndexMatchesLog(t *testing.T) {
 			_, err = f.WriteAt([]byte{0x80}, fi.Size()-pointSize+71)
 			return errors.Join(err, f.Close())
 		}},
-		{"an index of the earlier version", func() error {
-			return errors.Join(os.Rename(filepath.Join(dir, pointsFile), filepath.Join(dir, legacyPointsFile)), os.Remove(filepath.Join(dir, extraFile)))
+		{"an index of the first version", func() error {
+			return errors.Join(os.Rename(filepath.Join(dir, pointsFile), filepath.Join(dir, legacyPointsFiles[0])), os.Remove(filepath.Join(dir, extraFile)))
+		}},
+		{"an index of the second version", func() error {
+			return errors.Join(os.Rename(filepath.Join(dir, pointsFile), filepath.Join(dir, legacyPointsFiles[1])),
+				os.Rename(filepath.Join(dir, extraFile), filepath.Join(dir, legacyPointsFiles[2])))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -570,8 +580,10 @@ func TestPointsIndexMatchesLog(t *testing.T) {
 			if got := fromIndex(s); !samePoints(got, want) {
 				t.Fatalf("after a rebuild: %d points", len(got))
 			}
-			if _, err := os.Stat(filepath.Join(dir, legacyPointsFile)); !errors.Is(err, os.ErrNotExist) {
-				t.Fatalf("the index of the earlier version is left: %v", err)
+			for _, name := range legacyPointsFiles {
+				if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("the index of an earlier version is left: %v", err)
+				}
 			}
 		})
 	}
@@ -585,7 +597,7 @@ func samePoints(a, b []Point) bool {
 		x, y := a[i], b[i]
 		if x.TimestampUs != y.TimestampUs || x.Event != y.Event || x.Model != y.Model || x.Judged != y.Judged || x.Success != y.Success ||
 			x.HasTokens != y.HasTokens || x.Total != y.Total || !sameFloat(x.LatencyMs, y.LatencyMs) || !sameFloat(x.CostUSD, y.CostUSD) ||
-			x.Sample != y.Sample || !slices.Equal(x.Scores, y.Scores) {
+			x.Sample != y.Sample || !slices.Equal(x.Scores, y.Scores) || x.Span != y.Span || x.HasSpan != y.HasSpan {
 			return false
 		}
 	}
