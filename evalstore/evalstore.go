@@ -365,13 +365,11 @@ func (s *Store) Close() error {
 
 // Merge returns own with overlay's scores added, overlay winning a name
 // both hold; both sorted by name, as the result is. own is returned as it
-// is when overlay is empty.
+// is when overlay is empty, else a new slice: the caller may change it
+// without touching either.
 func Merge(own, overlay []event.Score) []event.Score {
 	if len(overlay) == 0 {
 		return own
-	}
-	if len(own) == 0 {
-		return overlay
 	}
 	out := make([]event.Score, 0, len(own)+len(overlay))
 	i, j := 0, 0

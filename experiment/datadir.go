@@ -16,6 +16,7 @@ import (
 //
 //	<storage.path>/lock                                 held by the one process using the directory
 //	<storage.path>/anonymize.key                        key of anonymized exports
+//	<storage.path>/evaluations.log                      scores that arrive apart from their events (evalstore)
 //	<storage.path>/experiments/<id>/experiment.json     the record (written atomically)
 //	<storage.path>/experiments/<id>/experiment.json.prev the same record, a second copy
 //	<storage.path>/experiments/<id>/events/             the event log (tsdbstore)

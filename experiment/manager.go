@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crucible-telemetry/crucible-telemetry/collector"
+	"github.com/crucible-telemetry/crucible-telemetry/evalstore"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
@@ -35,6 +36,8 @@ type Manager struct {
 	opts   Options
 	logger *slog.Logger
 	lock   *dirLock
+	// evals holds the scores that arrive apart from their events.
+	evals *evalstore.Store
 
 	mu          sync.RWMutex
 	exps        map[string]*Experiment
@@ -97,6 +100,9 @@ func (m *Manager) Open() error {
 	}
 	m.lock = lock
 	if err := os.MkdirAll(m.experimentsDir(), 0o755); err != nil {
+		return err
+	}
+	if err := openEvaluations(m.opts.Dir, m); err != nil {
 		return err
 	}
 	entries, err := os.ReadDir(m.experimentsDir())
@@ -272,6 +278,9 @@ func (m *Manager) Close() error {
 	}
 	m.exps = map[string]*Experiment{}
 	m.unavailable = map[string]*unavailable{}
+	if m.evals != nil {
+		errs = append(errs, m.evals.Close())
+	}
 	errs = append(errs, m.lock.release())
 	m.lock = nil
 	return errors.Join(errs...)

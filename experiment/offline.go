@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"sync"
 
 	"github.com/crucible-telemetry/crucible-telemetry/analysis"
+	"github.com/crucible-telemetry/crucible-telemetry/evalstore"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
@@ -17,10 +19,20 @@ import (
 // index, and takes no lock: it writes nothing but sort runs.
 type Offline struct {
 	dir string
+
+	evalsOnce sync.Once
+	evals     *evalstore.Store
+	evalsErr  error
 }
 
 // NewOffline returns a reader of the data directory storagePath.
 func NewOffline(storagePath string) *Offline { return &Offline{dir: storagePath} }
+
+// evaluations reads the data directory's evaluations store, once.
+func (d *Offline) evaluations() (*evalstore.Store, error) {
+	d.evalsOnce.Do(func() { d.evals, d.evalsErr = evalstore.OpenReadOnly(d.dir) })
+	return d.evals, d.evalsErr
+}
 
 // Get returns an experiment's record as its record file holds it.
 func (d *Offline) Get(id string) (Record, error) {
@@ -60,11 +72,16 @@ func (d *Offline) Points(ctx context.Context, id string, f Filter) ([]analysis.P
 	if f.Condition != "" && f.Condition != rec.Condition {
 		return []analysis.Point{}, nil
 	}
+	evals, err := d.evaluations()
+	if err != nil {
+		return nil, err
+	}
 	scan := d.scan(id)
 	log := func(visit func(*tsdbstore.LogRecord) error) error { return scan(ctx, visit) }
 	out := []analysis.Point{}
 	keep := func(p *tsdbstore.Point) error {
 		if matchPoint(&f, p) {
+			joinPoint(evals, p)
 			out = append(out, toAnalysis(p))
 		}
 		return nil
@@ -82,7 +99,11 @@ func (d *Offline) ordered(id string) (*orderedReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &orderedReader{scan: d.scan(id), spec: rec.Spec, tmpDir: d.dir, runSize: RunSize}, nil
+	evals, err := d.evaluations()
+	if err != nil {
+		return nil, err
+	}
+	return &orderedReader{scan: d.scan(id), spec: rec.Spec, evals: evals, tmpDir: d.dir, runSize: RunSize}, nil
 }
 
 // Analyze is the exact analysis of the events f selects (SPEC §7).

@@ -70,6 +70,7 @@ func (m *Manager) Events(ctx context.Context, id string, f Filter) ([]json.RawMe
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}
 		spec.Stamp(&e)
+		joinEvent(m.evals, &e)
 		out = append(out, match{e.Timestamp, e.EventID, e.AppendJSON(nil)})
 		return nil
 	})
@@ -105,6 +106,7 @@ func (m *Manager) Points(ctx context.Context, id string, f Filter) ([]analysis.P
 	var out []analysis.Point
 	keep := func(p *tsdbstore.Point) error {
 		if matchPoint(&f, p) {
+			joinPoint(m.evals, p)
 			out = append(out, toAnalysis(p))
 		}
 		return nil

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"unsafe"
 
+	"github.com/crucible-telemetry/crucible-telemetry/evalstore"
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
@@ -27,6 +28,7 @@ const RunSize = 10_000
 type orderedReader struct {
 	scan    func(context.Context, func(*tsdbstore.LogRecord) error) error
 	spec    Spec
+	evals   *evalstore.Store // joined to the events read; may be nil
 	tmpDir  string
 	runSize int
 }
@@ -37,7 +39,7 @@ func (m *Manager) ordered(id string) (*orderedReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &orderedReader{scan: store.Scan, spec: spec, tmpDir: m.opts.Dir, runSize: RunSize}, nil
+	return &orderedReader{scan: store.Scan, spec: spec, evals: m.evals, tmpDir: m.opts.Dir, runSize: RunSize}, nil
 }
 
 type sortItem struct {
@@ -106,6 +108,7 @@ func (o *orderedReader) Read(ctx context.Context, rs readSpec) error {
 		if !f.Match(&e) {
 			return nil
 		}
+		joinEvent(o.evals, &e)
 		extra = extra[:0]
 		if rs.Annotate != nil {
 			var err error
@@ -133,6 +136,7 @@ func (o *orderedReader) Read(ctx context.Context, rs readSpec) error {
 			return err
 		}
 		o.spec.Stamp(&e)
+		joinEvent(o.evals, &e)
 		return rs.Visit(&e, it.extra)
 	}
 	if len(runs) == 0 {
