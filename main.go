@@ -54,6 +54,7 @@ type serveFlags struct {
 	idleTimeout     model.Duration
 	maxConnections  int
 	probeAddress    string
+	otlpGRPCAddress string
 	maxInflightReqs int
 	maxInflightSize units.Base2Bytes
 	queueTimeout    model.Duration
@@ -100,6 +101,7 @@ func run(args []string) int {
 	serve.Flag("web.idle-timeout", "How long a keep-alive connection may wait for its next request.").Default("2m").SetValue(&sf.idleTimeout)
 	serve.Flag("web.max-connections", "Most connections open at once on each listen address (0: no limit); further clients wait to be accepted.").Default("512").IntVar(&sf.maxConnections)
 	serve.Flag("web.probe-listen-address", "Address serving only /-/healthy and /-/ready, without TLS or authentication, for Kubernetes probes when --web.config.file protects the API (empty: off).").Default("").StringVar(&sf.probeAddress)
+	serve.Flag("otlp.grpc-listen-address", "Address of the OTLP/gRPC receiver of traces and logs (SPEC §15), e.g. :4317; served without TLS or authentication, for a sidecar's loopback or pod network (empty: off). OTLP/HTTP is always on the main listener at /v1/traces and /v1/logs.").Default("").StringVar(&sf.otlpGRPCAddress)
 	serve.Flag("ingest.max-inflight-requests", "Ingest requests decoded and stored at once; more wait, then get 429 with Retry-After (0: no limit).").Default("16").IntVar(&sf.maxInflightReqs)
 	serve.Flag("ingest.max-inflight-bytes", "Request bodies held in memory at once; more wait, then get 429 with Retry-After. At least --web.max-request-bytes.").Default("32MiB").BytesVar(&sf.maxInflightSize)
 	serve.Flag("ingest.queue-timeout", "How long an ingest request waits for room under the two limits above before it gets 429.").Default("500ms").SetValue(&sf.queueTimeout)
@@ -346,7 +348,7 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		logger.Error("cannot listen", "err", err)
 		return 1
 	}
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3)
 	go func() { serveErr <- web.ServeMultiple(listeners, srv, sf.web, logger) }()
 	if sf.probeAddress != "" {
 		probes := api.NewServer(a.Probes(), api.ServerOptions{ReadTimeout: 10 * time.Second, IdleTimeout: time.Duration(sf.idleTimeout), Logger: logger})
@@ -358,6 +360,19 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		logger.Info("serving /-/healthy and /-/ready without TLS or authentication", "address", l.Addr().String())
 		go func() { serveErr <- probes.Serve(netutil.LimitListener(l, 16)) }()
 		defer probes.Close()
+	}
+
+	if sf.otlpGRPCAddress != "" {
+		l, err := net.Listen("tcp", sf.otlpGRPCAddress)
+		if err != nil {
+			logger.Error("cannot listen for OTLP/gRPC", "err", err)
+			return 1
+		}
+		grpcSrv := a.GRPCServer()
+		logger.Info("serving OTLP/gRPC without TLS or authentication", "address", l.Addr().String())
+		go func() { serveErr <- grpcSrv.Serve(netutil.LimitListener(l, sf.maxConnections)) }()
+		// Stopped before storage closes: in-flight exports are stored first.
+		defer grpcSrv.GracefulStop()
 	}
 
 	openErr := make(chan error, 1)

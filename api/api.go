@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crucible-telemetry/crucible-telemetry/evalstore"
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
 )
@@ -39,6 +40,8 @@ type API struct {
 	results  map[string]prometheus.Counter
 	bodies   *budget
 	slots    slots
+	// otlpStats count what OTLP requests held that is not an event.
+	otlpStats otlpMetrics
 }
 
 // Ingest result reasons, the values of crucible_ingest_events_total{result}.
@@ -79,6 +82,12 @@ func New(o Options) *API {
 			Name: "crucible_ingest_inflight_requests",
 			Help: "Ingest requests being decoded and stored, bounded by --ingest.max-inflight-requests.",
 		}, func() float64 { return float64(len(a.slots)) }))
+	a.otlpStats = newOTLPMetrics(o.Registerer, func() *evalstore.Store {
+		if o.Manager == nil {
+			return nil
+		}
+		return o.Manager.Evaluations()
+	})
 	a.results = make(map[string]prometheus.Counter, len(ingestResults))
 	for _, r := range ingestResults {
 		a.results[r] = a.ingested.WithLabelValues(r)

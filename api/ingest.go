@@ -81,28 +81,38 @@ func (a *API) ingest(w http.ResponseWriter, r *http.Request) {
 	a.storeEvents(w, r, id, events, parseRejects, now)
 }
 
-// storeEvents is the end of ingest, whatever the protocol. A protocol's
-// handler decodes its body into events, nil where it rejected one (saying
-// why in rejected, ascending by index), and calls it with the experiment
-// the request names ("" routes each event by its own). storeEvents checks
-// that storage is ready, stores the events through the Manager (routing,
-// lifecycle, sampling, de-duplication), merges the rejections, counts the
-// results and answers. The events must stay valid until it returns.
+// storeEvents is the end of the JSON protocol's ingest: ingestEvents, then
+// the answer of SPEC §4.1.
 func (a *API) storeEvents(w http.ResponseWriter, r *http.Request, target string, events []*event.Event, rejected []experiment.Rejection, now time.Time) {
-	if !a.Manager.Ready() {
-		a.fail(w, r, experiment.ErrNotReady)
-		return
-	}
-	res, err := a.Manager.Ingest(target, events, now)
+	res, err := a.ingestEvents(target, events, rejected, now)
 	if err != nil {
 		a.fail(w, r, err)
 		return
+	}
+	a.respond(w, http.StatusOK, res)
+}
+
+// ingestEvents is the end of ingest, whatever the protocol. A protocol's
+// handler decodes its body into events, nil where it rejected one (saying
+// why in rejected, ascending by index), and calls it with the experiment
+// the request names ("" routes each event by its own). ingestEvents checks
+// that storage is ready, stores the events through the Manager (routing,
+// lifecycle, sampling, de-duplication), merges the rejections and counts
+// the results; the handler answers in its protocol's form. The events must
+// stay valid until it returns.
+func (a *API) ingestEvents(target string, events []*event.Event, rejected []experiment.Rejection, now time.Time) (experiment.IngestResult, error) {
+	if !a.Manager.Ready() {
+		return experiment.IngestResult{}, experiment.ErrNotReady
+	}
+	res, err := a.Manager.Ingest(target, events, now)
+	if err != nil {
+		return res, err
 	}
 	if len(rejected) > 0 {
 		res.Rejected = mergeRejections(rejected, res.Rejected)
 	}
 	a.count(res)
-	a.respond(w, http.StatusOK, res)
+	return res, nil
 }
 
 // count adds a request's results to crucible_ingest_events_total.

@@ -194,6 +194,8 @@ func (a *API) routes(rt *router) {
 	route("DELETE /api/v1/experiments/{id}", a.deleteExperiment, nil)
 	route("POST /api/v1/events", a.ingest, nil)
 	route("POST /api/v1/experiments/{id}/events", a.ingest, nil)
+	route("POST /v1/traces", a.otlpTraces, nil)
+	route("POST /v1/logs", a.otlpLogs, nil)
 	route("GET /api/v1/experiments/{id}/events", a.events, eventsParams)
 	route("GET /api/v1/experiments/{id}/metrics", a.metrics, metricsParams)
 	route("GET /api/v1/experiments/{id}/windows", a.windows, windowsParams)
