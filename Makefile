@@ -45,6 +45,8 @@ fuzz:
 	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzScanSegment$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzPointsNames$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzPointsExtra$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./otlp -run '^$$' -fuzz '^FuzzTraces$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./otlp -run '^$$' -fuzz '^FuzzLogs$$' -fuzztime $(FUZZTIME)
 
 ## bench: Go micro-benchmarks, then the load generator against a fresh sidecar
 bench: bench-go bench-load
