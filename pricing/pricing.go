@@ -15,6 +15,7 @@ import (
 	"math"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"go.yaml.in/yaml/v3"
@@ -35,7 +36,21 @@ type Table struct {
 	AsOf    string           `yaml:"as_of,omitempty" json:"as_of,omitempty"`
 	Default *Price           `yaml:"default,omitempty" json:"default,omitempty"`
 	Models  map[string]Price `yaml:"models" json:"models"`
+
+	// resolved remembers how names that are not keys of Models resolved
+	// (case, provider prefix, dated variant, default): the dated-variant
+	// rule is a regular expression, too slow to run on every event. Bounded
+	// by maxResolved names; past it, names are resolved each time.
+	resolved  sync.Map // string → resolution
+	nresolved atomic.Int32
 }
+
+type resolution struct {
+	p  Price
+	ok bool
+}
+
+const maxResolved = 4096
 
 // ErrInvalid marks a price table that cannot be used.
 var ErrInvalid = errors.New("invalid price table")
@@ -112,6 +127,21 @@ func (t *Table) Lookup(model string) (Price, bool) {
 	if p, ok := t.Models[model]; ok { // names are usually lower case already
 		return p, true
 	}
+	if r, ok := t.resolved.Load(model); ok {
+		r := r.(resolution)
+		return r.p, r.ok
+	}
+	p, ok := t.resolve(model)
+	if t.nresolved.Load() < maxResolved {
+		if _, loaded := t.resolved.LoadOrStore(strings.Clone(model), resolution{p, ok}); !loaded {
+			t.nresolved.Add(1)
+		}
+	}
+	return p, ok
+}
+
+// resolve applies Lookup's rules past the exact name.
+func (t *Table) resolve(model string) (Price, bool) {
 	key := strings.ToLower(model)
 	if p, ok := t.Models[key]; ok {
 		return p, true

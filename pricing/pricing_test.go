@@ -2,6 +2,7 @@ package pricing
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -55,12 +56,15 @@ func TestLookup(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.model, func(t *testing.T) {
-			p, ok := tab.Lookup(c.model)
-			if ok != c.ok {
-				t.Fatalf("ok = %v, want %v", ok, c.ok)
-			}
-			if ok && p != tab.Models[c.base] {
-				t.Fatalf("got %+v, want price of %s", p, c.base)
+			// The second lookup of a name that is not a key is remembered.
+			for range 2 {
+				p, ok := tab.Lookup(c.model)
+				if ok != c.ok {
+					t.Fatalf("ok = %v, want %v", ok, c.ok)
+				}
+				if ok && p != tab.Models[c.base] {
+					t.Fatalf("got %+v, want price of %s", p, c.base)
+				}
 			}
 		})
 	}
@@ -127,5 +131,22 @@ func TestDefaultPriceForUnknown(t *testing.T) {
 	got, ok := tab.Cost("anything", 1e6, 1e6, 0)
 	if !ok || got != 3 {
 		t.Fatalf("got %v %v, want 3 true", got, ok)
+	}
+}
+
+// Past maxResolved names, lookups still resolve, uncached.
+func TestLookupCacheBounded(t *testing.T) {
+	tab := Default()
+	for i := range maxResolved + 10 {
+		name := fmt.Sprintf("gpt-4o-%04d-01-01", i%10000)
+		if _, ok := tab.Lookup(name); !ok {
+			t.Fatalf("%s: no price", name)
+		}
+	}
+	if n := tab.nresolved.Load(); n != maxResolved {
+		t.Fatalf("%d names remembered, want %d", n, maxResolved)
+	}
+	if p, ok := tab.Lookup("claude-3-opus-20240229"); !ok || p != tab.Models["claude-3-opus"] {
+		t.Fatalf("an uncached lookup: %+v %v", p, ok)
 	}
 }
