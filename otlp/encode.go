@@ -36,31 +36,36 @@ type kv struct {
 	f   field
 }
 
-const noField field = nfields
+const (
+	noField      field = nfields     // an attribute the mapping copies as it is
+	contentField field = nfields + 1 // one it leaves out (isContent)
+)
 
 // encoder writes attributes as JSON objects with sorted keys — stored
 // events must not depend on the order a client sent its attributes in —
 // reusing its scratch across the objects of a request.
 type encoder struct {
-	kvs   []kv    // the entries of the objects being written, innermost last
-	order []int32 // a permutation of a top-level object's entries, sorted
+	kvs []kv // the entries of the objects being written, innermost last
 }
 
 func compareKV(a, b kv) int { return strings.Compare(a.key, b.key) }
 
-// appendAttrs writes kvs as a JSON object of at most max bytes, sorted by
-// key, leaving out the entries whose field is in skip (the values an event
-// field holds), a repeated key after its first, and what breaks the
-// bounds; written and dropped count the entries written and the latter.
-// It sorts a permutation, not kvs: an entry is 40 bytes of pointers, an
+// sortOrder appends to order the permutation of kvs that sorts them by
+// key. It sorts indexes, not kvs: an entry is 40 bytes of pointers, an
 // index 4.
-func (e *encoder) appendAttrs(b []byte, kvs []kv, skip uint64, max int) (_ []byte, written, dropped int) {
-	order := e.order[:0]
+func sortOrder(order []int32, kvs []kv) []int32 {
 	for i := range kvs {
 		order = append(order, int32(i))
 	}
 	slices.SortStableFunc(order, func(i, j int32) int { return strings.Compare(kvs[i].key, kvs[j].key) })
-	e.order = order
+	return order
+}
+
+// appendAttrs writes kvs in the sorted order as a JSON object of at most
+// max bytes, leaving out the entries whose field is in skip (the values an
+// event field holds), a repeated key after its first, and what breaks the
+// bounds; written and dropped count the entries written and the latter.
+func (e *encoder) appendAttrs(b []byte, kvs []kv, order []int32, skip uint64, max int) (_ []byte, written, dropped int) {
 	start := len(b)
 	b = append(b, '{')
 	for i, o := range order {
@@ -193,6 +198,15 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight bytes at a time while none needs escaping or is past
+		// ASCII: keys and most values are plain ASCII.
+		for i+8 <= len(s) && plain8(uint64(s[i])|uint64(s[i+1])<<8|uint64(s[i+2])<<16|uint64(s[i+3])<<24|
+			uint64(s[i+4])<<32|uint64(s[i+5])<<40|uint64(s[i+6])<<48|uint64(s[i+7])<<56) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -228,6 +242,14 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// plain8 tells whether none of the eight bytes of x is a control byte,
+// '"', '\\' or past ASCII.
+func plain8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	return (x&highs | (x-0x20*ones)&^x&highs | hasZero(x^'"'*ones) | hasZero(x^'\\'*ones)) == 0
 }
 
 // cut shortens s to at most n bytes, at a rune's start.

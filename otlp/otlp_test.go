@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -381,5 +382,81 @@ func TestResourceCopiesBounded(t *testing.T) {
 	}
 	if first := string(b.Events[0].Metadata); !strings.Contains(first, `"service.name":"big"`) {
 		t.Fatalf("the first event lost its resource: %.300s", first)
+	}
+}
+
+// TestAppendString: every string is written as JSON that reads back as it
+// (invalid UTF-8 as U+FFFD), whichever of its bytes the 8-byte fast path
+// or the byte loop sees.
+func TestAppendString(t *testing.T) {
+	cases := []string{"", "plain ascii key", "gen_ai.request.model", "tab\there", `quote"back\slash`,
+		"é and 日本", "\x00\x1f\x7f", "bad \xff utf-8", "\u2028\u2029", strings.Repeat("a", 17) + "\n"}
+	for c := range 256 {
+		for pos := range 9 {
+			b := []byte("abcdefghijklmnop")
+			b[pos] = byte(c)
+			cases = append(cases, string(b))
+		}
+	}
+	for _, s := range cases {
+		out := appendString(nil, s)
+		var back string
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("%q: %s is not JSON: %v", s, out, err)
+		}
+		var want []rune
+		for _, r := range s { // an invalid byte ranges as U+FFFD
+			want = append(want, r)
+		}
+		if back != string(want) {
+			t.Fatalf("%q: reads back as %q", s, back)
+		}
+	}
+}
+
+// TestShapeReuse: a span maps the same after spans with the same keys, a
+// prefix of them, or more, as it does alone.
+func TestShapeReuse(t *testing.T) {
+	shapes := [][]string{
+		{"gen_ai.operation.name", "zeta", "gen_ai.request.model", "gen_ai.input.messages", "alpha"},
+		{"gen_ai.operation.name", "zeta", "gen_ai.request.model", "gen_ai.input.messages", "alpha"},
+		{"gen_ai.operation.name", "zeta", "gen_ai.request.model"},
+		{"gen_ai.operation.name", "zeta", "gen_ai.request.model", "gen_ai.input.messages", "alpha", "beta"},
+		{"gen_ai.operation.name", "gen_ai.input.messages", "gen_ai.request.model", "zeta", "alpha"},
+		{"gen_ai.operation.name", "zeta", "gen_ai.request.model", "gen_ai.input.messages", "alpha"},
+	}
+	build := func(keys ...[]string) ptrace.Traces {
+		td := ptrace.NewTraces()
+		spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+		for i, ks := range keys {
+			s := spans.AppendEmpty()
+			s.SetTraceID([16]byte{1})
+			s.SetSpanID([8]byte{byte(i + 1)})
+			for _, k := range ks {
+				v := k + "-value"
+				if k == "gen_ai.operation.name" {
+					v = "chat"
+				}
+				s.Attributes().PutStr(k, v)
+			}
+		}
+		return td
+	}
+	batch := Traces(build(shapes...), "", testNow, testPrices)
+	if len(batch.Events) != len(shapes) {
+		t.Fatalf("%d events: %v", len(batch.Events), batch.Rejected)
+	}
+	for i, ks := range shapes {
+		// Alone, but with the span id it has in the batch.
+		pre := make([][]string, i+1)
+		for j := range i {
+			pre[j] = []string{"gen_ai.operation.name", "other" + strconv.Itoa(j)}
+		}
+		pre[i] = ks
+		alone := Traces(build(pre...), "", testNow, testPrices)
+		got, want := string(batch.Events[i].Metadata), string(alone.Events[i].Metadata)
+		if got != want {
+			t.Errorf("span %d maps to\n%s\nafter the others, to\n%s\nalone", i, got, want)
+		}
 	}
 }

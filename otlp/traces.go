@@ -104,6 +104,8 @@ type traceMapper struct {
 	arena []byte // the events' metadata, one after the other
 	ends  []int  // ends[i]: the end of event i's metadata in arena
 
+	shape      shape
+	resOrder   []int32
 	sf         fields // the span's
 	res        fields // its resource's
 	resJSON    []byte // the resource's attributes, as a JSON object
@@ -201,7 +203,8 @@ func (m *traceMapper) resource(r pcommon.Resource) {
 		kvs = append(kvs, kv{key: k, val: v, f: noField})
 	}
 	m.enc.kvs = kvs
-	m.resJSON, m.resAttrs, m.resDropped = m.enc.appendAttrs(m.resJSON[:0], kvs, 0, maxResourceBytes)
+	m.resOrder = sortOrder(m.resOrder[:0], kvs)
+	m.resJSON, m.resAttrs, m.resDropped = m.enc.appendAttrs(m.resJSON[:0], kvs, m.resOrder, 0, maxResourceBytes)
 	m.enc.kvs = m.enc.kvs[:0]
 }
 
@@ -257,13 +260,36 @@ func (m *traceMapper) span(s ptrace.Span, idx int, id string) {
 	sf := &m.sf
 	sf.set = 0
 	kvs := m.enc.kvs[:0]
+	sh := &m.shape
+	same, i := true, 0
 	for k, v := range s.Attributes().All() {
-		if f, ok := fieldOf(k); ok {
-			sf.add(f, v)
-			kvs = append(kvs, kv{key: k, val: v, f: f})
-		} else if !isContent(k) {
-			kvs = append(kvs, kv{key: k, val: v, f: noField})
+		var f field
+		if same && i < len(sh.keys) && sh.keys[i] == k {
+			f = sh.class[i]
+		} else {
+			if same {
+				same = false
+				sh.keys, sh.class = sh.keys[:i], sh.class[:i]
+			}
+			f = classify(k)
+			sh.keys, sh.class = append(sh.keys, k), append(sh.class, f)
 		}
+		i++
+		switch f {
+		case contentField:
+			continue
+		case noField:
+		default:
+			sf.add(f, v)
+		}
+		kvs = append(kvs, kv{key: k, val: v, f: f})
+	}
+	if same && i < len(sh.keys) {
+		same = false
+		sh.keys, sh.class = sh.keys[:i], sh.class[:i]
+	}
+	if !same {
+		sh.order = sortOrder(sh.order[:0], kvs)
 	}
 	m.enc.kvs = kvs
 	defer func() { m.enc.kvs = m.enc.kvs[:0] }()
@@ -302,6 +328,27 @@ func (m *traceMapper) span(s ptrace.Span, idx int, id string) {
 	}
 	m.batch.Spans = append(m.batch.Spans, idx)
 	m.ends = append(m.ends, len(m.arena))
+}
+
+// shape is the previous span's attribute keys and what the mapping made of
+// them. The spans of a request mostly have the same keys in the same order
+// — one instrumentation made them — so a span whose keys are the previous
+// one's skips classifying and sorting them.
+type shape struct {
+	keys  []string
+	class []field // of keys[i]: its field, noField or contentField
+	order []int32 // the sorted permutation of the attributes kept
+}
+
+// classify is the field of an attribute key, noField or contentField.
+func classify(k string) field {
+	if f, ok := fieldOf(k); ok {
+		return f
+	}
+	if isContent(k) {
+		return contentField
+	}
+	return noField
 }
 
 // isGenAI tells whether a span is a GenAI one (SPEC §15).
@@ -486,7 +533,7 @@ func validOperation(op string) bool {
 // attributes, but those in used.
 func (m *traceMapper) appendMetadata(b []byte, s ptrace.Span, kvs []kv, used uint64) []byte {
 	b = append(b, `{"otel":{"attributes":`...)
-	b, _, dropped := m.enc.appendAttrs(b, kvs, used, maxAttrsBytes)
+	b, _, dropped := m.enc.appendAttrs(b, kvs, m.shape.order, used, maxAttrsBytes)
 	if dropped > 0 {
 		b = append(b, `,"dropped_attributes":`...)
 		b = strconv.AppendInt(b, int64(dropped), 10)
