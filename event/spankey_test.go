@@ -29,3 +29,13 @@ func TestSpanKey(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkSpanKeyOf(b *testing.B) {
+	id := NewSpanKey([16]byte{1, 2, 3}, [8]byte{4, 5, 6}).EventID()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := SpanKeyOf(id); !ok {
+			b.Fatal("not a key")
+		}
+	}
+}
