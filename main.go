@@ -189,6 +189,7 @@ func run(args []string) int {
 	lg.Flag("batch", "Events per NDJSON request.").Default("1000").IntVar(&lf.cfg.BatchSize)
 	lg.Flag("rate", "Target events/s over all connections (0: as fast as the sidecar answers).").Default("0").Float64Var(&lf.cfg.Rate)
 	lg.Flag("scores", "Quality scores per event, 0 to 4 (exact_match, then judge grades).").Default("0").IntVar(&lf.cfg.Scores)
+	lg.Flag("protocol", "json: NDJSON batches to the ingest API; otlp: OTLP/HTTP protobuf exports of GenAI spans to /v1/traces.").Default("json").EnumVar(&lf.cfg.Protocol, "json", "otlp")
 
 	var df demoFlags
 	dm := app.Command("demo", "Create a control and a treatment experiment in a running sidecar and stream LLM-like events into both.")

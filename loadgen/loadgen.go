@@ -35,6 +35,9 @@ type Config struct {
 	Rate float64
 	// Scores is how many quality scores each event carries (0 to 4).
 	Scores int
+	// Protocol is "json" (NDJSON batches, the default) or "otlp" (OTLP/HTTP
+	// protobuf exports of GenAI spans, OTLPBatch; Scores does not apply).
+	Protocol string
 }
 
 // Report is the outcome of a run.
@@ -161,6 +164,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		defer cancel()
 	}
 	url := target + "/api/v1/experiments/" + cfg.Experiment + "/events"
+	send := func(ctx context.Context, body []byte, n int) error { return post(ctx, client, url, body, n) }
+	switch cfg.Protocol {
+	case "", "json":
+	case "otlp":
+		url = target + "/v1/traces"
+		send = func(ctx context.Context, body []byte, _ int) error { return postOTLP(ctx, client, url, body) }
+	default:
+		return Report{}, fmt.Errorf("unknown protocol %q: json or otlp", cfg.Protocol)
+	}
 	var (
 		sent, batches, failures, throttled atomic.Int64
 		mu                                 sync.Mutex
@@ -210,8 +222,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 					t0 = next
 					next = next.Add(interval)
 				}
-				body = BatchWith(body[:0], rng, n, time.Now().UnixMicro(), BatchOptions{Scores: cfg.Scores})
-				err := post(ctx, client, url, body, n)
+				var err error
+				if cfg.Protocol == "otlp" {
+					body, err = OTLPBatch(rng, n, time.Now(), cfg.Experiment)
+				} else {
+					body = BatchWith(body[:0], rng, n, time.Now().UnixMicro(), BatchOptions{Scores: cfg.Scores})
+				}
+				if err == nil {
+					err = send(ctx, body, n)
+				}
 				// Backpressure: wait as the sidecar asks, then send the
 				// same batch again, as a well-behaved client does.
 				for wait := (*throttle)(nil); errors.As(err, &wait) && ctx.Err() == nil; {
@@ -220,7 +239,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 					case <-time.After(wait.after):
 					case <-ctx.Done():
 					}
-					err = post(ctx, client, url, body, n)
+					err = send(ctx, body, n)
 				}
 				if ctx.Err() != nil {
 					return
@@ -291,10 +310,8 @@ func post(ctx context.Context, client *http.Client, url string, body []byte, n i
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
-			return &throttle{after: min(time.Duration(secs)*time.Second, maxRetryAfter)}
-		}
+	if t := throttled(resp); t != nil {
+		return t
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s: %s", resp.Status, b)
@@ -302,6 +319,17 @@ func post(ctx context.Context, client *http.Client, url string, body []byte, n i
 	want := `"accepted":` + strconv.Itoa(n) + `,`
 	if !bytes.Contains(b, []byte(want)) {
 		return fmt.Errorf("not every event was accepted: %s", b)
+	}
+	return nil
+}
+
+// throttled is the wait a 429 or 503 answer with Retry-After asks for; nil
+// for any other answer.
+func throttled(resp *http.Response) *throttle {
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
+			return &throttle{after: min(time.Duration(secs)*time.Second, maxRetryAfter)}
+		}
 	}
 	return nil
 }

@@ -3,7 +3,8 @@
 # load generator, and prints the load generator's report, the sidecar's
 # resident memory every 10 s, its stored event count and its disk use.
 # BIN and PORT choose another binary (to compare builds) and port; SCORES
-# the quality scores per event (0 to 4).
+# the quality scores per event (0 to 4); PROTOCOL=otlp sends OTLP/HTTP
+# protobuf exports of GenAI spans instead of NDJSON.
 set -euo pipefail
 duration=${1:-60s}
 rate=${2:-0}  # events/s; 0 = as fast as the sidecar answers
@@ -29,7 +30,7 @@ rss() {
 ) &
 sampler=$!
 
-"$bin" loadgen --target="http://$addr" --duration="$duration" --connections=4 --batch=1000 --rate="$rate" --scores="${SCORES:-0}"
+"$bin" loadgen --target="http://$addr" --duration="$duration" --connections=4 --batch=1000 --rate="$rate" --scores="${SCORES:-0}" --protocol="${PROTOCOL:-json}"
 kill "$sampler" 2>/dev/null || true
 stored=$(curl -fs "http://$addr/api/v1/experiments/loadgen" | sed -n 's/.*"events_stored":\([0-9]*\).*/\1/p')
 echo "events_stored=$stored rss_mib=$(rss)"
