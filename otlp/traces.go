@@ -197,6 +197,9 @@ func (m *traceMapper) resource(r pcommon.Resource) {
 	for k, v := range r.Attributes().All() {
 		if f, ok := fieldOf(k); ok {
 			m.res.add(f, v)
+			if k == AttrExperimentID {
+				continue // routing, as experiment_id is: the event is the experiment's
+			}
 		} else if isContent(k) {
 			continue
 		}
@@ -561,18 +564,21 @@ func (m *traceMapper) appendMetadata(b []byte, s ptrace.Span, kvs []kv, used uin
 		b = append(b, `,"scope":`...)
 		b = append(b, m.scopeJSON...)
 	}
-	sid, tid := s.SpanID(), s.TraceID()
-	b = append(b, `,"span_id":"`...)
-	b = hex.AppendEncode(b, sid[:])
-	b = append(b, `","status":{"code":"`...)
-	st := s.Status()
-	b = append(b, statusName(st.Code())...)
-	b = append(b, '"')
-	if msg := st.Message(); msg != "" {
-		b = append(b, `,"message":`...)
-		b = appendString(b, cut(msg, maxTextBytes))
+	// The span id is the event_id's last 16 hex digits; the trace id, its
+	// first 32, is kept whole for looking the trace up. An unset status
+	// says nothing.
+	if st := s.Status(); st.Code() != ptrace.StatusCodeUnset || st.Message() != "" {
+		b = append(b, `,"status":{"code":"`...)
+		b = append(b, statusName(st.Code())...)
+		b = append(b, '"')
+		if msg := st.Message(); msg != "" {
+			b = append(b, `,"message":`...)
+			b = appendString(b, cut(msg, maxTextBytes))
+		}
+		b = append(b, '}')
 	}
-	b = append(b, `},"trace_id":"`...)
+	tid := s.TraceID()
+	b = append(b, `,"trace_id":"`...)
 	b = hex.AppendEncode(b, tid[:])
 	return append(b, `"}}`...)
 }
