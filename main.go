@@ -55,6 +55,7 @@ type serveFlags struct {
 	maxConnections  int
 	probeAddress    string
 	otlpGRPCAddress string
+	maxEvalScores   int64
 	maxInflightReqs int
 	maxInflightSize units.Base2Bytes
 	queueTimeout    model.Duration
@@ -102,6 +103,7 @@ func run(args []string) int {
 	serve.Flag("web.max-connections", "Most connections open at once on each listen address (0: no limit); further clients wait to be accepted.").Default("512").IntVar(&sf.maxConnections)
 	serve.Flag("web.probe-listen-address", "Address serving only /-/healthy and /-/ready, without TLS or authentication, for Kubernetes probes when --web.config.file protects the API (empty: off).").Default("").StringVar(&sf.probeAddress)
 	serve.Flag("otlp.grpc-listen-address", "Address of the OTLP/gRPC receiver of traces and logs (SPEC §15), e.g. :4317; served without TLS or authentication, for a sidecar's loopback or pod network (empty: off). OTLP/HTTP is always on the main listener at /v1/traces and /v1/logs.").Default("").StringVar(&sf.otlpGRPCAddress)
+	serve.Flag("otlp.max-evaluation-scores", "Most scores the evaluations store holds (spans × score names of gen_ai.evaluation.result log records, kept in memory at ~100 bytes each). Past it a new one is refused in the export's partial success; one replacing a held score is taken (0: no bound).").Default("1000000").Int64Var(&sf.maxEvalScores)
 	serve.Flag("ingest.max-inflight-requests", "Ingest requests decoded and stored at once; more wait, then get 429 with Retry-After (0: no limit).").Default("16").IntVar(&sf.maxInflightReqs)
 	serve.Flag("ingest.max-inflight-bytes", "Request bodies held in memory at once; more wait, then get 429 with Retry-After. At least --web.max-request-bytes.").Default("32MiB").BytesVar(&sf.maxInflightSize)
 	serve.Flag("ingest.queue-timeout", "How long an ingest request waits for room under the two limits above before it gets 429.").Default("500ms").SetValue(&sf.queueTimeout)
@@ -301,10 +303,11 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		StoppedSeriesTTL: time.Duration(sf.seriesTTL),
 	})
 	manager := experiment.NewManager(experiment.Options{
-		Dir:               filepath.Clean(sf.storagePath),
-		Logger:            logger,
-		Metrics:           metrics,
-		BroadcastUnrouted: sf.broadcast,
+		Dir:                 filepath.Clean(sf.storagePath),
+		Logger:              logger,
+		Metrics:             metrics,
+		BroadcastUnrouted:   sf.broadcast,
+		MaxEvaluationScores: sf.maxEvalScores,
 		Store: tsdbstore.Options{
 			OutOfOrderWindow:    time.Duration(sf.oooWindow),
 			Retention:           time.Duration(sf.retention),

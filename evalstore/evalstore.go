@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 )
@@ -62,18 +63,39 @@ type Damage struct {
 }
 
 // Store is the evaluations of a data directory. Its methods are safe for
-// concurrent use.
+// concurrent use; a reader never waits for an fsync.
 type Store struct {
+	// wmu serialises writers (Add, Close) and guards f: only they change
+	// scores, so under wmu scores can be read without mu.
+	wmu sync.Mutex
+	f   *os.File // nil when read-only or closed
+	// mu guards scores and names for readers against apply.
 	mu     sync.RWMutex
-	f      *os.File // nil when read-only
 	scores map[event.SpanKey][]event.Score
 	names  map[string]string // interned score names
-	count  int64             // evaluations held (a later one of a name replaces it)
+	count  atomic.Int64      // scores held: spans × names
+	max    int64             // the bound on count; 0: none
 	damage Damage
 }
 
-// Open opens (creating) the store in dir for reading and appending.
-func Open(dir string, logger *slog.Logger) (*Store, error) {
+// Options bound a Store.
+type Options struct {
+	// MaxScores bounds the scores held (spans × names), so memory is
+	// bounded whatever clients send: past it an evaluation of a new span
+	// or a new name is refused; one that replaces a held score is not.
+	// 0: no bound.
+	MaxScores int64
+	Logger    *slog.Logger
+}
+
+// Open opens (creating) the store in dir for reading and appending. A file
+// holding many more records than scores (re-evaluations replace scores,
+// the file only grows) is compacted first.
+func Open(dir string, o Options) (*Store, error) {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	path := filepath.Join(dir, File)
 	_, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
@@ -88,7 +110,8 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 		}
 	}
 	s := newStore()
-	end, err := s.load(f)
+	s.max = o.MaxScores
+	end, records, err := s.load(f)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -110,12 +133,62 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 		logger.Error("Skipped damaged records of the evaluations file; the records around them are kept",
 			"file", f.Name(), "records", s.damage.Records, "bytes", s.damage.Bytes)
 	}
-	if _, err := f.Seek(end, io.SeekStart); err != nil {
+	if n := s.count.Load(); int64(records) > 2*n+compactSlack {
+		f.Close()
+		if f, err = s.compact(dir); err != nil {
+			return nil, fmt.Errorf("compact %s: %w", File, err)
+		}
+		logger.Info("Compacted the evaluations file", "records", records, "scores", n)
+	} else if _, err := f.Seek(end, io.SeekStart); err != nil {
 		f.Close()
 		return nil, err
 	}
 	s.f = f
 	return s, nil
+}
+
+// compactSlack is how many replaced records a file may hold beyond twice
+// its scores before Open compacts it.
+const compactSlack = 4096
+
+// compact writes the scores held to a new file and puts it in place of the
+// old one (written, fsynced and renamed, so a crash leaves one or the
+// other), and returns it open for appending.
+func (s *Store) compact(dir string) (*os.File, error) {
+	tmp := filepath.Join(dir, File+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	var buf []byte
+	for k, scores := range s.scores {
+		for _, sc := range scores {
+			buf = encode(buf, Evaluation{Span: k, Name: sc.Name, Value: sc.Value})
+		}
+		if len(buf) > 1<<20 {
+			if _, err := f.Write(buf); err != nil {
+				f.Close()
+				return nil, err
+			}
+			buf = buf[:0]
+		}
+	}
+	_, err = f.Write(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, File))
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	return f, nil
 }
 
 // OpenReadOnly reads the store in dir without changing it; a directory
@@ -130,7 +203,7 @@ func OpenReadOnly(dir string) (*Store, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if _, err := s.load(f); err != nil {
+	if _, _, err := s.load(f); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -140,17 +213,20 @@ func newStore() *Store {
 	return &Store{scores: map[event.SpanKey][]event.Score{}, names: map[string]string{}}
 }
 
-// load reads every record of f and returns where the last good one ends.
-func (s *Store) load(f *os.File) (int64, error) {
+// load reads every record of f and returns where the last good one ends
+// and how many good records it read.
+func (s *Store) load(f *os.File) (int64, int, error) {
 	data, err := io.ReadAll(f)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var end int64
+	records := 0
 	for off := 0; off < len(data); {
 		ev, n, ok := decode(data[off:])
 		if ok {
 			s.apply(ev)
+			records++
 			off += n
 			end = int64(off)
 			continue
@@ -164,7 +240,7 @@ func (s *Store) load(f *os.File) (int64, error) {
 		s.damage.Bytes += int64(next - off)
 		off = next
 	}
-	return end, nil
+	return end, records, nil
 }
 
 // resync finds the first good record at or after from; -1 when none.
@@ -237,6 +313,8 @@ func check(ev Evaluation) error {
 // an earlier one (a re-evaluation, or a retried export). Slices are
 // replaced, never changed, so a reader may keep one.
 func (s *Store) apply(ev Evaluation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	name, ok := s.names[ev.Name]
 	if !ok {
 		name = strings.Clone(ev.Name)
@@ -250,7 +328,7 @@ func (s *Store) apply(ev Evaluation) {
 		next[i].Value = ev.Value
 	} else {
 		next = slices.Insert(next, i, event.Score{Name: name, Value: ev.Value})
-		s.count++
+		s.count.Add(1)
 	}
 	s.scores[ev.Span] = next
 }
@@ -262,18 +340,20 @@ type Rejection struct {
 }
 
 // Add stores evs durably (written and fsynced) before it returns, and
-// returns the ones it refused: invalid, or a new score name for a span that
-// has event.MaxScores already. Nothing of a batch is held in memory unless
-// all of its accepted evaluations are on disk.
+// returns the ones it refused: invalid, a new score name for a span that
+// has event.MaxScores already, or a new score past Options.MaxScores.
+// Nothing of a batch is held in memory unless all of its accepted
+// evaluations are on disk.
 func (s *Store) Add(evs []Evaluation) ([]Rejection, error) {
 	var rejected []Rejection
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if s.f == nil {
-		return nil, errors.New("evaluations store is read-only")
+		return nil, errors.New("evaluations store is read-only or closed")
 	}
-	// Names per span as they will be after the batch, for the bound.
+	// Names per span as they will be after the batch, for the bounds.
 	added := map[event.SpanKey][]string{}
+	newScores := int64(0)
 	var buf []byte
 	keep := make([]Evaluation, 0, len(evs))
 	for i, ev := range evs {
@@ -287,7 +367,13 @@ func (s *Store) Add(evs []Evaluation) ([]Rejection, error) {
 					event.ErrInvalid, ev.Span.EventID(), event.MaxScores)})
 				continue
 			}
+			if s.max > 0 && s.count.Load()+newScores >= s.max {
+				rejected = append(rejected, Rejection{Index: i, Err: fmt.Errorf("%w: the evaluations store holds %d scores, its bound (--otlp.max-evaluation-scores)",
+					ErrFull, s.max)})
+				continue
+			}
 			added[ev.Span] = append(added[ev.Span], ev.Name)
+			newScores++
 		}
 		buf = encode(buf, ev)
 		keep = append(keep, ev)
@@ -312,6 +398,10 @@ func (s *Store) Add(evs []Evaluation) ([]Rejection, error) {
 	return rejected, nil
 }
 
+// ErrFull marks an evaluation refused because the store holds as many
+// scores as Options.MaxScores allows.
+var ErrFull = errors.New("evaluations store full")
+
 func (s *Store) truncate(pos int64) error {
 	if err := s.f.Truncate(pos); err != nil {
 		return err
@@ -328,6 +418,9 @@ func (s *Store) has(k event.SpanKey, name string) bool {
 // Scores returns the scores of the span k, sorted by name; nil when none.
 // The slice is the store's: read it, never change it.
 func (s *Store) Scores(k event.SpanKey) []event.Score {
+	if s.count.Load() == 0 {
+		return nil
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.scores[k]
@@ -335,26 +428,18 @@ func (s *Store) Scores(k event.SpanKey) []event.Score {
 
 // Empty tells whether the store holds no evaluation, so a reader can skip
 // looking events up.
-func (s *Store) Empty() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.scores) == 0
-}
+func (s *Store) Empty() bool { return s.count.Load() == 0 }
 
 // Count is the number of scores held: spans × names.
-func (s *Store) Count() int64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.count
-}
+func (s *Store) Count() int64 { return s.count.Load() }
 
 // Damage reports the damaged records Open skipped.
 func (s *Store) Damage() Damage { return s.damage }
 
 // Close closes the file.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if s.f == nil {
 		return nil
 	}
@@ -397,4 +482,15 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// AppendScores appends the records of a span's scores to b, in the form of
+// the store's file: what an archive of an experiment carries of its
+// events' evaluations, so that the unpacked archive is a data directory
+// whose Open finds them.
+func AppendScores(b []byte, k event.SpanKey, scores []event.Score) []byte {
+	for _, sc := range scores {
+		b = encode(b, Evaluation{Span: k, Name: sc.Name, Value: sc.Value})
+	}
+	return b
 }

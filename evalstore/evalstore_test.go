@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -24,7 +25,7 @@ func key(n byte) event.SpanKey {
 
 func open(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := Open(dir, discard)
+	s, err := Open(dir, Options{Logger: discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +215,7 @@ func FuzzOpen(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, File), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		s, err := Open(dir, discard)
+		s, err := Open(dir, Options{Logger: discard})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,4 +238,67 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("Open grew the file from %d to %d bytes", len(data), fi.Size())
 		}
 	})
+}
+
+// Past MaxScores, a new span or name is refused as ErrFull; a score that
+// replaces one held is still taken.
+func TestMaxScores(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{MaxScores: 3, Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rej := add(t, s,
+		Evaluation{Span: key(1), Name: "a", Value: 1},
+		Evaluation{Span: key(1), Name: "b", Value: 1},
+		Evaluation{Span: key(2), Name: "a", Value: 1},
+		Evaluation{Span: key(3), Name: "a", Value: 1}, // a fourth score
+		Evaluation{Span: key(1), Name: "a", Value: 2}, // replaces
+	)
+	if len(rej) != 1 || rej[0].Index != 3 || !errors.Is(rej[0].Err, ErrFull) {
+		t.Fatalf("rejected %+v, want index 3 as ErrFull", rej)
+	}
+	if s.Count() != 3 || s.Scores(key(1))[0].Value != 2 {
+		t.Fatalf("count %d, scores %v", s.Count(), s.Scores(key(1)))
+	}
+}
+
+// A file of mostly replaced records is compacted on open to the scores
+// it holds, which it keeps; what follows is appended to the new file.
+func TestCompactOnOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	for round := range 3 {
+		var evs []Evaluation
+		for i := range compactSlack {
+			evs = append(evs, Evaluation{Span: key(byte(i % 7)), Name: "r" + strconv.Itoa(i%5), Value: float64(round*1000 + i)})
+		}
+		add(t, s, evs...)
+	}
+	want := map[byte][]event.Score{}
+	for k := range byte(7) {
+		want[k] = slices.Clone(s.Scores(key(k)))
+	}
+	s.Close()
+	before, _ := os.Stat(filepath.Join(dir, File))
+	s = open(t, dir)
+	after, _ := os.Stat(filepath.Join(dir, File))
+	if after.Size() >= before.Size()/10 {
+		t.Fatalf("file %d bytes after compaction, %d before", after.Size(), before.Size())
+	}
+	add(t, s, Evaluation{Span: key(9), Name: "z", Value: 9})
+	s.Close()
+	s = open(t, dir)
+	for k, w := range want {
+		if got := s.Scores(key(k)); !reflect.DeepEqual(got, w) {
+			t.Fatalf("span %d: %v after compaction, want %v", k, got, w)
+		}
+	}
+	if s.Scores(key(9)) == nil {
+		t.Fatal("the evaluation added after compaction is lost")
+	}
+	if _, err := os.Stat(filepath.Join(dir, File+".tmp")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("compaction left its temporary file: %v", err)
+	}
 }

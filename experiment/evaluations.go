@@ -22,21 +22,22 @@ func (m *Manager) AddEvaluations(ctx context.Context, evs []evalstore.Evaluation
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !m.Ready() || m.evals == nil {
+	ev := m.evals.Load()
+	if !m.Ready() || ev == nil {
 		return nil, ErrNotReady
 	}
-	return m.evals.Add(evs)
+	return ev.Add(evs)
 }
 
 // Evaluations is the evaluations store, for its metrics; nil before Open.
-func (m *Manager) Evaluations() *evalstore.Store { return m.evals }
+func (m *Manager) Evaluations() *evalstore.Store { return m.evals.Load() }
 
 func openEvaluations(dir string, m *Manager) error {
-	s, err := evalstore.Open(dir, m.logger)
+	s, err := evalstore.Open(dir, evalstore.Options{MaxScores: m.opts.MaxEvaluationScores, Logger: m.logger})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", evalstore.File, err)
 	}
-	m.evals = s
+	m.evals.Store(s)
 	return nil
 }
 

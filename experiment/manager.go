@@ -24,6 +24,9 @@ type Options struct {
 	Metrics *collector.Metrics
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// MaxEvaluationScores bounds the scores the evaluations store holds
+	// (--otlp.max-evaluation-scores); 0: no bound.
+	MaxEvaluationScores int64
 	// BroadcastUnrouted sends an event that names no experiment to every
 	// running experiment (the seed library's behaviour) instead of
 	// rejecting it when several run.
@@ -36,8 +39,9 @@ type Manager struct {
 	opts   Options
 	logger *slog.Logger
 	lock   *dirLock
-	// evals holds the scores that arrive apart from their events.
-	evals *evalstore.Store
+	// evals holds the scores that arrive apart from their events; set by
+	// Open, which runs while /metrics may already be read.
+	evals atomic.Pointer[evalstore.Store]
 
 	mu          sync.RWMutex
 	exps        map[string]*Experiment
@@ -278,8 +282,8 @@ func (m *Manager) Close() error {
 	}
 	m.exps = map[string]*Experiment{}
 	m.unavailable = map[string]*unavailable{}
-	if m.evals != nil {
-		errs = append(errs, m.evals.Close())
+	if ev := m.evals.Load(); ev != nil {
+		errs = append(errs, ev.Close())
 	}
 	errs = append(errs, m.lock.release())
 	m.lock = nil

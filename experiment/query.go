@@ -70,7 +70,7 @@ func (m *Manager) Events(ctx context.Context, id string, f Filter) ([]json.RawMe
 			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
 		}
 		spec.Stamp(&e)
-		joinEvent(m.evals, &e)
+		joinEvent(m.evals.Load(), &e)
 		out = append(out, match{e.Timestamp, e.EventID, e.AppendJSON(nil)})
 		return nil
 	})
@@ -106,7 +106,7 @@ func (m *Manager) Points(ctx context.Context, id string, f Filter) ([]analysis.P
 	var out []analysis.Point
 	keep := func(p *tsdbstore.Point) error {
 		if matchPoint(&f, p) {
-			joinPoint(m.evals, p)
+			joinPoint(m.evals.Load(), p)
 			out = append(out, toAnalysis(p))
 		}
 		return nil

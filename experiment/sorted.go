@@ -39,7 +39,7 @@ func (m *Manager) ordered(id string) (*orderedReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &orderedReader{scan: store.Scan, spec: spec, evals: m.evals, tmpDir: m.opts.Dir, runSize: RunSize}, nil
+	return &orderedReader{scan: store.Scan, spec: spec, evals: m.evals.Load(), tmpDir: m.opts.Dir, runSize: RunSize}, nil
 }
 
 type sortItem struct {
