@@ -3,6 +3,7 @@ package experiment
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/crucible-telemetry/crucible-telemetry/evalstore"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
 // Archive stops the experiment if needed, writes a self-contained archive
@@ -50,11 +54,24 @@ func (m *Manager) Archive(id string) (Record, error) {
 	archived.Status = Archived
 	rec := archived.view(now, store.Count())
 
+	// The evaluations of the experiment's events travel with them.
+	var evals []byte
+	if ev := m.evals.Load(); ev != nil && !ev.Empty() {
+		if err := store.Points(context.Background(), func(p *tsdbstore.Point) error {
+			if p.HasSpan {
+				evals = evalstore.AppendScores(evals, p.Span, ev.Scores(p.Span))
+			}
+			return nil
+		}); err != nil {
+			return Record{}, fmt.Errorf("read evaluations: %w", err)
+		}
+	}
+
 	dest := ArchivePath(m.opts.Dir, id)
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return Record{}, err
 	}
-	if err := writeArchive(dest, id, rec, store.LogDir(), blocks); err != nil {
+	if err := writeArchive(dest, id, rec, store.LogDir(), blocks, evals); err != nil {
 		return Record{}, fmt.Errorf("write archive: %w", err)
 	}
 	// The archive is in place: now the record says so.
@@ -72,7 +89,7 @@ func (m *Manager) Archive(id string) (Record, error) {
 	return m.Get(id)
 }
 
-func writeArchive(dest, id string, rec Record, logDir, blocks string) (err error) {
+func writeArchive(dest, id string, rec Record, logDir, blocks string, evals []byte) (err error) {
 	tmp := dest + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
@@ -96,6 +113,11 @@ func writeArchive(dest, id string, rec Record, logDir, blocks string) (err error
 	}
 	if err := addTree(tw, logDir, filepath.Join(root, eventsDir)); err != nil {
 		return err
+	}
+	if len(evals) > 0 {
+		if err := addBytes(tw, evalstore.File, evals); err != nil {
+			return err
+		}
 	}
 	if _, statErr := os.Stat(blocks); statErr == nil {
 		if err := addTree(tw, blocks, filepath.Join(root, "tsdb")); err != nil {

@@ -135,4 +135,20 @@ func TestEvaluationsJoinTheirEvents(t *testing.T) {
 	check(t, "offline", NewOffline(dir))
 	again := newManager(t, dir, &clock{time.Now()})
 	check(t, "after a restart", again)
+	// An archive carries its events' evaluations: unpacked, it is a data
+	// directory that says the same.
+	for _, id := range []string{"base", "cand"} {
+		if _, err := again.Archive(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unpacked := unpackArchive(t, ArchivePath(dir, "cand"))
+	r, err := NewOffline(unpacked).Analyze(ctx, "cand", Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Scores["judge"].Count != n {
+		t.Fatalf("unpacked archive: scores %+v, want judge on all %d events", r.Scores, n)
+	}
+	check(t, "archived", again)
 }

@@ -323,8 +323,24 @@ func TestArchiveUnpacksAsADataDirectory(t *testing.T) {
 	if _, err := m.Archive("arc"); err != nil {
 		t.Fatal(err)
 	}
+	unpacked := unpackArchive(t, ArchivePath(dir, "arc"))
+	d := NewOffline(unpacked)
+	rec, err := d.Get("arc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := d.Points(t.Context(), "arc", Filter{})
+	if err != nil || len(pts) != 5 || rec.Status != Archived {
+		t.Fatalf("unpacked archive: %d points, status %s, %v", len(pts), rec.Status, err)
+	}
+}
+
+// unpackArchive unpacks an experiment's archive into a new directory and
+// returns it.
+func unpackArchive(t *testing.T, archive string) string {
+	t.Helper()
 	unpacked := t.TempDir()
-	f, err := os.Open(ArchivePath(dir, "arc"))
+	f, err := os.Open(archive)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +353,7 @@ func TestArchiveUnpacksAsADataDirectory(t *testing.T) {
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			break
+			return unpacked
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -355,14 +371,5 @@ func TestArchiveUnpacksAsADataDirectory(t *testing.T) {
 		if err := os.WriteFile(path, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-	}
-	d := NewOffline(unpacked)
-	rec, err := d.Get("arc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pts, err := d.Points(t.Context(), "arc", Filter{})
-	if err != nil || len(pts) != 5 || rec.Status != Archived {
-		t.Fatalf("unpacked archive: %d points, status %s, %v", len(pts), rec.Status, err)
 	}
 }
