@@ -19,7 +19,13 @@ import (
 // --otlp.grpc-listen-address): the trace and logs services of OTLP, with
 // the message bound and the ingest slots of the HTTP API.
 func (a *API) GRPCServer() *grpc.Server {
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(int(a.MaxRequestBytes)))
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(int(a.MaxRequestBytes))}
+	if n := cap(a.slots); n > 0 {
+		// A message is decoded before its handler takes a slot: streams
+		// per connection bound the messages held beside the slots.
+		opts = append(opts, grpc.MaxConcurrentStreams(uint32(n)))
+	}
+	srv := grpc.NewServer(opts...)
 	ptraceotlp.RegisterGRPCServer(srv, &traceService{a: a})
 	plogotlp.RegisterGRPCServer(srv, &logsService{a: a})
 	return srv

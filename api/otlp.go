@@ -187,17 +187,21 @@ func (a *API) otlpFail(w http.ResponseWriter, r *http.Request, enc otlpEncoding,
 
 // grpcCode is the gRPC status code of a failed request (OTLP/gRPC, and the
 // Status of an OTLP/HTTP failure): retryable ones only where a retry can
-// succeed.
+// succeed. Backpressure is Unavailable, not ResourceExhausted: OTLP
+// exporters retry ResourceExhausted only when it carries RetryInfo.
 func grpcCode(err error) codes.Code {
 	code, _ := classify(err)
 	switch {
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
 	case errors.Is(err, errMediaType), code == http.StatusBadRequest:
 		return codes.InvalidArgument
 	case code == http.StatusRequestEntityTooLarge:
 		return codes.InvalidArgument
-	case code == http.StatusTooManyRequests:
-		return codes.ResourceExhausted
-	case code == http.StatusServiceUnavailable, code == http.StatusInsufficientStorage, code == http.StatusRequestTimeout:
+	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable,
+		code == http.StatusInsufficientStorage, code == http.StatusRequestTimeout:
 		return codes.Unavailable
 	case code == http.StatusNotFound:
 		return codes.NotFound

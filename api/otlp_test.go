@@ -258,3 +258,36 @@ func TestOTLPGRPC(t *testing.T) {
 		t.Fatalf("bad metadata: %v, want InvalidArgument", err)
 	}
 }
+
+// With every ingest slot taken, a gRPC export is refused as Unavailable,
+// which OTLP exporters retry (ResourceExhausted they retry only with
+// RetryInfo), and stores nothing.
+func TestOTLPGRPCBusy(t *testing.T) {
+	f := newFixtureWith(t, true, Options{MaxInflightRequests: 1, QueueTimeout: 10 * time.Millisecond})
+	f.do(t, "POST", "/api/v1/experiments", []byte(`{"id":"a","name":"a"}`))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := f.api.GRPCServer()
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	done, ok := f.api.slots.acquire(context.Background(), time.Now())
+	if !ok {
+		t.Fatal("no slot")
+	}
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-crucible-experiment", "a")
+	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(traces("genai:")))
+	done()
+	if grpcstatus.Code(err) != codes.Unavailable {
+		t.Fatalf("busy: %v, want Unavailable", err)
+	}
+	if n := f.stored(t, "a"); n != 0 {
+		t.Fatalf("a refused export stored %d events", n)
+	}
+}

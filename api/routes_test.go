@@ -61,6 +61,9 @@ func TestEveryRouteUnderThePrefix(t *testing.T) {
 				{"POST", "/api/v1/events", `{"event_name":"x","experiment_id":"e"}`, 200, `"accepted":1`},
 				{"POST", "/api/v1/experiments/e/events", `{"event_name":"x"}`, 200, `"accepted":1`},
 				{"GET", "/api/v1/experiments/e/events", "", 200, `"event_name":"x"`},
+				// OTLP/HTTP, without a Content-Type: routed, and refused as OTLP refuses.
+				{"POST", "/v1/traces", "{}", 415, `unsupported media type`},
+				{"POST", "/v1/logs", "{}", 415, `unsupported media type`},
 				{"GET", "/api/v1/experiments/e/metrics", "", 200, `"total_events":4`},
 				{"GET", "/api/v1/experiments/e/windows", "", 200, `"event_count":4`},
 				{"GET", "/api/v1/experiments/e/power?metric=latency&mde=5", "", 200, `"n_per_arm":`},
@@ -83,7 +86,7 @@ func TestEveryRouteUnderThePrefix(t *testing.T) {
 			// Every path of the API answers another method with 405.
 			for _, p := range rt.patterns {
 				p, ok := strings.CutPrefix(p, prefix)
-				if !ok || strings.Contains(p, " ") || !strings.HasPrefix(p, "/-/") && !strings.HasPrefix(p, "/api/v1/") || p == "/api/v1/" {
+				if !ok || strings.Contains(p, " ") || !strings.HasPrefix(p, "/-/") && !strings.HasPrefix(p, "/api/v1/") && !strings.HasPrefix(p, "/v1/") || p == "/api/v1/" {
 					continue
 				}
 				rows = append(rows, row{"PATCH", strings.ReplaceAll(p, "{id}", "e"), "", 405, `"method PATCH not allowed on ` + prefix + p})
