@@ -187,6 +187,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(c), uint64(start.UnixNano())))
 			var body []byte
+			var tmpl *otlpTemplate
 			var local []time.Duration
 			var interval time.Duration
 			if cfg.Rate > 0 {
@@ -224,7 +225,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 				}
 				var err error
 				if cfg.Protocol == "otlp" {
-					body, err = OTLPBatch(rng, n, time.Now(), cfg.Experiment)
+					if tmpl == nil || n != cfg.BatchSize {
+						tmpl, err = newOTLPTemplate(rng, n, time.Now(), cfg.Experiment)
+					}
+					if err == nil {
+						body = tmpl.batch(body, rng, time.Now())
+					}
 				} else {
 					body = BatchWith(body[:0], rng, n, time.Now().UnixMicro(), BatchOptions{Scores: cfg.Scores})
 				}

@@ -22,6 +22,10 @@ import (
 // (models, tokens, latencies, a sample id, one error in fifty). Each span
 // has random trace and span ids, so no two are duplicates.
 func OTLPBatch(rng *rand.Rand, n int, now time.Time, experiment string) ([]byte, error) {
+	return ptraceotlp.NewExportRequestFromTraces(otlpTraces(rng, n, now, experiment)).MarshalProto()
+}
+
+func otlpTraces(rng *rand.Rand, n int, now time.Time, experiment string) ptrace.Traces {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
 	ra := rs.Resource().Attributes()
@@ -65,7 +69,76 @@ func OTLPBatch(rng *rand.Rand, n int, now time.Time, experiment string) ([]byte,
 			a.PutStr("error.type", "rate_limit")
 		}
 	}
-	return ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+	return td
+}
+
+// otlpTemplate is one marshalled export that later batches copy with new
+// ids and times written over the old: building and marshalling pdata for
+// every batch would cost the load generator more CPU than the sidecar
+// spends decoding it, on the cores they share.
+type otlpTemplate struct {
+	body   []byte
+	now    time.Time
+	ids    []int // offsets of each span's trace id (16 bytes) and span id (8)
+	times  []int // offsets of each span's start and end time (fixed64 ns)
+	spanID []int
+}
+
+func newOTLPTemplate(rng *rand.Rand, n int, now time.Time, experiment string) (*otlpTemplate, error) {
+	td := otlpTraces(rng, n, now, experiment)
+	body, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+	if err != nil {
+		return nil, err
+	}
+	t := &otlpTemplate{body: body, now: now}
+	spans := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans()
+	// A span's bytes are contiguous and after the span before it; within
+	// them the encoder chooses the order of the fields.
+	at, next := 0, 0
+	find := func(b []byte) (int, error) {
+		i := bytes.Index(body[at:], b)
+		if i < 0 {
+			return 0, fmt.Errorf("OTLP template: field not found after byte %d", at)
+		}
+		next = max(next, at+i+len(b))
+		return at + i, nil
+	}
+	for i := range spans.Len() {
+		sp := spans.At(i)
+		tid, sid := sp.TraceID(), sp.SpanID()
+		var start, end [8]byte
+		binary.LittleEndian.PutUint64(start[:], uint64(sp.StartTimestamp()))
+		binary.LittleEndian.PutUint64(end[:], uint64(sp.EndTimestamp()))
+		for _, f := range []struct {
+			b    []byte
+			into *[]int
+		}{{tid[:], &t.ids}, {sid[:], &t.spanID}, {start[:], &t.times}, {end[:], &t.times}} {
+			off, err := find(f.b)
+			if err != nil {
+				return nil, err
+			}
+			*f.into = append(*f.into, off)
+		}
+		at = next
+	}
+	return t, nil
+}
+
+// batch is the template with fresh random ids and its times moved to now.
+func (t *otlpTemplate) batch(dst []byte, rng *rand.Rand, now time.Time) []byte {
+	dst = append(dst[:0], t.body...)
+	for _, off := range t.ids {
+		binary.LittleEndian.PutUint64(dst[off:], rng.Uint64())
+		binary.LittleEndian.PutUint64(dst[off+8:], rng.Uint64())
+	}
+	for _, off := range t.spanID {
+		binary.LittleEndian.PutUint64(dst[off:], rng.Uint64()|1)
+	}
+	shift := uint64(now.Sub(t.now))
+	for _, off := range t.times {
+		binary.LittleEndian.PutUint64(dst[off:], binary.LittleEndian.Uint64(dst[off:])+shift)
+	}
+	return dst
 }
 
 // postOTLP sends one OTLP/HTTP protobuf export and checks that no span was

@@ -74,3 +74,40 @@ func TestRunOTLP(t *testing.T) {
 		t.Fatalf("report %+v, server saw %d spans", rep, spans.Load())
 	}
 }
+
+// A batch copied from the template decodes to spans with new ids and times
+// moved by the time passed, the rest as the template's.
+func TestOTLPTemplate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	then := time.Now().Add(-time.Hour)
+	tmpl, err := newOTLPTemplate(rng, 100, then, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := ptraceotlp.NewExportRequest()
+	if err := orig.UnmarshalProto(tmpl.body); err != nil {
+		t.Fatal(err)
+	}
+	now := then.Add(time.Hour)
+	req := ptraceotlp.NewExportRequest()
+	if err := req.UnmarshalProto(tmpl.batch(nil, rng, now)); err != nil {
+		t.Fatal(err)
+	}
+	a := orig.Traces().ResourceSpans().At(0).ScopeSpans().At(0).Spans()
+	b := req.Traces().ResourceSpans().At(0).ScopeSpans().At(0).Spans()
+	if a.Len() != 100 || b.Len() != 100 {
+		t.Fatalf("%d and %d spans", a.Len(), b.Len())
+	}
+	for i := range a.Len() {
+		x, y := a.At(i), b.At(i)
+		if x.TraceID() == y.TraceID() || x.SpanID() == y.SpanID() || y.SpanID().IsEmpty() {
+			t.Fatalf("span %d kept its ids", i)
+		}
+		if y.StartTimestamp().AsTime().Sub(x.StartTimestamp().AsTime()) != time.Hour || y.EndTimestamp()-y.StartTimestamp() != x.EndTimestamp()-x.StartTimestamp() {
+			t.Fatalf("span %d: times %v → %v", i, x.StartTimestamp(), y.StartTimestamp())
+		}
+		if x.Name() != y.Name() || x.Attributes().Len() != y.Attributes().Len() {
+			t.Fatalf("span %d changed", i)
+		}
+	}
+}
