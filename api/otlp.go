@@ -263,9 +263,15 @@ func (a *API) exportTraces(ctx context.Context, td ptrace.Traces, header string)
 	a.otlpStats.countIgnored("traces", batch.Ignored)
 	events := make([]*event.Event, len(batch.Events))
 	var rejected []experiment.Rejection
+	valid := "" // the last id that matched: a request's spans mostly share one
 	for i := range batch.Events {
 		e := &batch.Events[i]
-		if e.ExperimentID != "" && !experiment.IDPattern.MatchString(e.ExperimentID) {
+		if id := e.ExperimentID; id != "" && id != valid {
+			if experiment.IDPattern.MatchString(id) {
+				valid = id
+			}
+		}
+		if e.ExperimentID != "" && e.ExperimentID != valid {
 			rejected = append(rejected, experiment.Rejection{Index: i, Error: "invalid " + otlp.AttrExperimentID + " " + strconv.Quote(e.ExperimentID)})
 			continue
 		}

@@ -30,23 +30,28 @@ func SpanKeyOf(eventID string) (SpanKey, bool) {
 	if len(eventID) != spanKeyHexLen {
 		return k, false
 	}
+	bad := byte(0)
 	for i := range k {
-		hi, ok1 := nibble(eventID[2*i])
-		lo, ok2 := nibble(eventID[2*i+1])
-		if !ok1 || !ok2 {
-			return SpanKey{}, false
-		}
-		k[i] = hi<<4 | lo
+		hi, lo := hexValue[eventID[2*i]], hexValue[eventID[2*i+1]]
+		bad |= hi | lo
+		k[i] = hi<<4 | lo&0x0f
+	}
+	if bad&0xf0 != 0 {
+		return SpanKey{}, false
 	}
 	return k, true
 }
 
-func nibble(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
+// hexValue is the value of a lowercase hex digit, 0xff for any other byte.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
 	}
-	return 0, false
-}
+	for c := byte('0'); c <= '9'; c++ {
+		t[c] = c - '0'
+	}
+	for c := byte('a'); c <= 'f'; c++ {
+		t[c] = c - 'a' + 10
+	}
+	return t
+}()
