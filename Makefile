@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzScanSegment$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzPointsNames$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzPointsExtra$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./evalstore -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./otlp -run '^$$' -fuzz '^FuzzTraces$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./otlp -run '^$$' -fuzz '^FuzzLogs$$' -fuzztime $(FUZZTIME)
 
