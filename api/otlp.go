@@ -65,6 +65,14 @@ func newOTLPMetrics(reg prometheus.Registerer, evals func() *evalstore.Store) ot
 			return float64(s.Count())
 		}
 		return 0
+	}), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "crucible_evaluations_corrupt_records",
+		Help: "Damaged records of the evaluations file skipped when it was opened (the records around them are kept); 0 when it is whole.",
+	}, func() float64 {
+		if s := evals(); s != nil {
+			return float64(s.Damage().Records)
+		}
+		return 0
 	}))
 	return m
 }
