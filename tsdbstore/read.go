@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/valyala/fastjson"
 
@@ -143,4 +145,33 @@ func (s *Store) Scan(ctx context.Context, visit func(*LogRecord) error) error {
 
 func (s *Store) scan(ctx context.Context, visit func(*LogRecord) error) error {
 	return s.log.readRange(Position{}, s.log.end(), cancellable(ctx, visit))
+}
+
+// Querier reads the TSDB's samples in [mint, maxt] (ms). It holds the store
+// open until its Close, so that a query cannot see the TSDB closed or its
+// files deleted under it; once Close has begun it returns ErrClosed.
+func (s *Store) Querier(mint, maxt int64) (storage.Querier, error) {
+	if err := s.beginRead(); err != nil {
+		return nil, err
+	}
+	q, err := s.db.Querier(mint, maxt)
+	if err != nil {
+		s.reads.Done()
+		return nil, err
+	}
+	return &readQuerier{Querier: q, done: s.reads.Done}, nil
+}
+
+// readQuerier ends its store read when closed, once however often Close is
+// called.
+type readQuerier struct {
+	storage.Querier
+	once sync.Once
+	done func()
+}
+
+func (q *readQuerier) Close() error {
+	err := q.Querier.Close()
+	q.once.Do(q.done)
+	return err
 }
