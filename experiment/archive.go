@@ -201,9 +201,11 @@ func (m *Manager) Delete(id string) error {
 	m.mu.Unlock()
 	x.archiveMu.Lock()
 	defer x.archiveMu.Unlock()
+	x.storeMu.Lock() // see storeOf
 	if s := x.store.Load(); s != nil {
 		err = s.Close()
 	}
+	x.storeMu.Unlock()
 	if m.opts.Metrics != nil {
 		m.opts.Metrics.Remove(id)
 	}

@@ -240,6 +240,14 @@ func (m *Manager) storeOf(x *Experiment) (*tsdbstore.Store, error) {
 	x.mu.Lock()
 	spec := x.rec.Spec
 	x.mu.Unlock()
+	// A reader that found x before Delete must not create its store again
+	// in the removed directory; Delete closes the store under storeMu.
+	m.mu.RLock()
+	current := m.exps[spec.ID] == x
+	m.mu.RUnlock()
+	if !current {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, spec.ID)
+	}
 	s, err := m.openStore(x.dir, spec, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, spec.ID, err)

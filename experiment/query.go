@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	json "github.com/goccy/go-json"
+	"github.com/prometheus/prometheus/storage"
 
 	"github.com/crucible-telemetry/crucible-telemetry/analysis"
 	"github.com/crucible-telemetry/crucible-telemetry/event"
@@ -181,4 +182,42 @@ func (m *Manager) lookupRead(id string) (*tsdbstore.Store, Spec, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return s, x.rec.Spec, nil
+}
+
+// QueryTarget is an experiment as a PromQL query reads it. Its store is
+// opened by Querier only, so that a query that cannot select an archived
+// experiment leaves it closed.
+type QueryTarget struct {
+	m  *Manager
+	x  *Experiment
+	id string
+}
+
+// ID is the experiment's id, the experiment_id label of all its series.
+func (t QueryTarget) ID() string { return t.id }
+
+// Querier reads the experiment's TSDB, holding its store open until the
+// querier's Close. An experiment deleted since it was listed gives
+// ErrNotFound or tsdbstore.ErrClosed.
+func (t QueryTarget) Querier(mint, maxt int64) (storage.Querier, error) {
+	s, err := t.m.storeOf(t.x)
+	if err != nil {
+		return nil, err
+	}
+	return s.Querier(mint, maxt)
+}
+
+// QueryTargets lists every experiment whose storage opened, by id.
+func (m *Manager) QueryTargets() ([]QueryTarget, error) {
+	if !m.Ready() {
+		return nil, ErrNotReady
+	}
+	m.mu.RLock()
+	out := make([]QueryTarget, 0, len(m.exps))
+	for id, x := range m.exps {
+		out = append(out, QueryTarget{m: m, x: x, id: id})
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(out, func(a, b QueryTarget) int { return cmp.Compare(a.id, b.id) })
+	return out, nil
 }
