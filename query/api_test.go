@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,7 +125,9 @@ func TestAPI(t *testing.T) {
 	a, b := openExperiment(t, "a", 10), openExperiment(t, "b", 4)
 	srv := newServer(t, Options{}, a, b)
 	at := unix(base.Add(time.Minute))
-	count := func(sel string) string { return fmt.Sprintf("sum(count_over_time(crucible_event_latency_seconds%s[1h]))", sel) }
+	count := func(sel string) string {
+		return fmt.Sprintf("sum(count_over_time(crucible_event_latency_seconds%s[1h]))", sel)
+	}
 	for _, c := range []struct {
 		name   string
 		path   string
