@@ -38,6 +38,7 @@ import (
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
 	"github.com/crucible-telemetry/crucible-telemetry/loadgen"
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
+	"github.com/crucible-telemetry/crucible-telemetry/query"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
@@ -72,6 +73,9 @@ type serveFlags struct {
 	seriesTTL       model.Duration
 	maxLabelValues  int
 	tsdbDetails     bool
+	queryMaxConc    int
+	queryMaxSamples int
+	queryTimeout    model.Duration
 }
 
 type demoFlags struct {
@@ -119,6 +123,9 @@ func run(args []string) int {
 	serve.Flag("metrics.stopped-series-ttl", "How long a stopped experiment's series stay on /metrics.").Default("15m").SetValue(&sf.seriesTTL)
 	serve.Flag("metrics.tsdb-details", "Show every metric of each experiment's TSDB (about a hundred series each), not only the few that tell its health.").Default("false").BoolVar(&sf.tsdbDetails)
 	serve.Flag("metrics.max-label-values", "Distinct values of model, provider and event per experiment, on /metrics and in the TSDB; the rest count as \"other\".").Default("50").IntVar(&sf.maxLabelValues)
+	serve.Flag("query.max-concurrency", "PromQL queries of /prometheus/api/v1 evaluated at once; more wait for a slot within their timeout.").Default("20").IntVar(&sf.queryMaxConc)
+	serve.Flag("query.max-samples", "Most samples a PromQL query may hold in memory at once; past it the query fails (422).").Default(fmt.Sprint(query.DefaultMaxSamples)).IntVar(&sf.queryMaxSamples)
+	serve.Flag("query.timeout", "Longest evaluation of a PromQL query (503 timeout past it).").Default("2m").SetValue(&sf.queryTimeout)
 	serve.Flag("pricing.file", "YAML price table overriding the embedded one; re-read on SIGHUP and POST /-/reload.").StringVar(&sf.pricingFile)
 
 	app.Command("version", "Print the version.")
@@ -330,6 +337,11 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		Manager: manager, Prices: priceHolder, MaxRequestBytes: int64(sf.maxRequestBytes),
 		MaxInflightRequests: sf.maxInflightReqs, MaxInflightBytes: int64(sf.maxInflightSize), QueueTimeout: time.Duration(sf.queueTimeout),
 		EnableAdminAPI: sf.enableAdminAPI, Reload: reload, Registerer: reg, Logger: logger,
+		PromQL: query.New(query.Options{
+			Targets:    queryTargets(manager),
+			MaxSamples: sf.queryMaxSamples, Timeout: time.Duration(sf.queryTimeout), MaxConcurrency: sf.queryMaxConc,
+			Logger: logger,
+		}),
 	})
 	handler, err := a.Handler(api.RouteOptions{
 		Prefix:        sf.routePrefix,
@@ -457,4 +469,16 @@ func runDemo(cfg demo.Config) int {
 		return 1
 	}
 	return 0
+}
+
+// queryTargets lists the manager's experiments for PromQL.
+func queryTargets(m *experiment.Manager) func() ([]query.Target, error) {
+	return func() ([]query.Target, error) {
+		xs, err := m.QueryTargets()
+		ts := make([]query.Target, len(xs))
+		for i, x := range xs {
+			ts[i] = x
+		}
+		return ts, err
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/crucible-telemetry/crucible-telemetry/evalstore"
 	"github.com/crucible-telemetry/crucible-telemetry/experiment"
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
+	"github.com/crucible-telemetry/crucible-telemetry/query"
 )
 
 // Options configure the API.
@@ -25,7 +26,9 @@ type Options struct {
 	QueueTimeout        time.Duration
 	EnableAdminAPI      bool
 	// Reload re-reads the configuration (the pricing file).
-	Reload     func() error
+	Reload func() error
+	// PromQL, when set, serves Prometheus' query API under /prometheus.
+	PromQL     *query.API
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 	Now        func() time.Time

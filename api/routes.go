@@ -143,6 +143,10 @@ func analysisRoutesHTML(rt *router) string {
 	return b.String()
 }
 
+// promPrefix is where Prometheus' query API is served (SPEC §16), so that
+// <sidecar>/prometheus is a Prometheus data source.
+const promPrefix = "/prometheus"
+
 // Register adds the API's own routes, /-/ and /api/v1/, to mux without a
 // route prefix: for a test server of the API alone. The sidecar serves
 // Handler.
@@ -166,7 +170,9 @@ func (a *API) routes(rt *router) {
 			methods[path] = append(methods[path], http.MethodHead)
 		}
 		next := h
-		if !strings.HasPrefix(path, "/-/") {
+		// Prometheus' API ignores parameters it does not know, and its
+		// clients (Grafana) send some of their own.
+		if !strings.HasPrefix(path, "/-/") && !strings.HasPrefix(path, promPrefix) {
 			next = func(w http.ResponseWriter, r *http.Request) {
 				if err := checkQuery(r.URL.RawQuery, params); err != nil {
 					a.fail(w, r, err)
@@ -207,6 +213,17 @@ func (a *API) routes(rt *router) {
 	route("GET /api/v1/compare/pairs", a.pairs, pairsParams)
 	route("GET /api/v1/event-types", a.eventTypes, nil)
 	route("GET /api/v1/pricing", a.pricing, nil)
+	if p := a.PromQL; p != nil {
+		// Prometheus' API takes GET and POST (form) alike.
+		for _, m := range []string{"GET", "POST"} {
+			route(m+" "+promPrefix+"/api/v1/query", p.Query, nil)
+			route(m+" "+promPrefix+"/api/v1/query_range", p.QueryRange, nil)
+			route(m+" "+promPrefix+"/api/v1/series", p.Series, nil)
+			route(m+" "+promPrefix+"/api/v1/labels", p.LabelNames, nil)
+			route(m+" "+promPrefix+"/api/v1/label/{name}/values", p.LabelValues, nil)
+		}
+		route("GET "+promPrefix+"/api/v1/status/buildinfo", p.BuildInfo, nil)
+	}
 
 	for _, path := range paths {
 		allow := strings.Join(methods[path], ", ")
@@ -217,7 +234,11 @@ func (a *API) routes(rt *router) {
 				Error: fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, shown, allow)})
 		}))
 	}
-	rt.handle("/api/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	notFound := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, fmt.Errorf("%w: %s %s", errNoRoute, r.Method, r.URL.Path))
-	}))
+	})
+	rt.handle("/api/v1/", notFound)
+	if a.PromQL != nil {
+		rt.handle(promPrefix+"/api/v1/", notFound)
+	}
 }
