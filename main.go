@@ -338,7 +338,7 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		MaxInflightRequests: sf.maxInflightReqs, MaxInflightBytes: int64(sf.maxInflightSize), QueueTimeout: time.Duration(sf.queueTimeout),
 		EnableAdminAPI: sf.enableAdminAPI, Reload: reload, Registerer: reg, Logger: logger,
 		PromQL: query.New(query.Options{
-			Targets:    queryTargets(manager),
+			Targets:    query.Experiments(manager),
 			MaxSamples: sf.queryMaxSamples, Timeout: time.Duration(sf.queryTimeout), MaxConcurrency: sf.queryMaxConc,
 			Logger: logger,
 		}),
@@ -469,16 +469,4 @@ func runDemo(cfg demo.Config) int {
 		return 1
 	}
 	return 0
-}
-
-// queryTargets lists the manager's experiments for PromQL.
-func queryTargets(m *experiment.Manager) func() ([]query.Target, error) {
-	return func() ([]query.Target, error) {
-		xs, err := m.QueryTargets()
-		ts := make([]query.Target, len(xs))
-		for i, x := range xs {
-			ts[i] = x
-		}
-		return ts, err
-	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/crucible-telemetry/crucible-telemetry/query"
 )
 
 // TestEveryRouteUnderThePrefix requests every route the main listener
@@ -31,6 +33,7 @@ func TestEveryRouteUnderThePrefix(t *testing.T) {
 					t.Fatalf("ingest: %d %s", r.code, r.env.Error)
 				}
 			}
+			f.api.PromQL = query.New(query.Options{Targets: query.Experiments(f.manager)})
 			h, err := f.api.Handler(RouteOptions{Prefix: prefix, TelemetryPath: "/metrics", Metrics: promhttp.HandlerFor(f.reg, promhttp.HandlerOpts{}), Pprof: true})
 			if err != nil {
 				t.Fatal(err)
@@ -75,6 +78,20 @@ func TestEveryRouteUnderThePrefix(t *testing.T) {
 				{"GET", "/api/v1/event-types", "", 200, `"req_llm.request.stop"`},
 				{"GET", "/api/v1/pricing", "", 200, `"gpt-4"`},
 				{"GET", "/api/v1/no-such-route", "", 404, `"errorType":"not_found"`},
+				// Prometheus' API takes parameters it does not know (Grafana's).
+				{"GET", "/prometheus/api/v1/query?query=vector(1)&grafana_extra=1", "", 200, `"resultType":"vector"`},
+				{"POST", "/prometheus/api/v1/query?query=vector(1)", "", 200, `"resultType":"vector"`},
+				{"GET", "/prometheus/api/v1/query_range?query=vector(1)&start=0&end=60&step=15s", "", 200, `"resultType":"matrix"`},
+				{"POST", "/prometheus/api/v1/query_range?query=vector(1)&start=0&end=60&step=15", "", 200, `"resultType":"matrix"`},
+				{"GET", "/prometheus/api/v1/series?match[]=crucible_event_latency_seconds", "", 200, `"experiment_id":"e2"`},
+				{"POST", "/prometheus/api/v1/series?match[]=crucible_event_latency_seconds", "", 200, `"experiment_id":"e"`},
+				{"GET", "/prometheus/api/v1/labels", "", 200, `"experiment_id"`},
+				{"POST", "/prometheus/api/v1/labels", "", 200, `"experiment_id"`},
+				{"GET", "/prometheus/api/v1/label/experiment_id/values", "", 200, `"e2"`},
+				{"POST", "/prometheus/api/v1/label/experiment_id/values", "", 200, `"e2"`},
+				{"GET", "/prometheus/api/v1/status/buildinfo", "", 200, `"goVersion"`},
+				{"GET", "/prometheus/api/v1/query?query=sum((", "", 400, `"errorType":"bad_data"`},
+				{"GET", "/prometheus/api/v1/no-such-route", "", 404, `"errorType":"not_found"`},
 				{"GET", "/metrics", "", 200, `crucible_ingest_events_total{result="accepted"} 6`},
 				{"GET", "/", "", 200, `href="` + prefix + `/metrics"`},
 				{"GET", "/debug/pprof/", "", 200, "Types of profiles available"},
@@ -86,10 +103,12 @@ func TestEveryRouteUnderThePrefix(t *testing.T) {
 			// Every path of the API answers another method with 405.
 			for _, p := range rt.patterns {
 				p, ok := strings.CutPrefix(p, prefix)
-				if !ok || strings.Contains(p, " ") || !strings.HasPrefix(p, "/-/") && !strings.HasPrefix(p, "/api/v1/") && !strings.HasPrefix(p, "/v1/") || p == "/api/v1/" {
+				if !ok || strings.Contains(p, " ") || !strings.HasPrefix(p, "/-/") && !strings.HasPrefix(p, "/api/v1/") && !strings.HasPrefix(p, "/v1/") && !strings.HasPrefix(p, "/prometheus/") ||
+					p == "/api/v1/" || p == "/prometheus/api/v1/" {
 					continue
 				}
-				rows = append(rows, row{"PATCH", strings.ReplaceAll(p, "{id}", "e"), "", 405, `"method PATCH not allowed on ` + prefix + p})
+				path := strings.NewReplacer("{id}", "e", "{name}", "experiment_id").Replace(p)
+				rows = append(rows, row{"PATCH", path, "", 405, `"method PATCH not allowed on ` + prefix + p})
 			}
 			if prefix != "" {
 				rows = append(rows,

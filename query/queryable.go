@@ -27,6 +27,18 @@ type Target interface {
 // ExperimentLabel is the label of every series that names its experiment.
 const ExperimentLabel = "experiment_id"
 
+// Experiments lists the manager's experiments as targets.
+func Experiments(m *experiment.Manager) func() ([]Target, error) {
+	return func() ([]Target, error) {
+		xs, err := m.QueryTargets()
+		ts := make([]Target, len(xs))
+		for i, x := range xs {
+			ts[i] = x
+		}
+		return ts, err
+	}
+}
+
 // Queryable merges the queriers of every target Targets lists.
 type Queryable struct {
 	Targets func() ([]Target, error)
