@@ -47,6 +47,12 @@ func (m *Manager) Archive(id string) (Record, error) {
 	if err := store.Snapshot(blocks); err != nil {
 		return Record{}, fmt.Errorf("snapshot TSDB: %w", err)
 	}
+	x.mu.Lock()
+	condition := x.rec.Condition
+	x.mu.Unlock()
+	if err := labelBlocks(blocks, thanosLabels(id, condition)); err != nil {
+		return Record{}, fmt.Errorf("label TSDB blocks: %w", err)
+	}
 	now := m.opts.Now().UTC()
 	x.mu.Lock()
 	archived := x.rec
@@ -231,4 +237,52 @@ func (m *Manager) deleteUnavailable(id string) error {
 	}
 	m.logger.Info("deleted unavailable experiment", "id", id, "dir", u.dir)
 	return err
+}
+
+// thanosLabels are the external labels of an experiment's archived blocks
+// (SPEC §16): its id and condition, which its series carry too, so that a
+// Thanos store gateway serving many archives tells them apart.
+func thanosLabels(id, condition string) map[string]string {
+	l := map[string]string{"experiment_id": id}
+	if condition != "" {
+		l["condition"] = condition
+	}
+	return l
+}
+
+// labelBlocks adds Thanos' section to the meta.json of every block in dir:
+// the external labels, the raw resolution and the source, as a Thanos
+// sidecar writes them for the blocks it uploads. Prometheus ignores it.
+func labelBlocks(dir string, labels map[string]string) error {
+	metas, err := filepath.Glob(filepath.Join(dir, "*", "meta.json"))
+	if err != nil {
+		return err
+	}
+	thanos, err := json.Marshal(map[string]any{
+		"labels":     labels,
+		"downsample": map[string]int64{"resolution": 0},
+		"source":     "sidecar",
+	})
+	if err != nil {
+		return err
+	}
+	for _, path := range metas {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		var meta map[string]json.RawMessage
+		if err := json.Unmarshal(b, &meta); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		meta["thanos"] = thanos
+		out, err := json.MarshalIndent(meta, "", "\t")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, out, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,6 +1,11 @@
 package experiment
 
 import (
+	"context"
+	"encoding/json"
+	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +83,51 @@ func TestArchivedStoreOpensWhenRead(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(unavailableCollector{m}); n != 0 {
 		t.Fatalf("%d unavailable experiments", n)
+	}
+}
+
+// Archived blocks carry Thanos' external labels in meta.json: the
+// experiment's id and condition, at raw resolution.
+func TestArchivedBlocksCarryThanosLabels(t *testing.T) {
+	dir := t.TempDir()
+	m := newManager(t, dir, &clock{time.Now()})
+	create(t, m, `{"id":"arm-b","name":"Arm B","condition":"treatment"}`)
+	if _, err := m.Ingest("arm-b", events(t, 20, ""), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Archive("arm-b"); err != nil {
+		t.Fatal(err)
+	}
+	unpacked := unpackArchive(t, ArchivePath(dir, "arm-b"))
+	metas, err := filepath.Glob(filepath.Join(unpacked, "experiments", "arm-b", "tsdb", "*", "meta.json"))
+	if err != nil || len(metas) == 0 {
+		t.Fatalf("no block in the archive: %v", err)
+	}
+	for _, path := range metas {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var meta struct {
+			ULID   string `json:"ulid"`
+			Thanos struct {
+				Labels     map[string]string `json:"labels"`
+				Downsample struct {
+					Resolution int64 `json:"resolution"`
+				} `json:"downsample"`
+				Source string `json:"source"`
+			} `json:"thanos"`
+		}
+		if err := json.Unmarshal(b, &meta); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"experiment_id": "arm-b", "condition": "treatment"}
+		if meta.ULID == "" || !maps.Equal(meta.Thanos.Labels, want) || meta.Thanos.Source != "sidecar" || meta.Thanos.Downsample.Resolution != 0 {
+			t.Fatalf("%s: %s", path, b)
+		}
+	}
+	// The unpacked archive still opens as a data directory.
+	if r, err := NewOffline(unpacked).Analyze(context.Background(), "arm-b", Filter{}); err != nil || r.Summary.TotalEvents != 20 {
+		t.Fatalf("offline analysis of the archive: %v %+v", err, r.Summary)
 	}
 }
