@@ -208,6 +208,7 @@ func (m *Manager) Delete(id string) error {
 	x.archiveMu.Lock()
 	defer x.archiveMu.Unlock()
 	x.storeMu.Lock() // see storeOf
+	x.gone.Store(true)
 	if s := x.store.Load(); s != nil {
 		err = s.Close()
 	}

@@ -131,3 +131,67 @@ func TestArchivedBlocksCarryThanosLabels(t *testing.T) {
 		t.Fatalf("offline analysis of the archive: %v %+v", err, r.Summary)
 	}
 }
+
+// A query holding one store open while the Manager closes must not block
+// opening another (archived) one: it gets an error, lets go of what it
+// holds, and Close finishes.
+func TestCloseDuringQueryOpeningAnArchive(t *testing.T) {
+	dir := t.TempDir()
+	m, err := openManager(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	create(t, m, `{"id":"live","name":"Live"}`)
+	create(t, m, `{"id":"old","name":"Old"}`)
+	for _, id := range []string{"live", "old"} {
+		if _, err := m.Ingest(id, events(t, 5, ""), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.Archive("old"); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if m, err = openManager(dir); err != nil { // the archive's store stays closed
+		t.Fatal(err)
+	}
+	targets, err := m.QueryTargets()
+	if err != nil || len(targets) != 2 {
+		t.Fatalf("targets %v %v", targets, err)
+	}
+	byID := map[string]QueryTarget{}
+	for _, tg := range targets {
+		byID[tg.ID()] = tg
+	}
+	held, err := byID["live"].Querier(0, time.Now().UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	for !byID["old"].x.gone.Load() { // Close has begun: no store opens now
+		time.Sleep(time.Millisecond)
+	}
+	opened := make(chan error, 1)
+	go func() {
+		q, err := byID["old"].Querier(0, time.Now().UnixMilli())
+		if err == nil {
+			q.Close()
+		}
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		if err == nil {
+			t.Fatal("an archived store opened while the Manager closed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("opening an archived store blocked behind Close")
+	}
+	held.Close()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not finish once the query let go")
+	}
+}

@@ -56,6 +56,9 @@ type Experiment struct {
 	// its storage then costs no memory, goroutines or /metrics series.
 	store   atomic.Pointer[tsdbstore.Store]
 	storeMu sync.Mutex // serialises opening store
+	// gone is set, under storeMu, once the experiment is deleted or the
+	// Manager closed: its store must not be opened again.
+	gone atomic.Bool
 	// archivedCount is the event count of an archived experiment whose
 	// store is not open, from its record.
 	archivedCount int64
@@ -240,12 +243,11 @@ func (m *Manager) storeOf(x *Experiment) (*tsdbstore.Store, error) {
 	x.mu.Lock()
 	spec := x.rec.Spec
 	x.mu.Unlock()
-	// A reader that found x before Delete must not create its store again
-	// in the removed directory; Delete closes the store under storeMu.
-	m.mu.RLock()
-	current := m.exps[spec.ID] == x
-	m.mu.RUnlock()
-	if !current {
+	// A reader that found x before Delete (or Close) must not create its
+	// store again, in a removed directory or past the lock's release. Not
+	// m.mu: Close holds it while it waits for the readers of other stores,
+	// one of which may be the query asking for this one.
+	if x.gone.Load() {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, spec.ID)
 	}
 	s, err := m.openStore(x.dir, spec, nil)
@@ -279,6 +281,13 @@ func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
+	// No store opens from here on: a read that wants one fails, and lets
+	// go of those it holds, which Close below waits for.
+	for _, x := range m.exps {
+		x.storeMu.Lock()
+		x.gone.Store(true)
+		x.storeMu.Unlock()
+	}
 	for id, x := range m.exps {
 		s := x.store.Load()
 		if s == nil {
