@@ -172,6 +172,18 @@ type queryData struct {
 
 // write answers data, or aerr when set, with the annotations of query q.
 func (a *API) write(w http.ResponseWriter, data any, aerr *apiError, annos annotations.Annotations, q string) {
+	code, b := a.encode(data, aerr, annos, q)
+	send(w, code, b)
+}
+
+func send(w http.ResponseWriter, code int, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+// encode is the answer write sends, as a status code and a body.
+func (a *API) encode(data any, aerr *apiError, annos annotations.Annotations, q string) (int, []byte) {
 	warnings, infos := annos.AsStrings(q, 10, 10)
 	resp := response{Status: "success", Data: data, Warnings: warnings, Infos: infos}
 	code := http.StatusOK
@@ -188,9 +200,7 @@ func (a *API) write(w http.ResponseWriter, data any, aerr *apiError, annos annot
 	if code >= 500 && code != http.StatusServiceUnavailable {
 		a.logger.Error("PromQL request failed", "code", code, "err", aerr)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_, _ = w.Write(b)
+	return code, b
 }
 
 // Query answers /api/v1/query.
@@ -271,18 +281,23 @@ func (a *API) QueryRange(w http.ResponseWriter, r *http.Request) {
 	a.run(ctx, w, qry, err, qs, limit)
 }
 
-// queryContext is the request's context, bounded by its timeout parameter.
+// queryContext is the request's context, bounded by its timeout parameter
+// and by --query.timeout, whichever is shorter: the wait for a query slot
+// counts too, so a queued query cannot wait forever.
 func (a *API) queryContext(r *http.Request) (context.Context, context.CancelFunc, *apiError) {
-	ctx := r.Context()
+	d := a.opts.Timeout
 	if s := r.FormValue("timeout"); s != "" {
-		d, err := parseDuration(s)
+		t, err := parseDuration(s)
 		if err != nil {
 			return nil, nil, invalidParam(err, "timeout")
 		}
-		ctx, cancel := context.WithTimeout(ctx, d)
-		return ctx, cancel, nil
+		if t <= 0 {
+			return nil, nil, invalidParam(errors.New("timeout must be positive"), "timeout")
+		}
+		d = min(d, t)
 	}
-	return ctx, func() {}, nil
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	return ctx, cancel, nil
 }
 
 // run evaluates qry in a query slot and answers its result, encoded before
@@ -298,6 +313,12 @@ func (a *API) run(ctx context.Context, w http.ResponseWriter, qry promql.Query, 
 		}
 		return
 	}
+	// The answer is encoded with the query open (its result is the
+	// query's memory), then the query and its slot are given back before
+	// the answer is sent: a client slow to read holds neither.
+	var code int
+	var body []byte
+	defer func() { send(w, code, body) }()
 	defer qry.Close()
 	select {
 	case a.slots <- struct{}{}:
@@ -307,19 +328,19 @@ func (a *API) run(ctx context.Context, w http.ResponseWriter, qry promql.Query, 
 		if errors.Is(ctx.Err(), context.Canceled) {
 			err = promql.ErrQueryCanceled("waiting for a query slot")
 		}
-		a.write(w, nil, queryError(err), nil, qs)
+		code, body = a.encode(nil, queryError(err), nil, qs)
 		return
 	}
 	res := qry.Exec(ctx)
 	if res.Err != nil {
-		a.write(w, nil, queryError(res.Err), res.Warnings, qs)
+		code, body = a.encode(nil, queryError(res.Err), res.Warnings, qs)
 		return
 	}
 	annos := res.Warnings
 	if truncate(res, limit) {
 		annos.Add(errors.New("results truncated due to limit"))
 	}
-	a.write(w, queryData{ResultType: res.Value.Type(), Result: emptyNotNull(res.Value)}, nil, annos, qs)
+	code, body = a.encode(queryData{ResultType: res.Value.Type(), Result: emptyNotNull(res.Value)}, nil, annos, qs)
 }
 
 // truncate keeps the first limit series of a vector or matrix result.

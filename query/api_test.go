@@ -171,6 +171,8 @@ func TestAPI(t *testing.T) {
 		{"series matching everything", "/api/v1/series", url.Values{"match[]": {`{model=~".*"}`}}, false, 400, "bad_data"},
 		{"bad label name", "/api/v1/label/%ff/values", nil, false, 400, "bad_data"},
 		{"timeout", "/api/v1/query", url.Values{"query": {"1"}, "timeout": {"0.000000001"}}, false, 503, "timeout"},
+		{"zero timeout", "/api/v1/query", url.Values{"query": {"1"}, "timeout": {"0"}}, false, 400, "bad_data"},
+		{"negative timeout", "/api/v1/query", url.Values{"query": {"1"}, "timeout": {"-1s"}}, false, 400, "bad_data"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, ans := get(t, srv, c.path, c.params, c.post)
