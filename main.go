@@ -123,7 +123,7 @@ func run(args []string) int {
 	serve.Flag("metrics.stopped-series-ttl", "How long a stopped experiment's series stay on /metrics.").Default("15m").SetValue(&sf.seriesTTL)
 	serve.Flag("metrics.tsdb-details", "Show every metric of each experiment's TSDB (about a hundred series each), not only the few that tell its health.").Default("false").BoolVar(&sf.tsdbDetails)
 	serve.Flag("metrics.max-label-values", "Distinct values of model, provider and event per experiment, on /metrics and in the TSDB; the rest count as \"other\".").Default("50").IntVar(&sf.maxLabelValues)
-	serve.Flag("query.max-concurrency", "PromQL queries of /prometheus/api/v1 evaluated at once; more wait for a slot within their timeout.").Default("20").IntVar(&sf.queryMaxConc)
+	serve.Flag("query.max-concurrency", "PromQL queries, series and label reads of /prometheus/api/v1 evaluated at once; more wait for a slot within their timeout.").Default("20").IntVar(&sf.queryMaxConc)
 	serve.Flag("query.max-samples", "Most samples a PromQL query may hold in memory at once; past it the query fails (422).").Default(fmt.Sprint(query.DefaultMaxSamples)).IntVar(&sf.queryMaxSamples)
 	serve.Flag("query.timeout", "Longest evaluation of a PromQL query (503 timeout past it).").Default("2m").SetValue(&sf.queryTimeout)
 	serve.Flag("pricing.file", "YAML price table overriding the embedded one; re-read on SIGHUP and POST /-/reload.").StringVar(&sf.pricingFile)

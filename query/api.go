@@ -324,11 +324,7 @@ func (a *API) run(ctx context.Context, w http.ResponseWriter, qry promql.Query, 
 	case a.slots <- struct{}{}:
 		defer func() { <-a.slots }()
 	case <-ctx.Done():
-		err := error(promql.ErrQueryTimeout("waiting for a query slot"))
-		if errors.Is(ctx.Err(), context.Canceled) {
-			err = promql.ErrQueryCanceled("waiting for a query slot")
-		}
-		code, body = a.encode(nil, queryError(err), nil, qs)
+		code, body = a.encode(nil, queryError(contextError(ctx.Err(), "waiting for a query slot")), nil, qs)
 		return
 	}
 	res := qry.Exec(ctx)
@@ -389,6 +385,12 @@ func (a *API) Series(w http.ResponseWriter, r *http.Request) {
 		a.write(w, nil, badData(errors.New("no match[] parameter provided")), nil, "")
 		return
 	}
+	ctx, release, aerr := a.slot(r)
+	if aerr != nil {
+		a.write(w, nil, aerr, nil, "")
+		return
+	}
+	defer release()
 	q, sets, limit, aerr := a.labelRead(r)
 	if aerr != nil {
 		a.write(w, nil, aerr, nil, "")
@@ -401,15 +403,19 @@ func (a *API) Series(w http.ResponseWriter, r *http.Request) {
 	if len(sets) > 1 {
 		ss := make([]storage.SeriesSet, 0, len(sets))
 		for _, ms := range sets {
-			ss = append(ss, q.Select(r.Context(), true, hints, ms...))
+			ss = append(ss, q.Select(ctx, true, hints, ms...))
 		}
 		set = storage.NewMergeSeriesSet(ss, 0, storage.ChainedSeriesMerge)
 	} else {
-		set = q.Select(r.Context(), false, hints, sets[0]...)
+		set = q.Select(ctx, false, hints, sets[0]...)
 	}
 	metrics := []labels.Labels{}
 	var annos annotations.Annotations
 	for set.Next() {
+		if len(metrics)%1024 == 1023 && ctx.Err() != nil {
+			a.write(w, nil, queryError(contextError(ctx.Err(), "reading series")), annos, "")
+			return
+		}
 		metrics = append(metrics, set.At().Labels())
 		if limit > 0 && len(metrics) > limit {
 			metrics = metrics[:limit]
@@ -453,6 +459,12 @@ func (a *API) labels(w http.ResponseWriter, r *http.Request, list func(context.C
 		a.write(w, nil, badData(fmt.Errorf("error parsing form values: %w", err)), nil, "")
 		return
 	}
+	ctx, release, aerr := a.slot(r)
+	if aerr != nil {
+		a.write(w, nil, aerr, nil, "")
+		return
+	}
+	defer release()
 	q, sets, limit, aerr := a.labelRead(r)
 	if aerr != nil {
 		a.write(w, nil, aerr, nil, "")
@@ -466,7 +478,7 @@ func (a *API) labels(w http.ResponseWriter, r *http.Request, list func(context.C
 	seen := map[string]struct{}{}
 	var annos annotations.Annotations
 	for _, ms := range sets {
-		vals, as, err := list(r.Context(), q, hints, ms)
+		vals, as, err := list(ctx, q, hints, ms)
 		annos.Merge(as)
 		if err != nil {
 			a.write(w, nil, &apiError{errExec, err}, annos, "")
@@ -486,6 +498,31 @@ func (a *API) labels(w http.ResponseWriter, r *http.Request, list func(context.C
 		annos.Add(errors.New("results truncated due to limit"))
 	}
 	a.write(w, out, nil, annos, "")
+}
+
+// slot bounds a series or labels read as a query is bounded: it takes a
+// query slot, waiting no longer than the query's timeout, and its context
+// ends at that timeout. release gives both back.
+func (a *API) slot(r *http.Request) (ctx context.Context, release func(), _ *apiError) {
+	ctx, cancel, aerr := a.queryContext(r)
+	if aerr != nil {
+		return nil, nil, aerr
+	}
+	select {
+	case a.slots <- struct{}{}:
+		return ctx, func() { <-a.slots; cancel() }, nil
+	case <-ctx.Done():
+		cancel()
+		return nil, nil, queryError(contextError(ctx.Err(), "waiting for a query slot"))
+	}
+}
+
+// contextError is the engine's error for a context that ended during what.
+func contextError(err error, what string) error {
+	if errors.Is(err, context.Canceled) {
+		return promql.ErrQueryCanceled(what)
+	}
+	return promql.ErrQueryTimeout(what)
 }
 
 // rangeQuerier is a querier with the range it reads.

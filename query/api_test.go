@@ -237,6 +237,17 @@ func TestConcurrencyLimit(t *testing.T) {
 	if code != 503 || ans.ErrorType != "timeout" {
 		t.Fatalf("query past the concurrency limit: %d %+v", code, ans)
 	}
+	// Series and label reads take a slot too.
+	for _, path := range []string{"/api/v1/labels", "/api/v1/label/experiment_id/values"} {
+		code, ans := get(t, srv, path, url.Values{"timeout": {"50ms"}}, false)
+		if code != 503 || ans.ErrorType != "timeout" {
+			t.Fatalf("%s past the concurrency limit: %d %+v", path, code, ans)
+		}
+	}
+	code, ans = get(t, srv, "/api/v1/series", url.Values{"match[]": {"crucible_event_latency_seconds"}, "timeout": {"50ms"}}, false)
+	if code != 503 || ans.ErrorType != "timeout" {
+		t.Fatalf("series past the concurrency limit: %d %+v", code, ans)
+	}
 	close(release)
 	if code := <-done; code != 200 {
 		t.Fatalf("first query: %d", code)
