@@ -186,6 +186,21 @@ crucible_experiment_storage_unavailable{experiment_id="bad"} 1
 			if _, err := m.Points(t.Context(), "bad", Filter{}); !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("read of the damaged experiment: %v", err)
 			}
+			// PromQL lists it, so that an answer warns that it is missing.
+			targets, err := m.QueryTargets()
+			if err != nil {
+				t.Fatal(err)
+			}
+			listed := false
+			for _, tg := range targets {
+				if tg.ID() == "bad" {
+					_, err := tg.Querier(0, 1)
+					listed = errors.Is(err, ErrUnavailable)
+				}
+			}
+			if !listed {
+				t.Fatalf("PromQL targets %v do not list the damaged experiment as unavailable", targets)
+			}
 			res, _ := m.Ingest("", events(t, 1, `,"experiment_id":"bad"`), time.Now())
 			if len(res.Rejected) != 1 || !strings.Contains(res.Rejected[0].Error, "unavailable") {
 				t.Fatalf("routed by experiment_id: %+v", res)

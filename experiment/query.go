@@ -191,6 +191,9 @@ type QueryTarget struct {
 	m  *Manager
 	x  *Experiment
 	id string
+	// unavailable is why the experiment's storage did not open; its
+	// Querier fails with it, so an answer warns that it is missing.
+	unavailable error
 }
 
 // ID is the experiment's id, the experiment_id label of all its series.
@@ -200,6 +203,9 @@ func (t QueryTarget) ID() string { return t.id }
 // querier's Close. An experiment deleted since it was listed gives
 // ErrNotFound or tsdbstore.ErrClosed.
 func (t QueryTarget) Querier(mint, maxt int64) (storage.Querier, error) {
+	if t.unavailable != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, t.id, t.unavailable)
+	}
 	s, err := t.m.storeOf(t.x)
 	if err != nil {
 		return nil, err
@@ -207,7 +213,8 @@ func (t QueryTarget) Querier(mint, maxt int64) (storage.Querier, error) {
 	return s.Querier(mint, maxt)
 }
 
-// QueryTargets lists every experiment whose storage opened, by id.
+// QueryTargets lists every experiment by id, those whose storage did not
+// open too (reading them fails with ErrUnavailable).
 func (m *Manager) QueryTargets() ([]QueryTarget, error) {
 	if !m.Ready() {
 		return nil, ErrNotReady
@@ -216,6 +223,9 @@ func (m *Manager) QueryTargets() ([]QueryTarget, error) {
 	out := make([]QueryTarget, 0, len(m.exps))
 	for id, x := range m.exps {
 		out = append(out, QueryTarget{m: m, x: x, id: id})
+	}
+	for id, u := range m.unavailable {
+		out = append(out, QueryTarget{m: m, id: id, unavailable: u.err})
 	}
 	m.mu.RUnlock()
 	slices.SortFunc(out, func(a, b QueryTarget) int { return cmp.Compare(a.id, b.id) })
