@@ -64,7 +64,7 @@ func (a *API) createExperiment(location string) http.HandlerFunc {
 // pathID returns the {id} path value after checking its syntax.
 func pathID(r *http.Request) (string, error) {
 	id := r.PathValue("id")
-	if !experiment.IDPattern.MatchString(id) {
+	if !experiment.ValidID(id) {
 		return "", fmt.Errorf("%w: invalid experiment id %q", errBadRequest, id)
 	}
 	return id, nil

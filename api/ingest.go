@@ -72,7 +72,7 @@ func (a *API) ingest(w http.ResponseWriter, r *http.Request) {
 			parseRejects = append(parseRejects, experiment.Rejection{Index: i, Error: err.Error()})
 			continue
 		}
-		if e.ExperimentID != "" && id == "" && !experiment.IDPattern.MatchString(e.ExperimentID) {
+		if e.ExperimentID != "" && id == "" && !experiment.ValidID(e.ExperimentID) {
 			parseRejects = append(parseRejects, experiment.Rejection{Index: i, Error: "invalid experiment_id " + strconv.Quote(e.ExperimentID)})
 			continue
 		}

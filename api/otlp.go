@@ -263,7 +263,7 @@ func (a *API) exportTraces(ctx context.Context, td ptrace.Traces, header string)
 	if err := ctx.Err(); err != nil {
 		return resp, err
 	}
-	if header != "" && !experiment.IDPattern.MatchString(header) {
+	if header != "" && !experiment.ValidID(header) {
 		return resp, fmt.Errorf("%w: %s %q is not an experiment id", errBadRequest, ExperimentHeader, header)
 	}
 	now := a.Now()
@@ -271,15 +271,9 @@ func (a *API) exportTraces(ctx context.Context, td ptrace.Traces, header string)
 	a.otlpStats.countIgnored("traces", batch.Ignored)
 	events := make([]*event.Event, len(batch.Events))
 	var rejected []experiment.Rejection
-	valid := "" // the last id that matched: a request's spans mostly share one
 	for i := range batch.Events {
 		e := &batch.Events[i]
-		if id := e.ExperimentID; id != "" && id != valid {
-			if experiment.IDPattern.MatchString(id) {
-				valid = id
-			}
-		}
-		if e.ExperimentID != "" && e.ExperimentID != valid {
+		if e.ExperimentID != "" && !experiment.ValidID(e.ExperimentID) {
 			rejected = append(rejected, experiment.Rejection{Index: i, Error: "invalid " + otlp.AttrExperimentID + " " + strconv.Quote(e.ExperimentID)})
 			continue
 		}

@@ -184,7 +184,7 @@ func parseExperiments(q url.Values) ([]string, error) {
 		if id == "" {
 			continue
 		}
-		if !experiment.IDPattern.MatchString(id) {
+		if !experiment.ValidID(id) {
 			return nil, fmt.Errorf("%w: invalid experiment id %q", errBadRequest, id)
 		}
 		if seen[id] {

@@ -117,7 +117,7 @@ func (m *Manager) Open() error {
 		return err
 	}
 	for _, ent := range entries {
-		if !ent.IsDir() || !IDPattern.MatchString(ent.Name()) {
+		if !ent.IsDir() || !ValidID(ent.Name()) {
 			continue
 		}
 		dir := filepath.Join(m.experimentsDir(), ent.Name())

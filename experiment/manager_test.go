@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -632,6 +633,25 @@ func TestExportStopsWhenTheWriterFails(t *testing.T) {
 	for i := range 7 {
 		if !strings.Contains(header, fmt.Sprintf("metadata_k%d", i)) {
 			t.Errorf("header lacks metadata_k%d: %s", i, header)
+		}
+	}
+}
+
+// ValidID is IDPattern, without the regular expression.
+func TestValidIDIsIDPattern(t *testing.T) {
+	ids := []string{"", "a", "A-1", "a.b_c-d", "-a", ".a", "_a", "a b", "a/b", "é", strings.Repeat("a", 64), strings.Repeat("a", 65), "a\n", "0", "a-"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "aZ09._-/ \x00é"
+	for range 5000 {
+		b := make([]byte, rng.IntN(70))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		ids = append(ids, string(b))
+	}
+	for _, id := range ids {
+		if got, want := ValidID(id), IDPattern.MatchString(id); got != want {
+			t.Fatalf("ValidID(%q) = %v, IDPattern says %v", id, got, want)
 		}
 	}
 }

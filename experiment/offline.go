@@ -36,7 +36,7 @@ func (d *Offline) evaluations() (*evalstore.Store, error) {
 
 // Get returns an experiment's record as its record file holds it.
 func (d *Offline) Get(id string) (Record, error) {
-	if !IDPattern.MatchString(id) {
+	if !ValidID(id) {
 		return Record{}, fmt.Errorf("%w: invalid experiment id %q", ErrInvalid, id)
 	}
 	dir := experimentDir(d.dir, id)

@@ -50,8 +50,25 @@ type StateError struct {
 func (e *StateError) Error() string        { return e.Code + ": " + e.Msg }
 func (e *StateError) Is(target error) bool { return target == ErrConflict }
 
-// IDPattern is the syntax of an experiment id.
+// IDPattern is the syntax of an experiment id; ValidID tests it.
 var IDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidID tells whether id matches IDPattern, without the regular
+// expression: ingest checks the experiment_id of every event it routes.
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // MetricsConfig selects which numbers are recorded (SPEC §3).
 type MetricsConfig struct {
@@ -178,7 +195,7 @@ func (r CreateRequest) Normalize() (Spec, error) {
 	}
 	if s.ID == "" {
 		s.ID = NewID()
-	} else if !IDPattern.MatchString(s.ID) {
+	} else if !ValidID(s.ID) {
 		return s, invalidf("id %q must match %s", s.ID, IDPattern)
 	}
 	if s.Name == "" || len(s.Name) > 256 {

@@ -82,7 +82,7 @@ func decodeRecordFile(path string, rec *Record) error {
 	if err := json.Unmarshal(b, rec); err != nil {
 		return fmt.Errorf("%s is damaged: %w", path, err)
 	}
-	if !IDPattern.MatchString(rec.ID) || rec.Name == "" || !validStatus(rec.Status) {
+	if !ValidID(rec.ID) || rec.Name == "" || !validStatus(rec.Status) {
 		return fmt.Errorf("%s is damaged: not an experiment record", path)
 	}
 	return nil

@@ -108,7 +108,7 @@ func (h *handler) latencyHistogram(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if !experiment.IDPattern.MatchString(id) {
+	if !experiment.ValidID(id) {
 		writeError(w, http.StatusBadRequest, "bad_data", fmt.Sprintf("invalid experiment id %q", id))
 		return
 	}
