@@ -108,9 +108,9 @@ func (o *orderedReader) Read(ctx context.Context, rs readSpec) error {
 		if !f.Match(&e) {
 			return nil
 		}
-		joinEvent(o.evals, &e)
 		extra = extra[:0]
 		if rs.Annotate != nil {
+			joinEvent(o.evals, &e) // what Annotate makes of it travels to Visit
 			var err error
 			if extra, err = rs.Annotate(&e); err != nil {
 				return err
