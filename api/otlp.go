@@ -111,11 +111,23 @@ func otlpEncodingOf(r *http.Request) (otlpEncoding, error) {
 	return otlpProto, fmt.Errorf("%w %q: OTLP/HTTP takes application/x-protobuf or application/json", errMediaType, mt)
 }
 
+// otlpMessage is an OTLP export request as pdata decodes it, and
+// otlpAnswer its response: both signals' types have these methods.
+type otlpMessage interface {
+	UnmarshalProto([]byte) error
+	UnmarshalJSON([]byte) error
+}
+
+type otlpAnswer interface {
+	MarshalProto() ([]byte, error)
+	MarshalJSON() ([]byte, error)
+}
+
 // otlpRequest is the part of an OTLP/HTTP handler common to both signals:
-// it reads and decodes the body into req, holding an ingest slot, and
-// calls export; then it answers with export's response, or the error.
-func (a *API) otlpRequest(w http.ResponseWriter, r *http.Request, decode func([]byte, otlpEncoding) error,
-	export func(context.Context) (answer func(otlpEncoding) ([]byte, error), err error)) {
+// it reads and decodes the body into req, holding an ingest slot, calls
+// export, and answers with its response in the request's encoding, or
+// with the error.
+func (a *API) otlpRequest(w http.ResponseWriter, r *http.Request, req otlpMessage, export func(context.Context) (otlpAnswer, error)) {
 	enc, err := otlpEncodingOf(r)
 	if err != nil {
 		a.otlpFail(w, r, otlpJSON, err)
@@ -138,16 +150,24 @@ func (a *API) otlpRequest(w http.ResponseWriter, r *http.Request, decode func([]
 		return
 	}
 	defer done()
-	if err := decode(buf.Bytes(), enc); err != nil {
+	decode := req.UnmarshalProto
+	if enc == otlpJSON {
+		decode = req.UnmarshalJSON
+	}
+	if err := decode(buf.Bytes()); err != nil {
 		a.otlpFail(w, r, enc, fmt.Errorf("%w: %v", errBadRequest, err))
 		return
 	}
-	answer, err := export(r.Context())
+	resp, err := export(r.Context())
 	if err != nil {
 		a.otlpFail(w, r, enc, err)
 		return
 	}
-	body, err := answer(enc)
+	encode := resp.MarshalProto
+	if enc == otlpJSON {
+		encode = resp.MarshalJSON
+	}
+	body, err := encode()
 	if err != nil {
 		a.otlpFail(w, r, enc, err)
 		return
@@ -220,38 +240,16 @@ func grpcCode(err error) codes.Code {
 // otlpTraces is POST /v1/traces.
 func (a *API) otlpTraces(w http.ResponseWriter, r *http.Request) {
 	req := ptraceotlp.NewExportRequest()
-	a.otlpRequest(w, r, func(b []byte, enc otlpEncoding) error {
-		if enc == otlpJSON {
-			return req.UnmarshalJSON(b)
-		}
-		return req.UnmarshalProto(b)
-	}, func(ctx context.Context) (func(otlpEncoding) ([]byte, error), error) {
-		resp, err := a.exportTraces(ctx, req.Traces(), r.Header.Get(ExperimentHeader))
-		return func(enc otlpEncoding) ([]byte, error) {
-			if enc == otlpJSON {
-				return resp.MarshalJSON()
-			}
-			return resp.MarshalProto()
-		}, err
+	a.otlpRequest(w, r, req, func(ctx context.Context) (otlpAnswer, error) {
+		return a.exportTraces(ctx, req.Traces(), r.Header.Get(ExperimentHeader))
 	})
 }
 
 // otlpLogs is POST /v1/logs.
 func (a *API) otlpLogs(w http.ResponseWriter, r *http.Request) {
 	req := plogotlp.NewExportRequest()
-	a.otlpRequest(w, r, func(b []byte, enc otlpEncoding) error {
-		if enc == otlpJSON {
-			return req.UnmarshalJSON(b)
-		}
-		return req.UnmarshalProto(b)
-	}, func(ctx context.Context) (func(otlpEncoding) ([]byte, error), error) {
-		resp, err := a.exportLogs(ctx, req.Logs())
-		return func(enc otlpEncoding) ([]byte, error) {
-			if enc == otlpJSON {
-				return resp.MarshalJSON()
-			}
-			return resp.MarshalProto()
-		}, err
+	a.otlpRequest(w, r, req, func(ctx context.Context) (otlpAnswer, error) {
+		return a.exportLogs(ctx, req.Logs())
 	})
 }
 
