@@ -308,25 +308,35 @@ func (t *throttle) Error() string { return "throttled: retry after " + t.after.S
 const maxRetryAfter = 5 * time.Second
 
 func post(ctx context.Context, client *http.Client, url string, body []byte, n int) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	resp, err := client.Do(req)
+	b, err := postBody(ctx, client, url, "application/x-ndjson", body)
 	if err != nil {
 		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if t := throttled(resp); t != nil {
-		return t
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", resp.Status, b)
 	}
 	want := `"accepted":` + strconv.Itoa(n) + `,`
 	if !bytes.Contains(b, []byte(want)) {
 		return fmt.Errorf("not every event was accepted: %s", b)
 	}
 	return nil
+}
+
+// postBody POSTs body and returns the body of a 200 answer; a 429 or 503 with
+// Retry-After is a *throttle, any other answer an error quoting it.
+func postBody(ctx context.Context, client *http.Client, url, contentType string, body []byte) ([]byte, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if t := throttled(resp); t != nil {
+		return nil, t
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return b, nil
 }
 
 // throttled is the wait a 429 or 503 answer with Retry-After asks for; nil

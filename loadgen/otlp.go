@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -144,19 +143,9 @@ func (t *otlpTemplate) batch(dst []byte, rng *rand.Rand, now time.Time) []byte {
 // postOTLP sends one OTLP/HTTP protobuf export and checks that no span was
 // rejected.
 func postOTLP(ctx context.Context, client *http.Client, url string, body []byte) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	resp, err := client.Do(req)
+	b, err := postBody(ctx, client, url, "application/x-protobuf", body)
 	if err != nil {
 		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if t := throttled(resp); t != nil {
-		return t
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %x", resp.Status, b)
 	}
 	out := ptraceotlp.NewExportResponse()
 	if err := out.UnmarshalProto(b); err != nil {
