@@ -225,18 +225,7 @@ func TestOTLPLogs(t *testing.T) {
 func TestOTLPGRPC(t *testing.T) {
 	f := newFixture(t, true)
 	f.do(t, "POST", "/api/v1/experiments", []byte(`{"id":"a","name":"a"}`))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := f.api.GRPCServer()
-	go srv.Serve(l)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcClient(t, f)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-crucible-experiment", "a")
 	resp, err := ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(traces("genai:", "plain", "genai:nope")))
 	if err != nil {
@@ -265,6 +254,26 @@ func TestOTLPGRPC(t *testing.T) {
 func TestOTLPGRPCBusy(t *testing.T) {
 	f := newFixtureWith(t, true, Options{MaxInflightRequests: 1, QueueTimeout: 10 * time.Millisecond})
 	f.do(t, "POST", "/api/v1/experiments", []byte(`{"id":"a","name":"a"}`))
+	conn := grpcClient(t, f)
+	done, ok := f.api.slots.acquire(context.Background(), time.Now())
+	if !ok {
+		t.Fatal("no slot")
+	}
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-crucible-experiment", "a")
+	_, err := ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(traces("genai:")))
+	done()
+	if grpcstatus.Code(err) != codes.Unavailable {
+		t.Fatalf("busy: %v, want Unavailable", err)
+	}
+	if n := f.stored(t, "a"); n != 0 {
+		t.Fatalf("a refused export stored %d events", n)
+	}
+}
+
+// grpcClient serves f's OTLP/gRPC receiver on a loopback port and returns
+// a connection to it.
+func grpcClient(t *testing.T, f *fixture) *grpc.ClientConn {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -276,18 +285,6 @@ func TestOTLPGRPCBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	done, ok := f.api.slots.acquire(context.Background(), time.Now())
-	if !ok {
-		t.Fatal("no slot")
-	}
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-crucible-experiment", "a")
-	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(traces("genai:")))
-	done()
-	if grpcstatus.Code(err) != codes.Unavailable {
-		t.Fatalf("busy: %v, want Unavailable", err)
-	}
-	if n := f.stored(t, "a"); n != 0 {
-		t.Fatalf("a refused export stored %d events", n)
-	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
