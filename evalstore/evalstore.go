@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 
 	"github.com/crucible-telemetry/crucible-telemetry/event"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
 // File is the store's file, in the data directory.
@@ -104,7 +105,7 @@ func Open(dir string, o Options) (*Store, error) {
 	}
 	if errors.Is(statErr, os.ErrNotExist) {
 		// The new file's name must outlive a power loss as its records do.
-		if err := syncDir(dir); err != nil {
+		if err := tsdbstore.SyncDir(dir); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -181,7 +182,7 @@ func (s *Store) compact(dir string) (*os.File, error) {
 		err = os.Rename(tmp, filepath.Join(dir, File))
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = tsdbstore.SyncDir(dir)
 	}
 	if err != nil {
 		f.Close()
@@ -473,15 +474,6 @@ func Merge(own, overlay []event.Score) []event.Score {
 	}
 	out = append(out, own[i:]...)
 	return append(out, overlay[j:]...)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // AppendScores appends the records of a span's scores to b, in the form of

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
 // errNoRecord means an experiment directory has neither record file.
@@ -48,12 +50,7 @@ func writeFileAtomic(dir, name string, b []byte) error {
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return tsdbstore.SyncDir(dir)
 }
 
 // readRecordFile reads an experiment's record, from its copy when the

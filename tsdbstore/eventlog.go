@@ -257,7 +257,7 @@ func openEventLog(dir string, segmentSize int64, logger *slog.Logger, visit func
 			l.current, l.seg, l.size = f, n, sc.end
 		}
 	}
-	return l, syncDir(dir)
+	return l, SyncDir(dir)
 }
 
 func (l *eventLog) noteDamage(seg int, sp span, reason error) {
@@ -404,7 +404,7 @@ func (l *eventLog) closeRetired() error {
 	for _, f := range retired {
 		errs = append(errs, f.Sync(), f.Close())
 	}
-	errs = append(errs, syncDir(l.dir))
+	errs = append(errs, SyncDir(l.dir))
 	l.mu.Lock()
 	l.retired = l.retired[len(retired):]
 	l.mu.Unlock()
@@ -426,7 +426,9 @@ func (l *eventLog) close() error {
 	return err
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, so that the names of the files created or
+// renamed in it outlive a power loss as their contents do.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
