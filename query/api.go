@@ -385,18 +385,13 @@ func (a *API) Series(w http.ResponseWriter, r *http.Request) {
 		a.write(w, nil, badData(errors.New("no match[] parameter provided")), nil, "")
 		return
 	}
-	ctx, release, aerr := a.slot(r)
-	if aerr != nil {
-		a.write(w, nil, aerr, nil, "")
-		return
-	}
-	defer release()
 	q, sets, limit, aerr := a.labelRead(r)
 	if aerr != nil {
 		a.write(w, nil, aerr, nil, "")
 		return
 	}
 	defer q.Close()
+	ctx := q.ctx
 	start, end := q.mint, q.maxt
 	hints := &storage.SelectHints{Start: start, End: end, Func: "series", Limit: hintLimit(limit)}
 	var set storage.SeriesSet
@@ -459,18 +454,13 @@ func (a *API) labels(w http.ResponseWriter, r *http.Request, list func(context.C
 		a.write(w, nil, badData(fmt.Errorf("error parsing form values: %w", err)), nil, "")
 		return
 	}
-	ctx, release, aerr := a.slot(r)
-	if aerr != nil {
-		a.write(w, nil, aerr, nil, "")
-		return
-	}
-	defer release()
 	q, sets, limit, aerr := a.labelRead(r)
 	if aerr != nil {
 		a.write(w, nil, aerr, nil, "")
 		return
 	}
 	defer q.Close()
+	ctx := q.ctx
 	if len(sets) == 0 {
 		sets = [][]*labels.Matcher{nil}
 	}
@@ -525,14 +515,23 @@ func contextError(err error, what string) error {
 	return promql.ErrQueryTimeout(what)
 }
 
-// rangeQuerier is a querier with the range it reads.
+// rangeQuerier is a querier with the range it reads, and the context and
+// query slot of the read: Close gives all back.
 type rangeQuerier struct {
 	storage.Querier
 	mint, maxt int64
+	ctx        context.Context
+	release    func()
 }
 
-// labelRead reads the parameters series and labels share and opens the
-// querier over start and end (all time by default).
+func (q *rangeQuerier) Close() error {
+	defer q.release()
+	return q.Querier.Close()
+}
+
+// labelRead reads the parameters series and labels share, takes a query
+// slot (slot) and opens the querier over start and end (all time by
+// default).
 func (a *API) labelRead(r *http.Request) (*rangeQuerier, [][]*labels.Matcher, int, *apiError) {
 	limit, err := parseLimit(r.FormValue("limit"))
 	if err != nil {
@@ -550,12 +549,17 @@ func (a *API) labelRead(r *http.Request) (*rangeQuerier, [][]*labels.Matcher, in
 	if err != nil {
 		return nil, nil, 0, invalidParam(err, "match[]")
 	}
+	ctx, release, aerr := a.slot(r)
+	if aerr != nil {
+		return nil, nil, 0, aerr
+	}
 	mint, maxt := timestamp.FromTime(start), timestamp.FromTime(end)
 	q, err := a.queryable.Querier(mint, maxt)
 	if err != nil {
+		release()
 		return nil, nil, 0, queryError(err)
 	}
-	return &rangeQuerier{q, mint, maxt}, sets, limit, nil
+	return &rangeQuerier{q, mint, maxt, ctx, release}, sets, limit, nil
 }
 
 // parseMatchers parses match[] selectors; as in Prometheus, each must have
