@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -50,7 +51,7 @@ func (m *Manager) Archive(id string) (Record, error) {
 	x.mu.Lock()
 	condition := x.rec.Condition
 	x.mu.Unlock()
-	if err := labelBlocks(blocks, thanosLabels(id, condition)); err != nil {
+	if err := labelBlocks(blocks, thanosLabels(id, condition, m.opts.ExternalLabels)); err != nil {
 		return Record{}, fmt.Errorf("label TSDB blocks: %w", err)
 	}
 	now := m.opts.Now().UTC()
@@ -241,10 +242,15 @@ func (m *Manager) deleteUnavailable(id string) error {
 }
 
 // thanosLabels are the external labels of an experiment's archived blocks
-// (SPEC §16): its id and condition, which its series carry too, so that a
-// Thanos store gateway serving many archives tells them apart.
-func thanosLabels(id, condition string) map[string]string {
-	l := map[string]string{"experiment_id": id}
+// (SPEC §16): its id and condition, which its series carry too, and the
+// sidecar's external labels, so that a Thanos store gateway serving many
+// archives tells them apart.
+func thanosLabels(id, condition string, external map[string]string) map[string]string {
+	l := maps.Clone(external)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l["experiment_id"] = id
 	if condition != "" {
 		l["condition"] = condition
 	}

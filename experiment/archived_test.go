@@ -87,10 +87,12 @@ func TestArchivedStoreOpensWhenRead(t *testing.T) {
 }
 
 // Archived blocks carry Thanos' external labels in meta.json: the
-// experiment's id and condition, at raw resolution.
+// experiment's id and condition and the sidecar's external labels, at raw
+// resolution.
 func TestArchivedBlocksCarryThanosLabels(t *testing.T) {
 	dir := t.TempDir()
 	m := newManager(t, dir, &clock{time.Now()})
+	m.opts.ExternalLabels = map[string]string{"pod": "crucible-0", "cluster": "eu"}
 	create(t, m, `{"id":"arm-b","name":"Arm B","condition":"treatment"}`)
 	if _, err := m.Ingest("arm-b", events(t, 20, ""), time.Now()); err != nil {
 		t.Fatal(err)
@@ -121,7 +123,7 @@ func TestArchivedBlocksCarryThanosLabels(t *testing.T) {
 		if err := json.Unmarshal(b, &meta); err != nil {
 			t.Fatal(err)
 		}
-		want := map[string]string{"experiment_id": "arm-b", "condition": "treatment"}
+		want := map[string]string{"experiment_id": "arm-b", "condition": "treatment", "pod": "crucible-0", "cluster": "eu"}
 		if meta.ULID == "" || !maps.Equal(meta.Thanos.Labels, want) || meta.Thanos.Source != "sidecar" || meta.Thanos.Downsample.Resolution != 0 {
 			t.Fatalf("%s: %s", path, b)
 		}

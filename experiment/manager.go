@@ -27,6 +27,10 @@ type Options struct {
 	// MaxEvaluationScores bounds the scores the evaluations store holds
 	// (--otlp.max-evaluation-scores); 0: no bound.
 	MaxEvaluationScores int64
+	// ExternalLabels are the labels every sample carries beyond the
+	// sidecar (--remote-write.external-label); archived blocks carry them
+	// among their Thanos labels.
+	ExternalLabels map[string]string
 	// BroadcastUnrouted sends an event that names no experiment to every
 	// running experiment (the seed library's behaviour) instead of
 	// rejecting it when several run.

@@ -23,12 +23,20 @@ type Sample struct {
 	V      float64
 }
 
-// Committed returns the position up to which every frame's samples are
+// Mark is a point of the log a follower reached: every frame before
+// Position, whose events have Samples samples in all.
+type Mark struct {
+	Position
+	Samples int64
+}
+
+// Committed returns the mark up to which every frame's samples are
 // committed to the TSDB, and a channel closed when it next moves.
-func (s *Store) Committed() (Position, <-chan struct{}) {
+func (s *Store) Committed() (Mark, <-chan struct{}) {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
-	return s.applied.Load().Position, s.moved
+	a := s.applied.Load()
+	return Mark{a.Position, a.Samples}, s.moved
 }
 
 // announce closes the channel of Committed after a commit.

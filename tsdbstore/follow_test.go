@@ -56,7 +56,9 @@ func TestSamplesOf(t *testing.T) {
 func TestReadSamplesFollowsCommits(t *testing.T) {
 	s := openStore(t, t.TempDir(), testOptions(t))
 	defer s.Close()
-	from, moved := s.Committed()
+	start, moved := s.Committed()
+	from := start.Position
+	read := int64(0)
 	base := time.Now().Add(-time.Minute).UnixMicro()
 	var all [][]Sample
 	var nexts []Position
@@ -71,14 +73,19 @@ func TestReadSamplesFollowsCommits(t *testing.T) {
 		default:
 			t.Fatal("Committed's channel did not close after a commit")
 		}
-		var to Position
-		to, moved = s.Committed()
+		var mark Mark
+		mark, moved = s.Committed()
+		to := mark.Position
 		if err := s.ReadSamples(context.Background(), from, to, func(samples []Sample, next Position) error {
 			all = append(all, slices.Clone(samples))
+			read += int64(len(samples))
 			nexts = append(nexts, next)
 			return nil
 		}); err != nil {
 			t.Fatal(err)
+		}
+		if read != mark.Samples {
+			t.Fatalf("read %d samples up to the mark, which counts %d", read, mark.Samples)
 		}
 		from = to
 	}

@@ -47,6 +47,10 @@ var MetricNames = [numMetrics]string{
 	MetricTrainLoss, MetricTrainAccuracy, MetricTrainLR, MetricTrainGradNorm, MetricScore,
 }
 
+// SeriesLabelNames are the names of every label a sample's series can
+// carry; labels added beyond the sidecar (external labels) must differ.
+var SeriesLabelNames = []string{model.MetricNameLabel, "experiment_id", "condition", "event", "model", "provider", SlotLabel, ScoreLabel}
+
 // seriesKey names a cached set of series: the label values and the slot.
 type seriesKey struct {
 	condition, event, model, provider string
