@@ -15,7 +15,7 @@ import (
 type request struct {
 	external []prompb.Label // sorted by name
 	wr       prompb.WriteRequest
-	index    map[uint64]int // series hash → index into wr.Timeseries
+	index    map[uint64]int  // series hash → index into wr.Timeseries
 	series   []labels.Labels // of wr.Timeseries, to tell hash collisions
 	samples  int
 	newest   int64 // ms of the newest sample

@@ -321,7 +321,9 @@ func TestReceiverDownAndRestart(t *testing.T) {
 	w := f.writer(cfg, reg, labels.EmptyLabels())
 	f.ingest("arm-a", 2000)
 	url := rcv.srv.URL + "/api/v1/write"
-	eventually(t, "retries", func() bool { return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "retried") > 0 })
+	eventually(t, "retries", func() bool {
+		return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "retried") > 0
+	})
 	eventually(t, "pending samples", func() bool { return metric(t, reg, "crucible_remote_write_pending_samples", "url", url) > 0 })
 	w.Stop()
 	f.m.Close()
@@ -356,7 +358,9 @@ func TestPositionsSurviveRestart(t *testing.T) {
 	// Stopped once the receiver acknowledged everything: a request whose
 	// answer is still on its way is sent again, by design.
 	acknowledged := func(reg *prometheus.Registry, n int) func() bool {
-		return func() bool { return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "sent") == float64(n) }
+		return func() bool {
+			return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "sent") == float64(n)
+		}
 	}
 	reg := prometheus.NewRegistry()
 	w := f.writer(cfg, reg, labels.EmptyLabels())
