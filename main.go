@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"github.com/prometheus/prometheus/model/labels"
 	"golang.org/x/net/netutil"
 
 	"github.com/crucible-telemetry/crucible-telemetry/analysis"
@@ -39,6 +40,7 @@ import (
 	"github.com/crucible-telemetry/crucible-telemetry/loadgen"
 	"github.com/crucible-telemetry/crucible-telemetry/pricing"
 	"github.com/crucible-telemetry/crucible-telemetry/query"
+	"github.com/crucible-telemetry/crucible-telemetry/remotewrite"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
 
@@ -56,6 +58,8 @@ type serveFlags struct {
 	maxConnections  int
 	probeAddress    string
 	otlpGRPCAddress string
+	remoteWriteFile string
+	externalLabels  []string
 	maxEvalScores   int64
 	maxInflightReqs int
 	maxInflightSize units.Base2Bytes
@@ -106,6 +110,8 @@ func run(args []string) int {
 	serve.Flag("web.idle-timeout", "How long a keep-alive connection may wait for its next request.").Default("2m").SetValue(&sf.idleTimeout)
 	serve.Flag("web.max-connections", "Most connections open at once on each listen address (0: no limit); further clients wait to be accepted.").Default("512").IntVar(&sf.maxConnections)
 	serve.Flag("web.probe-listen-address", "Address serving only /-/healthy and /-/ready, without TLS or authentication, for Kubernetes probes when --web.config.file protects the API (empty: off).").Default("").StringVar(&sf.probeAddress)
+	serve.Flag("remote-write.config-file", "Prometheus remote_write YAML (url, basic_auth, authorization, headers, tls_config, queue_config): every raw sample of every experiment is sent to each receiver, from a durable queue (SPEC §16). Empty: off.").PlaceHolder("FILE").StringVar(&sf.remoteWriteFile)
+	serve.Flag("remote-write.external-label", "NAME=VALUE added to every remote-written series and to archived blocks' Thanos labels, repeatable; e.g. pod=$(POD_NAME), so that the samples of two sidecars stay apart.").PlaceHolder("NAME=VALUE").StringsVar(&sf.externalLabels)
 	serve.Flag("otlp.grpc-listen-address", "Address of the OTLP/gRPC receiver of traces and logs (SPEC §15), e.g. :4317; served without TLS or authentication, for a sidecar's loopback or pod network (empty: off). OTLP/HTTP is always on the main listener at /v1/traces and /v1/logs.").Default("").StringVar(&sf.otlpGRPCAddress)
 	serve.Flag("otlp.max-evaluation-scores", "Most scores the evaluations store holds (spans × score names of gen_ai.evaluation.result log records, kept in memory at ~100 bytes each). Past it a new one is refused in the export's partial success; one replacing a held score is taken (0: no bound).").Default("1000000").Int64Var(&sf.maxEvalScores)
 	serve.Flag("ingest.max-inflight-requests", "Ingest requests decoded and stored at once; more wait, then get 429 with Retry-After (0: no limit).").Default("16").IntVar(&sf.maxInflightReqs)
@@ -266,6 +272,37 @@ func loadPrices(path string) (*pricing.Table, error) {
 	return t, nil
 }
 
+// externalLabels reads the --remote-write.external-label flags.
+func externalLabels(flags []string) (labels.Labels, error) {
+	b := labels.NewScratchBuilder(len(flags))
+	seen := map[string]bool{}
+	for _, f := range flags {
+		name, value, err := remotewrite.ParseExternalLabel(f)
+		if err != nil {
+			return labels.EmptyLabels(), err
+		}
+		if seen[name] {
+			return labels.EmptyLabels(), fmt.Errorf("external label %q given twice", name)
+		}
+		seen[name] = true
+		b.Add(name, value)
+	}
+	b.Sort()
+	return b.Labels(), nil
+}
+
+// followTargets lists the manager's experiments for the remote-write queues.
+func followTargets(m *experiment.Manager) func() ([]remotewrite.Target, error) {
+	return func() ([]remotewrite.Target, error) {
+		ts, err := m.FollowTargets()
+		out := make([]remotewrite.Target, len(ts))
+		for i, t := range ts {
+			out[i] = t
+		}
+		return out, err
+	}
+}
+
 func runServe(sf serveFlags, logger *slog.Logger) int {
 	logger.Info("starting "+appName, "version", version.Info(), "build_context", version.BuildContext())
 	if sf.oooWindow <= 0 {
@@ -280,6 +317,18 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 	if sf.dedupMaxIDs <= 0 {
 		logger.Error("--ingest.dedup-max-ids must be > 0")
 		return 2
+	}
+	external, err := externalLabels(sf.externalLabels)
+	if err != nil {
+		logger.Error("bad --remote-write.external-label", "err", err)
+		return 2
+	}
+	var rwConfig *remotewrite.Config
+	if sf.remoteWriteFile != "" {
+		if rwConfig, err = remotewrite.LoadFile(sf.remoteWriteFile); err != nil {
+			logger.Error("cannot load the remote-write configuration", "err", err)
+			return 2
+		}
 	}
 	prices, err := loadPrices(sf.pricingFile)
 	if err != nil {
@@ -315,6 +364,7 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		Metrics:             metrics,
 		BroadcastUnrouted:   sf.broadcast,
 		MaxEvaluationScores: sf.maxEvalScores,
+		ExternalLabels:      external.Map(),
 		Store: tsdbstore.Options{
 			OutOfOrderWindow:    time.Duration(sf.oooWindow),
 			Retention:           time.Duration(sf.retention),
@@ -332,6 +382,22 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		}
 		logger.Info("storage closed")
 	}()
+	if rwConfig != nil {
+		w, err := remotewrite.New(rwConfig, remotewrite.Options{
+			Dir: experiment.RemoteWriteDir(filepath.Clean(sf.storagePath)), Targets: followTargets(manager),
+			ExternalLabels: external, Registerer: reg, Logger: logger.With("component", "remote-write"),
+		})
+		if err != nil {
+			logger.Error("cannot set up remote write", "err", err)
+			return 2
+		}
+		w.Start()
+		// Stopped before storage closes: its reads hold stores open.
+		defer w.Stop()
+		for _, e := range rwConfig.RemoteWrite {
+			logger.Info("remote-writing every raw sample", "url", e.URL.Redacted(), "external_labels", external.String())
+		}
+	}
 
 	a := api.New(api.Options{
 		Manager: manager, Prices: priceHolder, MaxRequestBytes: int64(sf.maxRequestBytes),

@@ -22,6 +22,7 @@ import (
 //	<storage.path>/experiments/<id>/events/             the event log (tsdbstore)
 //	<storage.path>/experiments/<id>/tsdb/               the TSDB (tsdbstore)
 //	<storage.path>/archives/<id>.tar.gz
+//	<storage.path>/remote-write/<url hash>/positions.json how far each receiver has every experiment's samples (remotewrite)
 const (
 	lockFile       = "lock"
 	anonymizeFile  = "anonymize.key"
@@ -32,7 +33,11 @@ const (
 	// one file leaves the other readable.
 	recordCopy = recordFile + ".prev"
 	eventsDir  = "events"
+	remoteDir  = "remote-write"
 )
+
+// RemoteWriteDir is where the remote-write queues keep their positions.
+func RemoteWriteDir(storagePath string) string { return filepath.Join(storagePath, remoteDir) }
 
 func experimentDir(storagePath, id string) string {
 	return filepath.Join(storagePath, experimentsDir, id)

@@ -160,8 +160,8 @@ func (f *fixture) ingest(id string, n int) {
 	prices := pricing.Default()
 	evs := make([]*event.Event, n)
 	for i := range evs {
-		body := fmt.Sprintf(`{"event_name":"llm.request","timestamp":%d,"model":"gpt-4o-mini","provider":"openai","latency_ms":%d,`+
-			`"success":%t,"tokens":{"prompt":%d,"completion":%d},"scores":{"judge":%g,"exact":%d}}`,
+		body := fmt.Sprintf(`{"event_name":"llm.request","timestamp":%d,"latency_ms":%d,"success":%t,`+
+			`"metadata":{"model":"gpt-4o-mini","provider":"openai","tokens":{"prompt":%d,"completion":%d}},"scores":{"judge":%g,"exact":%d}}`,
 			(base+int64(i/4))*1000, 100+i%50, i%7 != 0, 10+i%3, 20+i%5, float64(i%10)/10, i%2)
 		e, err := event.Parse([]byte(body), time.Now(), prices)
 		if err != nil {
