@@ -40,7 +40,7 @@ func (r *request) reset() {
 }
 
 func (r *request) add(s tsdbstore.Sample) {
-	h := s.Labels.Hash()
+	h := s.Hash
 	i, ok := r.index[h]
 	// Another series with the same hash gets a series of its own, unindexed:
 	// a request may hold one series twice.

@@ -19,6 +19,7 @@ import (
 // Sample is one raw sample as the TSDB holds it.
 type Sample struct {
 	Labels labels.Labels
+	Hash   uint64 // Labels.Hash(), computed once per series
 	T      int64 // ms
 	V      float64
 }
@@ -28,6 +29,18 @@ type Sample struct {
 type Mark struct {
 	Position
 	Samples int64
+}
+
+// scoreSeriesKey names a score's series: the labels, the slot and the
+// score's name.
+type scoreSeriesKey struct {
+	seriesKey
+	score string
+}
+
+type hashedLabels struct {
+	labels.Labels
+	hash uint64
 }
 
 // Committed returns the mark up to which every frame's samples are
@@ -63,7 +76,8 @@ func (s *Store) ReadSamples(ctx context.Context, from, to Position, visit func(s
 		batch   []Sample
 		current Position
 		started bool
-		series  = map[seriesKey][numMetrics]labels.Labels{}
+		series  = map[seriesKey]*[numMetrics]hashedLabels{}
+		scored  = map[scoreSeriesKey]hashedLabels{}
 	)
 	err := s.log.readRange(from, to, func(r *LogRecord) error {
 		if started && r.Pos != current {
@@ -83,15 +97,25 @@ func (s *Store) ReadSamples(ctx context.Context, from, to Position, visit func(s
 		k := seriesKey{l.condition, l.event, l.model, l.provider, r.Slot}
 		lbls, ok := series[k]
 		if !ok {
-			lbls = s.seriesOf(l, r.Slot)
+			lbls = new([numMetrics]hashedLabels)
+			for m, ls := range s.seriesOf(l, r.Slot) {
+				lbls[m] = hashedLabels{ls, ls.Hash()}
+			}
 			series[k] = lbls
 		}
 		SamplesOf(&ev, s.opts.Metrics, r.scores, func(m int, score string, v float64) {
 			l := lbls[m]
 			if m == mScore {
-				l = scoreLabels(l, score)
+				sk := scoreSeriesKey{k, score}
+				sl, ok := scored[sk]
+				if !ok {
+					ls := scoreLabels(l.Labels, score)
+					sl = hashedLabels{ls, ls.Hash()}
+					scored[sk] = sl
+				}
+				l = sl
 			}
-			batch = append(batch, Sample{Labels: l, T: r.Ms, V: v})
+			batch = append(batch, Sample{Labels: l.Labels, Hash: l.hash, T: r.Ms, V: v})
 		})
 		return nil
 	})

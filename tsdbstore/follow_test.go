@@ -130,7 +130,7 @@ func tsdbSampleSet(t *testing.T, s *Store) []string {
 		it := set.At().Iterator(nil)
 		for it.Next() != 0 {
 			ts, v := it.At()
-			out = append(out, Sample{set.At().Labels(), ts, v})
+			out = append(out, Sample{Labels: set.At().Labels(), T: ts, V: v})
 		}
 	}
 	if err := set.Err(); err != nil {
