@@ -20,7 +20,7 @@ import (
 type Sample struct {
 	Labels labels.Labels
 	Hash   uint64 // Labels.Hash(), computed once per series
-	T      int64 // ms
+	T      int64  // ms
 	V      float64
 }
 
