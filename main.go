@@ -142,6 +142,7 @@ func run(args []string) int {
 	an.Flag("experiment", "Experiment id.").Required().StringVar(&af.experiment)
 	an.Flag("format", "Output: table or json.").Default("table").EnumVar(&af.format, "table", "json")
 	an.Flag("cluster", "Also give every mean a clustered standard error and interval, events grouped by KEY: session_id, user_id, cohort, sample_id or metadata.<key>.").PlaceHolder("KEY").StringVar(&af.cluster)
+	addFleetFlags(an, &af.fleet)
 
 	var ef exportFlags
 	ex := app.Command("export", "Write an experiment's events as CSV, JSONL or JSON from a data directory, in (timestamp, event_id) order.")
@@ -171,6 +172,7 @@ func run(args []string) int {
 	cmpCmd.Flag("limit", "With --pairs: most pairs listed.").Default("100").IntVar(&cf.limit)
 	cmpCmd.Flag("cluster", "Also give every mean a clustered standard error and every difference of means its clustered interval, events grouped by KEY: session_id, user_id, cohort, sample_id or metadata.<key>.").PlaceHolder("KEY").StringVar(&cf.cluster)
 	cmpCmd.Arg("experiments", "Baseline, then one or more treatments.").Required().StringsVar(&cf.experiments)
+	addFleetFlags(cmpCmd, &cf.fleet)
 
 	var gf gateFlags
 	gt := app.Command("gate", "Fail a CI job when a candidate regresses against the baseline beyond a margin: exit 0 when no check regresses, 1 when one does, 2 on bad usage or missing data.")

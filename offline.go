@@ -32,6 +32,7 @@ import (
 type analyzeFlags struct {
 	storagePath, experiment, format string
 	cluster                         string // a cluster key: clustered standard errors
+	fleet                           fleetFlags
 }
 
 type compareFlags struct {
@@ -44,6 +45,7 @@ type compareFlags struct {
 	pairs               string // a metric: list the per-sample differences instead
 	limit               int
 	cluster             string // a cluster key: clustered intervals
+	fleet               fleetFlags
 }
 
 type powerFlags struct {
@@ -102,6 +104,9 @@ func clusterNote(key string) string {
 }
 
 func runAnalyze(af analyzeFlags, w io.Writer) int {
+	if af.fleet.url != "" {
+		return runFleetAnalyze(af, w)
+	}
 	f, err := clusterFilter(af.cluster)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s analyze: %v\n", appName, err)
@@ -142,7 +147,7 @@ func runCompare(cf compareFlags, w io.Writer) int {
 		fmt.Fprintf(os.Stderr, "%s compare: %v\n", appName, err)
 		return 2
 	}
-	if cf.pairs != "" {
+	if cf.pairs != "" && cf.fleet.url == "" {
 		return runPairs(cf, w)
 	}
 	if len(cf.experiments) < 2 {
@@ -158,6 +163,9 @@ func runCompare(cf compareFlags, w io.Writer) int {
 		return 2
 	}
 	opts := analysis.CompareOptions{Resamples: cf.resamples, Seed: cf.seed, SequentialTuning: cf.sequentialTuning, Allocation: cf.allocation}
+	if cf.fleet.url != "" {
+		return runFleetCompare(cf, opts, w)
+	}
 	report, err := experiment.NewOffline(cf.storagePath).Compare(context.Background(), cf.experiments, f, opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s compare: %v\n", appName, err)

@@ -106,6 +106,9 @@ type Report struct {
 	Tokens      Tokens                      `json:"tokens"`
 	Scores      map[string]ScoreDescription `json:"scores"` // by score name (SPEC §13); empty, never null
 	Events      map[string]EventCount       `json:"events"`
+	// Notes say what a report read from elsewhere than the event logs
+	// cannot hold (fleet analysis, SPEC §16).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // AnalyzeOptions choose what an analysis computes beyond SPEC §7's.

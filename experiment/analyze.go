@@ -24,6 +24,9 @@ type CompareReport struct {
 	Comparison  map[string]analysis.Comparison `json:"comparison"`
 	// SRM checks the experiments' event counts against opts.Allocation.
 	SRM analysis.SRM `json:"srm"`
+	// Notes say what a comparison read from elsewhere than the event logs
+	// cannot hold (fleet analysis, SPEC §16).
+	Notes []string `json:"notes,omitempty"`
 }
 
 func analyze(ctx context.Context, s source, id string, f Filter) (analysis.Report, error) {

@@ -1,0 +1,413 @@
+// Package promsource reads an experiment's raw samples back from any
+// Prometheus-compatible query API (Prometheus, Mimir, Thanos,
+// VictoriaMetrics) and rebuilds the events they came from, for the
+// analysis of a whole fleet of sidecars (SPEC §16).
+//
+// Each event is one raw sample per number at its millisecond, in series
+// that share every label but the metric name and the score's name: the
+// samples with equal other labels and equal time are one event. Remote-
+// written samples also carry the sidecars' external labels (pod=...), so
+// the events of two sidecars at one millisecond stay apart.
+//
+// The query API is read with plain net/http and decoded with
+// prometheus/common/model: two endpoints are needed (query and
+// query_range), and the answers' exact millisecond timestamps and float
+// values are what model's types decode.
+package promsource
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/crucible-telemetry/crucible-telemetry/analysis"
+	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
+)
+
+// Options configure a Source.
+type Options struct {
+	// URL is the query API's base: requests go to URL/api/v1/query.
+	URL string
+	// Header is sent with every request (X-Scope-OrgID, Authorization).
+	Header http.Header
+	// Selector is ANDed to every series selector ({job="crucible"}).
+	Selector []*labels.Matcher
+	// Start and End bound the samples read.
+	Start, End time.Time
+	// ChunkSamples is about how many samples one query reads; busier
+	// stretches are read in shorter queries (DefaultChunkSamples when 0).
+	ChunkSamples int64
+	Client       *http.Client
+}
+
+// DefaultChunkSamples keeps an answer far below receivers' limits
+// (Prometheus' --query.max-samples is 50M) and its JSON near 100 MB.
+const DefaultChunkSamples = 2_000_000
+
+// planSteps is how many windows the time span is planned in, within
+// Prometheus' 11,000 points per series of a range query.
+const planSteps = 10_000
+
+// Filter selects events by their labels and time, as the local commands'
+// filters do.
+type Filter struct {
+	Condition, Event, Model, Provider string
+	Success                           *bool
+	FromUs, ToUs                      *int64 // µs, inclusive
+}
+
+// Source reads one query API.
+type Source struct {
+	o Options
+}
+
+// New checks o and returns a Source.
+func New(o Options) (*Source, error) {
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--prometheus.url %q: want http(s)://host[:port][/prefix]", o.URL)
+	}
+	o.URL = strings.TrimSuffix(o.URL, "/")
+	if !o.Start.Before(o.End) {
+		return nil, fmt.Errorf("the time span to read is empty: start %s, end %s", o.Start.Format(time.RFC3339), o.End.Format(time.RFC3339))
+	}
+	if o.ChunkSamples <= 0 {
+		o.ChunkSamples = DefaultChunkSamples
+	}
+	if o.Client == nil {
+		o.Client = http.DefaultClient
+	}
+	return &Source{o: o}, nil
+}
+
+// ParseSelector reads --prometheus.selector: label matchers in braces.
+func ParseSelector(s string) ([]*labels.Matcher, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	ms, err := parser.NewParser(parser.Options{}).ParseMetricSelector(s)
+	if err != nil {
+		return nil, fmt.Errorf("--prometheus.selector %q: %w", s, err)
+	}
+	for _, m := range ms {
+		if m.Name == model.MetricNameLabel {
+			return nil, fmt.Errorf("--prometheus.selector %q: the metric name is chosen by the analysis", s)
+		}
+	}
+	return ms, nil
+}
+
+// Experiment is what the samples say of one experiment.
+type Experiment struct {
+	Points []analysis.Point
+	// Conditions are the condition labels its samples carry.
+	Conditions []string
+	// Samples is how many raw samples were read.
+	Samples int64
+}
+
+// sampleMetrics matches every raw-sample metric of SPEC §5 and §13.
+const sampleMetrics = "crucible_event_.+|crucible_train_.+"
+
+// selector is the series selector of an experiment's raw samples, of
+// the metrics name matches.
+func (s *Source) selector(name *labels.Matcher, id string, f Filter) string {
+	ms := []*labels.Matcher{name, labels.MustNewMatcher(labels.MatchEqual, "experiment_id", id)}
+	for _, l := range [...]struct{ name, value string }{
+		{"condition", f.Condition}, {"event", f.Event}, {"model", f.Model}, {"provider", f.Provider},
+	} {
+		if l.value != "" {
+			ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, l.name, l.value))
+		}
+	}
+	ms = append(ms, s.o.Selector...)
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.String()
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// Read reads the raw samples of experiment id that f selects and rebuilds
+// its events, in time order.
+func (s *Source) Read(ctx context.Context, id string, f Filter) (Experiment, error) {
+	startMs, endMs := s.o.Start.UnixMilli(), s.o.End.UnixMilli()
+	if f.FromUs != nil {
+		startMs = max(startMs, floorDiv(*f.FromUs, 1000)-1) // (start, end]: from's millisecond included
+	}
+	if f.ToUs != nil {
+		endMs = min(endMs, floorDiv(*f.ToUs, 1000))
+	}
+	chunks, err := s.plan(ctx, id, f, startMs, endMs)
+	if err != nil {
+		return Experiment{}, err
+	}
+	sel := s.selector(labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, sampleMetrics), id, f)
+	g := newGrouper()
+	for _, c := range chunks {
+		if err := s.readChunk(ctx, sel, c, g); err != nil {
+			return Experiment{}, err
+		}
+	}
+	out := g.experiment()
+	out.Points = slices.DeleteFunc(out.Points, func(p analysis.Point) bool {
+		return (f.Success != nil && (p.Success < 0 || (p.Success == 1) != *f.Success)) ||
+			(f.FromUs != nil && p.TimestampUs < *f.FromUs) || (f.ToUs != nil && p.TimestampUs > *f.ToUs)
+	})
+	return out, nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+// chunk is a stretch (start, end] of ms read in one query.
+type chunk struct{ start, end int64 }
+
+// plan splits (startMs, endMs] into chunks of about ChunkSamples samples,
+// from the sample counts of planSteps windows. Counted metric by metric:
+// count_over_time drops the metric name, so one query over every metric
+// would make series of different metrics collide.
+func (s *Source) plan(ctx context.Context, id string, f Filter, startMs, endMs int64) ([]chunk, error) {
+	step := max((endMs-startMs+planSteps-1)/planSteps, 1000)
+	counts := map[int64]int64{}
+	for _, name := range tsdbstore.MetricNames {
+		sel := s.selector(labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, name), id, f)
+		q := fmt.Sprintf("sum(count_over_time(%s[%dms]))", sel, step)
+		form := url.Values{"query": {q}, "start": {msString(startMs + step)}, "end": {msString(endMs + step)}, "step": {strconv.FormatInt(step, 10) + "ms"}}
+		var m model.Matrix
+		if err := s.call(ctx, "/api/v1/query_range", form, model.ValMatrix, &m); err != nil {
+			return nil, err
+		}
+		for _, ss := range m {
+			for _, p := range ss.Values {
+				counts[int64(p.Timestamp)] += int64(p.Value)
+			}
+		}
+	}
+	ends := slices.Sorted(maps.Keys(counts))
+	// Chunks are cut at window ends and cover (startMs, endMs] without a
+	// gap, whatever the counts say: receivers that align steps, or count a
+	// window's first sample twice, only move the cuts.
+	chunks := []chunk{{start: startMs}}
+	var n int64
+	for _, end := range ends {
+		c := counts[end]
+		last := &chunks[len(chunks)-1]
+		if n > 0 && n+c > s.o.ChunkSamples && end-step > last.start && end-step < endMs {
+			last.end = end - step
+			chunks = append(chunks, chunk{start: end - step})
+			n = 0
+		}
+		n += c
+	}
+	chunks[len(chunks)-1].end = endMs
+	return chunks, nil
+}
+
+func msString(ms int64) string { return strconv.FormatFloat(float64(ms)/1000, 'f', 3, 64) }
+
+// readChunk reads the raw samples of (c.start, c.end] with a range
+// selector at c.end. A sample at c.start is dropped: receivers whose
+// range selectors are closed on the left (Prometheus before 3.0) return
+// it, and the chunk before holds it.
+func (s *Source) readChunk(ctx context.Context, sel string, c chunk, g *grouper) error {
+	form := url.Values{"query": {fmt.Sprintf("%s[%dms]", sel, c.end-c.start)}, "time": {msString(c.end)}}
+	var m model.Matrix
+	if err := s.call(ctx, "/api/v1/query", form, model.ValMatrix, &m); err != nil {
+		return err
+	}
+	for _, ss := range m {
+		for _, p := range ss.Values {
+			if t := int64(p.Timestamp); t > c.start && t <= c.end {
+				if err := g.add(ss.Metric, t, float64(p.Value)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// apiError is an error answer of the query API.
+type apiError struct {
+	Status    int
+	ErrorType string
+	Message   string
+}
+
+func (e *apiError) Error() string {
+	msg := fmt.Sprintf("query API answered %d", e.Status)
+	if e.ErrorType != "" {
+		msg += " (" + e.ErrorType + ")"
+	}
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	if strings.Contains(e.Message, "too many samples") || strings.Contains(e.Message, "maxSamplesPerQuery") {
+		msg += "; read less at once with --prometheus.chunk-samples, or a shorter span with --prometheus.start/--prometheus.end"
+	}
+	return msg
+}
+
+// call POSTs form to path and decodes the answer's data.result into out.
+func (s *Source) call(ctx context.Context, path string, form url.Values, want model.ValueType, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.o.URL+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	for k, vs := range s.o.Header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := s.o.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("query API: %w", err)
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Status    string `json:"status"`
+		ErrorType string `json:"errorType"`
+		Error     string `json:"error"`
+		Data      struct {
+			ResultType model.ValueType `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("query API: %w", err)
+	}
+	if err := json.Unmarshal(body, &env); err != nil || env.Status != "success" {
+		e := &apiError{Status: resp.StatusCode, ErrorType: env.ErrorType, Message: env.Error}
+		if e.Message == "" && err != nil {
+			e.Message = strings.TrimSpace(string(body[:min(len(body), 200)]))
+		}
+		return e
+	}
+	if env.Data.ResultType != want {
+		return fmt.Errorf("query API answered a %s, want a %s", env.Data.ResultType, want)
+	}
+	return json.Unmarshal(env.Data.Result, out)
+}
+
+// grouper gathers samples into events: one per series identity (every
+// label but the metric name and the score's) and millisecond.
+type grouper struct {
+	ids        map[string]int // identity → index
+	conditions map[string]bool
+	events     map[eventKey]*analysis.Point
+	samples    int64
+}
+
+type eventKey struct {
+	id int
+	ms int64
+}
+
+func newGrouper() *grouper {
+	return &grouper{ids: map[string]int{}, conditions: map[string]bool{}, events: map[eventKey]*analysis.Point{}}
+}
+
+// identity is the series' labels but the metric name and the score's.
+func identity(m model.Metric) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		if n != model.MetricNameLabel && n != tsdbstore.ScoreLabel {
+			names = append(names, string(n))
+		}
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for _, n := range names {
+		b.WriteString(n)
+		b.WriteByte(0)
+		b.WriteString(string(m[model.LabelName(n)]))
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+func (g *grouper) add(m model.Metric, ms int64, v float64) error {
+	key := identity(m)
+	id, ok := g.ids[key]
+	if !ok {
+		id = len(g.ids)
+		g.ids[key] = id
+		g.conditions[string(m["condition"])] = true
+	}
+	k := eventKey{id, ms}
+	p := g.events[k]
+	if p == nil {
+		p = &analysis.Point{TimestampUs: ms * 1000, Event: string(m["event"]), LatencyMs: math.NaN(), CostUSD: math.NaN(), Success: -1}
+		g.events[k] = p
+	}
+	g.samples++
+	switch name := string(m[model.MetricNameLabel]); name {
+	case tsdbstore.MetricLatency:
+		p.LatencyMs = v * 1000
+	case tsdbstore.MetricCost:
+		p.CostUSD = v
+	case tsdbstore.MetricPromptTokens:
+		p.HasTokens, p.Prompt = true, int64(v)
+		p.Total = p.Prompt + p.Completion
+	case tsdbstore.MetricCompletionTokens:
+		p.HasTokens, p.Completion = true, int64(v)
+		p.Total = p.Prompt + p.Completion
+	case tsdbstore.MetricSuccess:
+		p.Success = 0
+		if v == 1 {
+			p.Success = 1
+		}
+	case tsdbstore.MetricScore:
+		p.Scores = append(p.Scores, analysis.Score{Name: string(m[tsdbstore.ScoreLabel]), Value: v})
+	case tsdbstore.MetricTrainLoss, tsdbstore.MetricTrainAccuracy, tsdbstore.MetricTrainLR, tsdbstore.MetricTrainGradNorm:
+		// Training numbers are not part of the analysis.
+	default:
+		return fmt.Errorf("unexpected series %s", m)
+	}
+	return nil
+}
+
+// experiment returns the events in time order (then by series, as a
+// stable order of events that share a millisecond).
+func (g *grouper) experiment() Experiment {
+	keys := make([]eventKey, 0, len(g.events))
+	for k := range g.events {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b eventKey) int { return cmp.Or(cmp.Compare(a.ms, b.ms), cmp.Compare(a.id, b.id)) })
+	out := Experiment{Points: make([]analysis.Point, len(keys)), Samples: g.samples}
+	for i, k := range keys {
+		p := g.events[k]
+		slices.SortFunc(p.Scores, func(a, b analysis.Score) int { return strings.Compare(a.Name, b.Name) })
+		out.Points[i] = *p
+	}
+	for c := range g.conditions {
+		out.Conditions = append(out.Conditions, c)
+	}
+	slices.Sort(out.Conditions)
+	return out
+}
+
+// ErrNoSamples means the query API holds no sample of an experiment.
+var ErrNoSamples = errors.New("no raw samples")
