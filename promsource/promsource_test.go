@@ -52,7 +52,7 @@ func sidecar(t *testing.T, n int) (*experiment.Manager, string, time.Time) {
 			}
 			// Bursts of three in one millisecond (slots), spread over two
 			// hours; some events without success or tokens.
-			ts := base.Add(time.Duration(i/3)*7*time.Millisecond)
+			ts := base.Add(time.Duration(i/3) * 7 * time.Millisecond)
 			body := fmt.Sprintf(`{"event_name":"%s","timestamp":%d,"latency_ms":%d,"metadata":{"sample_id":"s%d","model":"%s","provider":"openai"`,
 				[]string{"llm.request", "llm.judge"}[i%2], ts.UnixMicro(), lat, i, []string{"gpt-4o-mini", "gpt-4o"}[i%2])
 			if i%4 != 0 {
