@@ -155,12 +155,14 @@ func startSidecar(t *testing.T, dataDir string, args ...string) *sidecar {
 	return nil
 }
 
-// stop sends sig and waits for the exit code.
+// stop sends sig and waits for the exit code; a stopped sidecar gives it
+// again.
 func (s *sidecar) stop(sig syscall.Signal) int {
 	s.t.Helper()
 	s.cmd.Process.Signal(sig)
 	select {
-	case <-s.done:
+	case err := <-s.done:
+		s.done <- err
 	case <-time.After(60 * time.Second):
 		s.t.Fatalf("sidecar did not exit on %v\n%s", sig, s.logs)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -168,7 +169,9 @@ func fleetEvents(arm string, n int, base time.Time) []string {
 		judge := float64((i*13)%10) / 10
 		if arm == "trt" {
 			lat -= 15
-			judge = min(1, judge+0.1)
+			// Decimal values: VictoriaMetrics keeps values as decimals,
+			// and min(1, judge+0.1) = 0.30000000000000004 came back 0.3.
+			judge = float64((i*13+1)%10) / 10
 			ok = i%11 != 0
 		}
 		model := []string{"gpt-4o-mini", "claude-sonnet-4-5"}[i%2]
@@ -307,6 +310,78 @@ func TestRemoteWriteFleet(t *testing.T) {
 				t.Fatalf("series by pod: %v %v", pods0, err)
 			}
 			t.Logf("%s holds the samples the sidecars hold: %v", kind.name, remote)
+
+			// The fleet's comparison from the receiver equals the local one
+			// over one data directory holding every event of both pods.
+			merged := filepath.Join(dir, "merged")
+			for i, s := range sidecars {
+				if code := s.stop(syscall.SIGTERM); code != 0 {
+					t.Fatalf("sidecar exit %d\n%s", code, s.logs)
+				}
+				for _, id := range []string{"ctl", "trt"} {
+					file := filepath.Join(dir, fmt.Sprintf("%s-%d.jsonl", id, i))
+					runBinary(t, "export", "--storage.path="+filepath.Join(dir, pods[i]), "--experiment="+id, "--format=jsonl", "--output="+file)
+					if out := runBinary(t, "import", "--storage.path="+merged, "--experiment="+id, file); !strings.Contains(out, fmt.Sprintf("accepted=%d duplicates=0 rejected=0", n/2)) {
+						t.Fatalf("import: %s", out)
+					}
+				}
+			}
+			var offline, fleet map[string]any
+			json.Unmarshal([]byte(runBinary(t, "compare", "--storage.path="+merged, "--format=json", "ctl", "trt")), &offline)
+			out := runBinary(t, "compare", "--prometheus.url="+rurl, "--format=json", "ctl", "trt")
+			if err := json.Unmarshal([]byte(out), &fleet); err != nil {
+				t.Fatalf("fleet compare: %v\n%s", err, out)
+			}
+			if notes, _ := fleet["notes"].([]any); len(notes) == 0 {
+				t.Fatalf("the fleet answer does not say what samples cannot carry: %s", out)
+			}
+			sameNumbers(t, "compare", offline, fleet, map[string]bool{"paired": true, "notes": true})
+			table := runBinary(t, "compare", "--prometheus.url="+rurl, "ctl", "trt")
+			if !strings.Contains(table, "paired analysis needs sample_id") {
+				t.Fatalf("the table does not say that pairing needs the event logs:\n%s", table)
+			}
 		})
+	}
+}
+
+// sameNumbers compares two JSON documents: numbers to 1e-9 relative,
+// everything else exactly, keys in skip ignored.
+func sameNumbers(t *testing.T, path string, a, b any, skip map[string]bool) {
+	t.Helper()
+	switch av := a.(type) {
+	case map[string]any:
+		bv, ok := b.(map[string]any)
+		if !ok {
+			t.Errorf("%s: %v vs %v", path, a, b)
+			return
+		}
+		for k := range av {
+			if !skip[k] {
+				sameNumbers(t, path+"."+k, av[k], bv[k], skip)
+			}
+		}
+		for k := range bv {
+			if _, ok := av[k]; !ok && !skip[k] {
+				t.Errorf("%s.%s: only in the second", path, k)
+			}
+		}
+	case []any:
+		bv, ok := b.([]any)
+		if !ok || len(av) != len(bv) {
+			t.Errorf("%s: %v vs %v", path, a, b)
+			return
+		}
+		for i := range av {
+			sameNumbers(t, fmt.Sprintf("%s[%d]", path, i), av[i], bv[i], skip)
+		}
+	case float64:
+		bv, ok := b.(float64)
+		if !ok || math.Abs(av-bv) > 1e-9*math.Max(math.Abs(av), math.Abs(bv)) {
+			t.Errorf("%s: %v vs %v", path, a, b)
+		}
+	default:
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Errorf("%s: %v vs %v", path, a, b)
+		}
 	}
 }
