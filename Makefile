@@ -48,6 +48,9 @@ fuzz:
 	$(GO) test ./evalstore -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./otlp -run '^$$' -fuzz '^FuzzTraces$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./otlp -run '^$$' -fuzz '^FuzzLogs$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./remotewrite -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./remotewrite -run '^$$' -fuzz '^FuzzPositions$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./promsource -run '^$$' -fuzz '^FuzzAnswer$$' -fuzztime $(FUZZTIME)
 
 ## bench: Go micro-benchmarks, then the load generator against a fresh sidecar
 bench: bench-go bench-load
