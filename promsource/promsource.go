@@ -18,7 +18,6 @@ package promsource
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +33,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/valyala/fastjson"
 
 	"github.com/crucible-telemetry/crucible-telemetry/analysis"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
@@ -56,8 +56,8 @@ type Options struct {
 }
 
 // DefaultChunkSamples keeps an answer far below receivers' limits
-// (Prometheus' --query.max-samples is 50M) and its JSON near 100 MB.
-const DefaultChunkSamples = 2_000_000
+// (Prometheus' --query.max-samples is 50M) and its JSON near 20 MB.
+const DefaultChunkSamples = 500_000
 
 // planSteps is how many windows the time span is planned in, within
 // Prometheus' 11,000 points per series of a range query.
@@ -158,11 +158,44 @@ func (s *Source) Read(ctx context.Context, id string, f Filter) (Experiment, err
 		return Experiment{}, err
 	}
 	sel := s.selector(labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, sampleMetrics), id, f)
-	g := newGrouper()
-	for _, c := range chunks {
-		if err := s.readChunk(ctx, sel, c, g); err != nil {
-			return Experiment{}, err
+	// The next chunk is fetched while one is grouped: the query API and
+	// the grouping each keep a core busy.
+	type answer struct {
+		c      chunk
+		status int
+		body   []byte
+		err    error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	answers := make(chan answer, 1)
+	go func() {
+		defer close(answers)
+		for _, c := range chunks {
+			form := url.Values{"query": {fmt.Sprintf("%s[%dms]", sel, c.end-c.start)}, "time": {msString(c.end)}}
+			status, body, err := s.fetch(ctx, "/api/v1/query", form)
+			select {
+			case answers <- answer{c, status, body, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
 		}
+	}()
+	g := newGrouper()
+	var p fastjson.Parser
+	for a := range answers {
+		if a.err == nil {
+			a.err = g.chunk(&p, a.c, a.status, a.body)
+		}
+		if a.err != nil {
+			return Experiment{}, a.err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return Experiment{}, err
 	}
 	out := g.experiment()
 	out.Points = slices.DeleteFunc(out.Points, func(p analysis.Point) bool {
@@ -184,68 +217,90 @@ func floorDiv(a, b int64) int64 {
 type chunk struct{ start, end int64 }
 
 // plan splits (startMs, endMs] into chunks of about ChunkSamples samples,
-// from the sample counts of planSteps windows. Counted metric by metric:
-// count_over_time drops the metric name, so one query over every metric
-// would make series of different metrics collide.
+// from the sample counts of planSteps windows; a window with more is
+// counted again in finer windows, down to a millisecond.
 func (s *Source) plan(ctx context.Context, id string, f Filter, startMs, endMs int64) ([]chunk, error) {
-	step := max((endMs-startMs+planSteps-1)/planSteps, 1000)
-	counts := map[int64]int64{}
-	for _, name := range tsdbstore.MetricNames {
-		sel := s.selector(labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, name), id, f)
-		q := fmt.Sprintf("sum(count_over_time(%s[%dms]))", sel, step)
-		form := url.Values{"query": {q}, "start": {msString(startMs + step)}, "end": {msString(endMs + step)}, "step": {strconv.FormatInt(step, 10) + "ms"}}
-		var m model.Matrix
-		if err := s.call(ctx, "/api/v1/query_range", form, model.ValMatrix, &m); err != nil {
-			return nil, err
-		}
-		for _, ss := range m {
-			for _, p := range ss.Values {
-				counts[int64(p.Timestamp)] += int64(p.Value)
-			}
-		}
+	var ws []window
+	if err := s.count(ctx, id, f, startMs, endMs, &ws); err != nil {
+		return nil, err
 	}
-	ends := slices.Sorted(maps.Keys(counts))
 	// Chunks are cut at window ends and cover (startMs, endMs] without a
 	// gap, whatever the counts say: receivers that align steps, or count a
 	// window's first sample twice, only move the cuts.
 	chunks := []chunk{{start: startMs}}
 	var n int64
-	for _, end := range ends {
-		c := counts[end]
+	for _, w := range ws {
 		last := &chunks[len(chunks)-1]
-		if n > 0 && n+c > s.o.ChunkSamples && end-step > last.start && end-step < endMs {
-			last.end = end - step
-			chunks = append(chunks, chunk{start: end - step})
+		if n > 0 && n+w.n > s.o.ChunkSamples && w.start > last.start && w.start < endMs {
+			last.end = w.start
+			chunks = append(chunks, chunk{start: w.start})
 			n = 0
 		}
-		n += c
+		n += w.n
 	}
 	chunks[len(chunks)-1].end = endMs
 	return chunks, nil
 }
 
-func msString(ms int64) string { return strconv.FormatFloat(float64(ms)/1000, 'f', 3, 64) }
+// window is a stretch (start, end] holding n samples.
+type window struct{ start, end, n int64 }
 
-// readChunk reads the raw samples of (c.start, c.end] with a range
-// selector at c.end. A sample at c.start is dropped: receivers whose
-// range selectors are closed on the left (Prometheus before 3.0) return
-// it, and the chunk before holds it.
-func (s *Source) readChunk(ctx context.Context, sel string, c chunk, g *grouper) error {
-	form := url.Values{"query": {fmt.Sprintf("%s[%dms]", sel, c.end-c.start)}, "time": {msString(c.end)}}
-	var m model.Matrix
-	if err := s.call(ctx, "/api/v1/query", form, model.ValMatrix, &m); err != nil {
-		return err
-	}
-	for _, ss := range m {
-		for _, p := range ss.Values {
-			if t := int64(p.Timestamp); t > c.start && t <= c.end {
-				if err := g.add(ss.Metric, t, float64(p.Value)); err != nil {
-					return err
-				}
-			}
+// count appends the windows of (startMs, endMs] that hold samples, in
+// time order. Counted metric by metric: count_over_time drops the metric
+// name, so one query over every metric would make series of different
+// metrics collide.
+func (s *Source) count(ctx context.Context, id string, f Filter, startMs, endMs int64, out *[]window) error {
+	step := max((endMs-startMs+planSteps-1)/planSteps, 1)
+	counts := map[int64]int64{}
+	var p fastjson.Parser
+	for _, name := range tsdbstore.MetricNames {
+		sel := s.selector(labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, name), id, f)
+		q := fmt.Sprintf("sum(count_over_time(%s[%dms]))", sel, step)
+		form := url.Values{"query": {q}, "start": {msString(startMs + step)}, "end": {msString(endMs + step)}, "step": {strconv.FormatInt(step, 10) + "ms"}}
+		status, body, err := s.fetch(ctx, "/api/v1/query_range", form)
+		if err == nil {
+			err = matrix(&p, status, body, func(model.Metric) (func(int64, float64), error) {
+				return func(ms int64, v float64) { counts[ms] += int64(v) }, nil
+			})
+		}
+		if err != nil {
+			return err
 		}
 	}
+	for _, end := range slices.Sorted(maps.Keys(counts)) {
+		w := window{max(end-step, startMs), min(end, endMs), counts[end]}
+		if w.start >= w.end {
+			continue
+		}
+		if w.n > s.o.ChunkSamples && step > 1 {
+			if err := s.count(ctx, id, f, w.start, w.end, out); err != nil {
+				return err
+			}
+			continue
+		}
+		*out = append(*out, w)
+	}
 	return nil
+}
+
+func msString(ms int64) string { return strconv.FormatFloat(float64(ms)/1000, 'f', 3, 64) }
+
+// chunk groups the raw samples of (c.start, c.end], the answer to a
+// range selector at c.end. A sample at c.start is dropped: receivers
+// whose range selectors are closed on the left (Prometheus before 3.0)
+// return it, and the chunk before holds it.
+func (g *grouper) chunk(p *fastjson.Parser, c chunk, status int, body []byte) error {
+	return matrix(p, status, body, func(m model.Metric) (func(int64, float64), error) {
+		sr, err := g.series(m)
+		if err != nil {
+			return nil, err
+		}
+		return func(t int64, v float64) {
+			if t > c.start && t <= c.end {
+				g.add(sr, t, v)
+			}
+		}, nil
+	})
 }
 
 // apiError is an error answer of the query API.
@@ -269,11 +324,11 @@ func (e *apiError) Error() string {
 	return msg
 }
 
-// call POSTs form to path and decodes the answer's data.result into out.
-func (s *Source) call(ctx context.Context, path string, form url.Values, want model.ValueType, out any) error {
+// fetch POSTs form to path and returns the answer's body.
+func (s *Source) fetch(ctx context.Context, path string, form url.Values) (status int, body []byte, _ error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.o.URL+path, strings.NewReader(form.Encode()))
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	for k, vs := range s.o.Header {
 		req.Header[k] = vs
@@ -281,33 +336,63 @@ func (s *Source) call(ctx context.Context, path string, form url.Values, want mo
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := s.o.Client.Do(req)
 	if err != nil {
-		return fmt.Errorf("query API: %w", err)
+		return 0, nil, fmt.Errorf("query API: %w", err)
 	}
 	defer resp.Body.Close()
-	var env struct {
-		Status    string `json:"status"`
-		ErrorType string `json:"errorType"`
-		Error     string `json:"error"`
-		Data      struct {
-			ResultType model.ValueType `json:"resultType"`
-			Result     json.RawMessage `json:"result"`
-		} `json:"data"`
-	}
-	body, err := io.ReadAll(resp.Body)
+	body, err = io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("query API: %w", err)
+		return 0, nil, fmt.Errorf("query API: %w", err)
 	}
-	if err := json.Unmarshal(body, &env); err != nil || env.Status != "success" {
-		e := &apiError{Status: resp.StatusCode, ErrorType: env.ErrorType, Message: env.Error}
-		if e.Message == "" && err != nil {
+	return resp.StatusCode, body, nil
+}
+
+// matrix reads an answer whose result must be a matrix, calling visit
+// with each series' labels; visit returns what takes its samples. The
+// answer is parsed once, with fastjson: an answer holds millions of
+// samples, and encoding/json's reflection over model.Matrix cost most of
+// a fleet analysis.
+func matrix(p *fastjson.Parser, status int, body []byte, visit func(model.Metric) (func(ms int64, v float64), error)) error {
+	v, err := p.ParseBytes(body)
+	if err != nil || string(v.GetStringBytes("status")) != "success" {
+		e := &apiError{Status: status}
+		if err == nil {
+			e.ErrorType, e.Message = string(v.GetStringBytes("errorType")), string(v.GetStringBytes("error"))
+		} else {
 			e.Message = strings.TrimSpace(string(body[:min(len(body), 200)]))
 		}
 		return e
 	}
-	if env.Data.ResultType != want {
-		return fmt.Errorf("query API answered a %s, want a %s", env.Data.ResultType, want)
+	if rt := string(v.GetStringBytes("data", "resultType")); rt != model.ValMatrix.String() {
+		return fmt.Errorf("query API answered a %q, want a matrix", rt)
 	}
-	return json.Unmarshal(env.Data.Result, out)
+	for _, ss := range v.GetArray("data", "result") {
+		o, err := ss.Get("metric").Object()
+		if err != nil {
+			return fmt.Errorf("query API: a series without labels: %w", err)
+		}
+		m := make(model.Metric, o.Len())
+		o.Visit(func(k []byte, lv *fastjson.Value) { m[model.LabelName(k)] = model.LabelValue(lv.GetStringBytes()) })
+		add, err := visit(m)
+		if err != nil {
+			return err
+		}
+		for _, pair := range ss.GetArray("values") {
+			a, err := pair.Array()
+			if err != nil || len(a) != 2 {
+				return fmt.Errorf("query API: a sample is not [time, value]")
+			}
+			t, err := a[0].Float64()
+			if err != nil {
+				return fmt.Errorf("query API: sample time: %w", err)
+			}
+			val, err := strconv.ParseFloat(string(a[1].GetStringBytes()), 64)
+			if err != nil {
+				return fmt.Errorf("query API: sample value: %w", err)
+			}
+			add(int64(math.Round(t*1000)), val)
+		}
+	}
+	return nil
 }
 
 // grouper gathers samples into events: one per series identity (every
@@ -347,7 +432,17 @@ func identity(m model.Metric) string {
 	return b.String()
 }
 
-func (g *grouper) add(m model.Metric, ms int64, v float64) error {
+// seriesRef is what the grouper needs of one series: the identity of its
+// events and which number it holds.
+type seriesRef struct {
+	id     int
+	metric string
+	score  string
+	event  string
+}
+
+// series looks a series up once per answer; its samples are added with add.
+func (g *grouper) series(m model.Metric) (seriesRef, error) {
 	key := identity(m)
 	id, ok := g.ids[key]
 	if !ok {
@@ -355,14 +450,26 @@ func (g *grouper) add(m model.Metric, ms int64, v float64) error {
 		g.ids[key] = id
 		g.conditions[string(m["condition"])] = true
 	}
-	k := eventKey{id, ms}
+	r := seriesRef{id: id, metric: string(m[model.MetricNameLabel]), score: string(m[tsdbstore.ScoreLabel]), event: string(m["event"])}
+	switch r.metric {
+	case tsdbstore.MetricLatency, tsdbstore.MetricCost, tsdbstore.MetricPromptTokens, tsdbstore.MetricCompletionTokens,
+		tsdbstore.MetricSuccess, tsdbstore.MetricScore,
+		// Training numbers are not part of the analysis.
+		tsdbstore.MetricTrainLoss, tsdbstore.MetricTrainAccuracy, tsdbstore.MetricTrainLR, tsdbstore.MetricTrainGradNorm:
+		return r, nil
+	}
+	return r, fmt.Errorf("unexpected series %s", m)
+}
+
+func (g *grouper) add(r seriesRef, ms int64, v float64) {
+	k := eventKey{r.id, ms}
 	p := g.events[k]
 	if p == nil {
-		p = &analysis.Point{TimestampUs: ms * 1000, Event: string(m["event"]), LatencyMs: math.NaN(), CostUSD: math.NaN(), Success: -1}
+		p = &analysis.Point{TimestampUs: ms * 1000, Event: r.event, LatencyMs: math.NaN(), CostUSD: math.NaN(), Success: -1}
 		g.events[k] = p
 	}
 	g.samples++
-	switch name := string(m[model.MetricNameLabel]); name {
+	switch r.metric {
 	case tsdbstore.MetricLatency:
 		p.LatencyMs = v * 1000
 	case tsdbstore.MetricCost:
@@ -379,13 +486,8 @@ func (g *grouper) add(m model.Metric, ms int64, v float64) error {
 			p.Success = 1
 		}
 	case tsdbstore.MetricScore:
-		p.Scores = append(p.Scores, analysis.Score{Name: string(m[tsdbstore.ScoreLabel]), Value: v})
-	case tsdbstore.MetricTrainLoss, tsdbstore.MetricTrainAccuracy, tsdbstore.MetricTrainLR, tsdbstore.MetricTrainGradNorm:
-		// Training numbers are not part of the analysis.
-	default:
-		return fmt.Errorf("unexpected series %s", m)
+		p.Scores = append(p.Scores, analysis.Score{Name: r.score, Value: v})
 	}
-	return nil
 }
 
 // experiment returns the events in time order (then by series, as a
