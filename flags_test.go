@@ -14,6 +14,7 @@ func TestExternalLabelFlags(t *testing.T) {
 		{[]string{"pod=crucible-0", "cluster=eu"}, `{cluster="eu", pod="crucible-0"}`},
 		{[]string{"pod=a", "pod=b"}, "given twice"},
 		{[]string{"pod"}, "want NAME=VALUE"},
+		{[]string{"slot=1"}, "samples carry a label of that name"},
 	} {
 		t.Run(strings.Join(tc.flags, ","), func(t *testing.T) {
 			ls, err := externalLabels(tc.flags)

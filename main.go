@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -285,6 +286,9 @@ func externalLabels(flags []string) (labels.Labels, error) {
 		}
 		if seen[name] {
 			return labels.EmptyLabels(), fmt.Errorf("external label %q given twice", name)
+		}
+		if slices.Contains(tsdbstore.SeriesLabelNames, name) {
+			return labels.EmptyLabels(), fmt.Errorf("external label %q: the sidecar's samples carry a label of that name", name)
 		}
 		seen[name] = true
 		b.Add(name, value)

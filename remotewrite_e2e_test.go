@@ -385,3 +385,30 @@ func sameNumbers(t *testing.T, path string, a, b any, skip map[string]bool) {
 		}
 	}
 }
+
+// A bad remote-write configuration or external label stops the sidecar
+// at start-up with exit 2 and the reason.
+func TestRemoteWriteBadConfiguration(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built sidecar: slow; runs without -short")
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "remote-write.yml")
+	if err := os.WriteFile(bad, []byte("remote_write:\n- url: http://r/api/v1/write\n  queue_config: {capacity: 100}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--remote-write.config-file=" + bad}, "queue_config.capacity is not used"},
+		{[]string{"--remote-write.config-file=" + filepath.Join(dir, "missing.yml")}, "no such file"},
+		{[]string{"--remote-write.external-label=model=x"}, "samples carry a label of that name"},
+		{[]string{"--remote-write.external-label=pod"}, "want NAME=VALUE"},
+	} {
+		out, err := exec.Command(binary, append([]string{"--storage.path=" + filepath.Join(dir, "data"), "--web.listen-address=127.0.0.1:0"}, tc.args...)...).CombinedOutput()
+		if code := exitCode(err); code != 2 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: exit %d, want 2 with %q\n%s", tc.args, code, tc.want, out)
+		}
+	}
+}
