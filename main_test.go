@@ -61,6 +61,9 @@ type sidecar struct {
 	url  string // where the routes are: root and the route prefix
 	logs *syncBuffer
 	done chan error
+	// exited is closed once the process has exited, however a test waits
+	// for it.
+	exited chan struct{}
 }
 
 // syncBuffer collects the sidecar's output while tests read it.
@@ -123,7 +126,7 @@ func freePort(t *testing.T) string {
 func startSidecar(t *testing.T, dataDir string, args ...string) *sidecar {
 	t.Helper()
 	addr := freePort(t)
-	s := &sidecar{t: t, root: "http://" + addr, logs: &syncBuffer{}, done: make(chan error, 1)}
+	s := &sidecar{t: t, root: "http://" + addr, logs: &syncBuffer{}, done: make(chan error, 1), exited: make(chan struct{})}
 	s.url = s.root
 	for _, a := range args {
 		if p, ok := strings.CutPrefix(a, "--web.route-prefix="); ok && strings.Trim(p, "/") != "" {
@@ -135,7 +138,13 @@ func startSidecar(t *testing.T, dataDir string, args ...string) *sidecar {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { s.done <- s.cmd.Wait() }()
+	go func() {
+		err := s.cmd.Wait()
+		close(s.exited)
+		s.done <- err
+	}()
+	// A test that does not stop its sidecar leaves no process behind.
+	t.Cleanup(func() { s.stop(syscall.SIGTERM) })
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(s.url + "/-/ready")
@@ -161,8 +170,7 @@ func (s *sidecar) stop(sig syscall.Signal) int {
 	s.t.Helper()
 	s.cmd.Process.Signal(sig)
 	select {
-	case err := <-s.done:
-		s.done <- err
+	case <-s.exited:
 	case <-time.After(60 * time.Second):
 		s.t.Fatalf("sidecar did not exit on %v\n%s", sig, s.logs)
 	}
