@@ -361,6 +361,11 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		collector.NewStorage(filepath.Clean(sf.storagePath)),
 	)
 
+	followBuffer := 0
+	if rwConfig != nil {
+		// Remote-write reads the newest samples from memory (tsdbstore's feed).
+		followBuffer = tsdbstore.DefaultFollowBuffer
+	}
 	metrics := collector.New(reg, collector.Options{
 		StoppedSeriesTTL: time.Duration(sf.seriesTTL),
 	})
@@ -379,6 +384,7 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 			DedupMaxIDs:         sf.dedupMaxIDs,
 			MaxLabelValues:      sf.maxLabelValues,
 			DetailedTSDBMetrics: sf.tsdbDetails,
+			FollowBuffer:        followBuffer,
 			Registerer:          reg,
 		},
 	})

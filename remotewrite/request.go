@@ -19,10 +19,21 @@ type request struct {
 	series   []labels.Labels // of wr.Timeseries, to tell hash collisions
 	samples  int
 	newest   int64 // ms of the newest sample
+	// known keeps the merged labels of series seen in earlier requests:
+	// the same few series come back in every request.
+	known map[uint64]knownSeries
 }
 
+type knownSeries struct {
+	labels labels.Labels
+	merged []prompb.Label // shared by the requests' series: never appended to
+}
+
+// maxKnownSeries bounds request.known; past it the cache starts afresh.
+const maxKnownSeries = 10_000
+
 func newRequest(external labels.Labels) *request {
-	r := &request{index: map[uint64]int{}}
+	r := &request{index: map[uint64]int{}, known: map[uint64]knownSeries{}}
 	external.Range(func(l labels.Label) { r.external = append(r.external, prompb.Label{Name: l.Name, Value: l.Value}) })
 	return r
 }
@@ -30,7 +41,7 @@ func newRequest(external labels.Labels) *request {
 func (r *request) reset() {
 	for i := range r.wr.Timeseries {
 		ts := &r.wr.Timeseries[i]
-		ts.Labels, ts.Samples = ts.Labels[:0], ts.Samples[:0]
+		ts.Labels, ts.Samples = nil, ts.Samples[:0]
 	}
 	r.wr.Timeseries = r.wr.Timeseries[:0]
 	clear(r.index)
@@ -51,7 +62,7 @@ func (r *request) add(s tsdbstore.Sample) {
 		} else {
 			r.wr.Timeseries = append(r.wr.Timeseries, prompb.TimeSeries{})
 		}
-		r.wr.Timeseries[i].Labels = r.mergeLabels(r.wr.Timeseries[i].Labels[:0], s.Labels)
+		r.wr.Timeseries[i].Labels = r.merged(s.Labels, h)
 		r.series = append(r.series, s.Labels)
 		if !ok {
 			r.index[h] = i
@@ -65,9 +76,24 @@ func (r *request) add(s tsdbstore.Sample) {
 	r.samples++
 }
 
-// mergeLabels appends ls and the external labels to dst, sorted by name.
-// Both are sorted and their names disjoint (New checks that).
-func (r *request) mergeLabels(dst []prompb.Label, ls labels.Labels) []prompb.Label {
+// merged returns the labels ls (of hash h) and the external labels,
+// sorted by name.
+func (r *request) merged(ls labels.Labels, h uint64) []prompb.Label {
+	if k, ok := r.known[h]; ok && labels.Equal(k.labels, ls) {
+		return k.merged
+	}
+	m := r.mergeLabels(ls)
+	if len(r.known) >= maxKnownSeries {
+		clear(r.known)
+	}
+	r.known[h] = knownSeries{ls, m}
+	return m
+}
+
+// mergeLabels returns ls and the external labels, sorted by name. Both are
+// sorted and their names disjoint (New checks that).
+func (r *request) mergeLabels(ls labels.Labels) []prompb.Label {
+	dst := make([]prompb.Label, 0, ls.Len()+len(r.external))
 	ext := r.external
 	ls.Range(func(l labels.Label) {
 		for len(ext) > 0 && strings.Compare(ext[0].Name, l.Name) < 0 {

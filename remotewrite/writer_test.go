@@ -130,10 +130,13 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
+// open opens the manager. Its stores keep a small feed, so a queue reads
+// some frames from memory and the older ones from the log.
 func (f *fixture) open() {
 	f.m = experiment.NewManager(experiment.Options{
 		Dir: f.dir, Logger: slog.New(slog.DiscardHandler),
-		Store: tsdbstore.Options{OutOfOrderWindow: time.Hour, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: prometheus.NewRegistry()},
+		Store: tsdbstore.Options{OutOfOrderWindow: time.Hour, SyncInterval: time.Second, DedupWindow: time.Hour,
+			FollowBuffer: 5000, Registerer: prometheus.NewRegistry()},
 	})
 	if err := f.m.Open(); err != nil {
 		f.t.Fatal(err)

@@ -173,9 +173,10 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 	for _, p := range place {
 		results[p.i].Overflow = overflowOf(p.flags) | p.scores
 	}
-	mark := replayMark{s.log.end(), s.applied.Load().Samples + int64(samples), s.applied.Load().Damaged}
+	before := s.applied.Load()
+	mark := replayMark{s.log.end(), before.Samples + int64(samples), before.Damaged}
 	s.applied.Store(&mark)
-	s.announce()
+	s.announce(before.Position, mark.Position)
 	if s.pointsOK.Load() {
 		ordered := make([]*event.Event, len(place))
 		for i, p := range place {
@@ -222,11 +223,17 @@ func (s *Store) encodeFrame(bufs *appendBuffers, events []*event.Event, place []
 
 // appendAll appends the samples of the placed events and returns how many
 // there are and the events the TSDB refused.
+// With a feed, the samples are collected in s.fed.
 func (s *Store) appendAll(app storage.AppenderV2, events []*event.Event, place []placed) (int, map[int]error) {
 	var refused map[int]error
 	samples := 0
+	var fed *[]Sample
+	if s.follow != nil {
+		s.fed = s.fed[:0]
+		fed = &s.fed
+	}
 	for _, p := range place {
-		n, err := s.appendSamples(app, events[p.i], p.ms, p.refs, p.scores)
+		n, err := s.appendSamples(app, events[p.i], p.ms, p.refs, p.scores, fed)
 		samples += n
 		if err != nil {
 			if refused == nil {

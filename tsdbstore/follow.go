@@ -52,9 +52,14 @@ func (s *Store) Committed() (Mark, <-chan struct{}) {
 	return Mark{a.Position, a.Samples}, s.moved
 }
 
-// announce closes the channel of Committed after a commit.
-func (s *Store) announce() {
+// announce closes the channel of Committed after a commit of the frame
+// from 'from' to 'next', and hands the frame's samples (s.fed) to the feed.
+func (s *Store) announce(from, next Position) {
 	s.cmu.Lock()
+	if s.follow != nil {
+		s.follow.push(feedFrame{from: from, next: next, samples: s.fed})
+		s.fed = make([]Sample, 0, len(s.fed))
+	}
 	close(s.moved)
 	s.moved = make(chan struct{})
 	s.cmu.Unlock()
@@ -63,12 +68,35 @@ func (s *Store) announce() {
 // ReadSamples calls visit, in log order, with the samples of each log frame
 // from 'from' up to 'to' (a position Committed returned) and the position
 // just after the frame, from which a later read goes on. The samples are
-// valid only during the call of visit that receives them.
+// valid only during the call of visit that receives them, and not to be
+// changed. Frames still in the feed (FollowBuffer) come from memory.
 func (s *Store) ReadSamples(ctx context.Context, from, to Position, visit func(samples []Sample, next Position) error) error {
 	if err := s.beginRead(); err != nil {
 		return err
 	}
 	defer s.reads.Done()
+	if s.follow != nil {
+		s.cmu.Lock()
+		frames := s.follow.from(from, to)
+		s.cmu.Unlock()
+		for _, fr := range frames {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := visit(fr.samples, fr.next); err != nil {
+				return err
+			}
+			from = fr.next
+		}
+		if len(frames) > 0 && from == to {
+			return nil
+		}
+	}
+	return s.readLogSamples(ctx, from, to, visit)
+}
+
+// readLogSamples is ReadSamples from the log: each record decoded again.
+func (s *Store) readLogSamples(ctx context.Context, from, to Position, visit func(samples []Sample, next Position) error) error {
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
 	var (

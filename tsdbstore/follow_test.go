@@ -52,9 +52,24 @@ func TestSamplesOf(t *testing.T) {
 }
 
 // A follower reads exactly the samples the TSDB holds, in log order, and
-// resumes from any position it was handed without repeats or gaps.
+// resumes from any position it was handed without repeats or gaps: from
+// the log, from the feed, and from both when the feed let the oldest
+// frames go.
 func TestReadSamplesFollowsCommits(t *testing.T) {
-	s := openStore(t, t.TempDir(), testOptions(t))
+	for _, tc := range []struct {
+		name   string
+		buffer int
+	}{{"log", 0}, {"feed", DefaultFollowBuffer}, {"feed holding one frame", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := testOptions(t)
+			opts.FollowBuffer = tc.buffer
+			followCommits(t, opts)
+		})
+	}
+}
+
+func followCommits(t *testing.T, opts Options) {
+	s := openStore(t, t.TempDir(), opts)
 	defer s.Close()
 	start, moved := s.Committed()
 	from := start.Position
@@ -105,6 +120,80 @@ func TestReadSamplesFollowsCommits(t *testing.T) {
 	}
 	if !slices.Equal(sampleSet(rest), sampleSet(slices.Concat(all[1:]...))) {
 		t.Fatal("a read from a frame's next position is not the frames after it")
+	}
+}
+
+// The feed holds the samples the log gives back for the same frames, with
+// the same positions and hashes: scores, labels past their cap and
+// same-millisecond slots included.
+func TestFeedEqualsLog(t *testing.T) {
+	opts := testOptions(t)
+	opts.FollowBuffer = DefaultFollowBuffer
+	opts.MaxLabelValues = 2
+	s := openStore(t, t.TempDir(), opts)
+	defer s.Close()
+	start, _ := s.Committed()
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	for b := range 4 {
+		var evs []*event.Event
+		for i := range 30 {
+			e := llmEvent(base+int64(b*30+i/3)*1000, fmt.Sprintf("m%d", i%4), float64(i))
+			if i%2 == 0 {
+				e.Scores = []event.Score{{Name: "judge", Value: float64(i) / 30}, {Name: fmt.Sprintf("s%d", i%3), Value: 1}}
+			}
+			evs = append(evs, e)
+		}
+		mustAppend(t, s, evs)
+	}
+	end, _ := s.Committed()
+	type frame struct {
+		samples []Sample
+		next    Position
+	}
+	read := func(f func(context.Context, Position, Position, func([]Sample, Position) error) error) []frame {
+		var out []frame
+		if err := f(context.Background(), start.Position, end.Position, func(samples []Sample, next Position) error {
+			out = append(out, frame{slices.Clone(samples), next})
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	s.cmu.Lock()
+	held := len(s.follow.from(start.Position, end.Position))
+	s.cmu.Unlock()
+	if held != 4 {
+		t.Fatalf("the feed holds %d of the 4 frames", held)
+	}
+	fed, logged := read(s.ReadSamples), read(s.readLogSamples)
+	if len(fed) != 4 || len(logged) != 4 {
+		t.Fatalf("%d frames from the feed, %d from the log, want 4", len(fed), len(logged))
+	}
+	for i := range fed {
+		if fed[i].next != logged[i].next {
+			t.Fatalf("frame %d: next %v from the feed, %v from the log", i, fed[i].next, logged[i].next)
+		}
+		if len(fed[i].samples) != len(logged[i].samples) {
+			t.Fatalf("frame %d: %d samples from the feed, %d from the log", i, len(fed[i].samples), len(logged[i].samples))
+		}
+		for j, f := range fed[i].samples {
+			l := logged[i].samples[j]
+			if !labels.Equal(f.Labels, l.Labels) || f.Hash != l.Hash || f.Hash != f.Labels.Hash() || f.T != l.T || f.V != l.V {
+				t.Fatalf("frame %d sample %d: %v from the feed, %v from the log", i, j, f, l)
+			}
+		}
+	}
+	var other int
+	for _, f := range fed {
+		for _, smp := range f.samples {
+			if smp.Labels.Get("model") == event.OverflowValue {
+				other++
+			}
+		}
+	}
+	if other == 0 {
+		t.Fatal("no sample under the overflow value: the case is not covered")
 	}
 }
 

@@ -237,7 +237,7 @@ func (s *Store) replay(from replayMark) error {
 		if err := dec.DecodeRecord(r.Data, &ev, false); err != nil {
 			return fmt.Errorf("%w: record at %v: %w", ErrCorrupt, r.Pos, err)
 		}
-		k, err := s.appendSamples(app, &ev, r.Ms, s.refsFor(stored(s.opts.Condition, &ev, r.Flags), r.Slot), r.scores)
+		k, err := s.appendSamples(app, &ev, r.Ms, s.refsFor(stored(s.opts.Condition, &ev, r.Flags), r.Slot), r.scores, nil)
 		samples += int64(k)
 		if err != nil {
 			s.logger.Warn("replay: TSDB did not take a sample", "event_id", ev.EventID, "err", err)

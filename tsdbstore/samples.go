@@ -60,8 +60,9 @@ type seriesKey struct {
 // seriesRefs caches, per metric, the labels and the TSDB's reference. The
 // references are atomic: concurrent appends share them.
 type seriesRefs struct {
-	lbls [numMetrics]labels.Labels
-	refs [numMetrics]atomic.Uint64
+	lbls   [numMetrics]labels.Labels
+	hashes [numMetrics]uint64 // of lbls, for the feed
+	refs   [numMetrics]atomic.Uint64
 	// scores are the score series by score label; used under the TSDB
 	// lock only.
 	scores map[string]*scoreRef
@@ -69,6 +70,7 @@ type seriesRefs struct {
 
 type scoreRef struct {
 	lbls labels.Labels
+	hash uint64
 	ref  storage.SeriesRef
 }
 
@@ -80,6 +82,9 @@ func (s *Store) refsFor(l seriesLabels, slot uint8) *seriesRefs {
 		return r
 	}
 	r := &seriesRefs{lbls: s.seriesOf(l, slot)}
+	for m, ls := range r.lbls {
+		r.hashes[m] = ls.Hash()
+	}
 	s.series[k] = r
 	return r
 }
@@ -150,14 +155,18 @@ func SamplesOf(e *event.Event, cfg MetricsConfig, o event.LabelOverflow, emit fu
 // appendSamples appends the numbers of one event at ms to its series r. It
 // returns how many samples the event has, whether or not the TSDB took them.
 // o is the event's overflow decision. Callers hold the TSDB lock (or are
-// alone, as in a replay).
-func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, r *seriesRefs, o event.LabelOverflow) (int, error) {
+// alone, as in a replay). When fed is not nil, the samples are appended to
+// it as well.
+func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, r *seriesRefs, o event.LabelOverflow, fed *[]Sample) (int, error) {
 	var errs []error
 	n := 0
 	add := func(m int, score string, v float64) {
 		n++
 		if m == mScore {
 			sr := r.score(score)
+			if fed != nil {
+				*fed = append(*fed, Sample{Labels: sr.lbls, Hash: sr.hash, T: ms, V: v})
+			}
 			ref, err := app.Append(sr.ref, sr.lbls, 0, ms, v, nil, nil, storage.AOptions{})
 			if err != nil {
 				errs = append(errs, err)
@@ -165,6 +174,9 @@ func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, 
 			}
 			sr.ref = ref
 			return
+		}
+		if fed != nil {
+			*fed = append(*fed, Sample{Labels: r.lbls[m], Hash: r.hashes[m], T: ms, V: v})
 		}
 		ref, err := app.Append(storage.SeriesRef(r.refs[m].Load()), r.lbls[m], 0, ms, v, nil, nil, storage.AOptions{})
 		if err != nil {
@@ -185,7 +197,8 @@ func (r *seriesRefs) score(name string) *scoreRef {
 	if r.scores == nil {
 		r.scores = map[string]*scoreRef{}
 	}
-	sr := &scoreRef{lbls: scoreLabels(r.lbls[mScore], name)}
+	ls := scoreLabels(r.lbls[mScore], name)
+	sr := &scoreRef{lbls: ls, hash: ls.Hash()}
 	r.scores[name] = sr
 	return sr
 }

@@ -68,6 +68,9 @@ type Options struct {
 	// DetailedTSDBMetrics registers every metric of the TSDB, not only
 	// TSDBHealthMetrics.
 	DetailedTSDBMetrics bool
+	// FollowBuffer, when > 0, keeps the samples of the newest committed
+	// frames in memory, up to this many, for ReadSamples (see feed.go).
+	FollowBuffer int
 	// Visit, when set, sees every stored record while Open reads the log,
 	// so that callers can rebuild state from it without a second pass.
 	Visit func(*LogRecord) error
@@ -129,8 +132,12 @@ type Store struct {
 	stop chan struct{}
 	done chan struct{}
 
-	cmu   sync.Mutex    // guards moved
+	cmu   sync.Mutex    // guards moved and follow
 	moved chan struct{} // closed when applied moves (see Committed)
+	// follow holds the newest committed frames' samples when FollowBuffer
+	// is set; fed collects an append's samples for it, under tmu.
+	follow *feed
+	fed    []Sample
 
 	// failCommit, set by tests, fails a commit as a full disk would.
 	failCommit func() error
@@ -161,6 +168,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		dir: dir, opts: opts, logger: opts.Logger,
 		series: make(map[seriesKey]*seriesRefs),
 		stop:   make(chan struct{}), done: make(chan struct{}), moved: make(chan struct{}),
+	}
+	if opts.FollowBuffer > 0 {
+		s.follow = &feed{max: opts.FollowBuffer}
 	}
 	s.reg = newUnregisterer(prometheus.WrapRegistererWith(prometheus.Labels{"experiment_id": opts.ExperimentID}, opts.Registerer))
 	if err := s.openTSDB(); err != nil {

@@ -1,0 +1,55 @@
+package tsdbstore
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestFeed(t *testing.T) {
+	pos := func(o int64) Position { return Position{Segment: 1, Offset: o} }
+	frame := func(from, next int64, n int) feedFrame {
+		return feedFrame{from: pos(from), next: pos(next), samples: make([]Sample, n)}
+	}
+	froms := func(frs []feedFrame) []int64 {
+		var out []int64
+		for _, fr := range frs {
+			out = append(out, fr.from.Offset)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name     string
+		max      int
+		push     []feedFrame
+		from, to int64
+		want     []int64
+	}{
+		{"all held", 100, []feedFrame{frame(0, 10, 5), frame(10, 20, 5), frame(20, 30, 5)}, 0, 30, []int64{0, 10, 20}},
+		{"from the middle", 100, []feedFrame{frame(0, 10, 5), frame(10, 20, 5), frame(20, 30, 5)}, 10, 30, []int64{10, 20}},
+		{"up to a committed mark before the newest", 100, []feedFrame{frame(0, 10, 5), frame(10, 20, 5), frame(20, 30, 5)}, 0, 20, []int64{0, 10}},
+		{"the oldest let go", 12, []feedFrame{frame(0, 10, 5), frame(10, 20, 5), frame(20, 30, 5)}, 0, 30, nil},
+		{"the rest still held", 12, []feedFrame{frame(0, 10, 5), frame(10, 20, 5), frame(20, 30, 5)}, 10, 30, []int64{10, 20}},
+		{"a frame larger than the feed is held alone", 3, []feedFrame{frame(0, 10, 5), frame(10, 20, 5)}, 10, 20, []int64{10}},
+		{"a position inside a frame is not a frame's start", 100, []feedFrame{frame(0, 10, 5)}, 5, 10, nil},
+		{"a gap starts the feed anew", 100, []feedFrame{frame(0, 10, 5), frame(15, 20, 5)}, 0, 20, nil},
+		{"after a gap", 100, []feedFrame{frame(0, 10, 5), frame(15, 20, 5)}, 15, 20, []int64{15}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &feed{max: tc.max}
+			for _, fr := range tc.push {
+				f.push(fr)
+			}
+			got := f.from(pos(tc.from), pos(tc.to))
+			if !slices.Equal(froms(got), tc.want) {
+				t.Fatalf("frames from %d: %v, want %v", tc.from, froms(got), tc.want)
+			}
+			held := 0
+			for _, fr := range f.frames {
+				held += len(fr.samples)
+			}
+			if held != f.held || (len(f.frames) > 1 && held > tc.max) {
+				t.Fatalf("holds %d samples (counted %d), max %d", held, f.held, tc.max)
+			}
+		})
+	}
+}
