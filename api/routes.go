@@ -223,6 +223,7 @@ func (a *API) routes(rt *router) {
 			route(m+" "+promPrefix+"/api/v1/label/{name}/values", p.LabelValues, nil)
 		}
 		route("GET "+promPrefix+"/api/v1/status/buildinfo", p.BuildInfo, nil)
+		route("POST "+promPrefix+"/api/v1/read", p.RemoteRead().ServeHTTP, nil)
 	}
 
 	for _, path := range paths {
