@@ -25,6 +25,7 @@ type fleetFlags struct {
 	start, end   string
 	chunkSamples int64
 	timeout      time.Duration
+	read         string
 }
 
 // defaultFleetSpan is how far back the samples are read without --prometheus.start.
@@ -37,13 +38,16 @@ func addFleetFlags(cmd *kingpin.CmdClause, ff *fleetFlags) {
 	cmd.Flag("prometheus.start", "With --prometheus.url: read samples after this time, RFC 3339 (default: 90 days before the end).").PlaceHolder("TIME").StringVar(&ff.start)
 	cmd.Flag("prometheus.end", "With --prometheus.url: read samples up to this time, RFC 3339 (default: now).").PlaceHolder("TIME").StringVar(&ff.end)
 	cmd.Flag("prometheus.chunk-samples", "With --prometheus.url: about how many samples one query reads; lower it for a receiver with a lower limit.").Default(fmt.Sprint(promsource.DefaultChunkSamples)).Int64Var(&ff.chunkSamples)
+	cmd.Flag("prometheus.read", "With --prometheus.url: how to read the samples: remote-read (Prometheus' remote-read protocol, streamed chunks, at <url>/api/v1/read: Prometheus, Mimir, the sidecar), query (range selectors through the query API: any receiver), or auto (remote read, the query API where the receiver has no remote read).").Default(promsource.ReadAuto).EnumVar(&ff.read, promsource.ReadModes...)
 	cmd.Flag("prometheus.timeout", "With --prometheus.url: longest wait for one query's answer.").Default("5m").DurationVar(&ff.timeout)
 }
 
-// fleetNotes say what an analysis from raw samples cannot hold.
-func fleetNotes(url string) []string {
+// fleetNotes say where the samples came from and what an analysis from
+// raw samples cannot hold.
+func fleetNotes(url, via string) []string {
+	how := map[string]string{promsource.ReadRemote: "with remote read", promsource.ReadQuery: "through the query API"}[via]
 	return []string{
-		"read from the raw samples at " + url + ": each event rebuilt from its samples (one per number, at its millisecond)",
+		"read from the raw samples at " + url + " " + how + ": each event rebuilt from its samples (one per number, at its millisecond)",
 		"paired analysis needs sample_id, which samples do not carry: the paired blocks count no pairs; compare the sidecars' data directories (or their exports imported into one) for it",
 		"not in samples: events without a number, numbers a metrics_config turned off, timestamps below the millisecond, a tokens total other than prompt + completion; event, model and provider values past the label cap count as \"other\"",
 	}
@@ -81,7 +85,7 @@ func (ff fleetFlags) source() (*promsource.Source, error) {
 	}
 	return promsource.New(promsource.Options{
 		URL: ff.url, Header: header, Selector: sel, Start: start, End: end,
-		ChunkSamples: ff.chunkSamples, Client: &http.Client{Timeout: ff.timeout},
+		ChunkSamples: ff.chunkSamples, Client: &http.Client{Timeout: ff.timeout}, Read: ff.read,
 	})
 }
 
@@ -122,7 +126,7 @@ func runFleetAnalyze(af analyzeFlags, w io.Writer) int {
 	if err != nil {
 		return fleetFail("analyze", 1, err)
 	}
-	report.Notes = fleetNotes(af.fleet.url)
+	report.Notes = fleetNotes(af.fleet.url, src.Via())
 	if af.format == "json" {
 		err = writeJSON(w, report)
 	} else {
@@ -147,7 +151,7 @@ func runFleetCompare(cf compareFlags, opts analysis.CompareOptions, w io.Writer)
 	if err != nil {
 		return fleetFail("compare", 1, err)
 	}
-	report.Notes = fleetNotes(cf.fleet.url)
+	report.Notes = fleetNotes(cf.fleet.url, src.Via())
 	if cf.format == "json" {
 		err = writeJSON(w, report)
 	} else {

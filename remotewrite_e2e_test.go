@@ -28,11 +28,13 @@ type receiverKind struct {
 	install   string
 	writePath string
 	start     func(t *testing.T, tool, dir, addr string) *receiverProcess
+	// read is how --prometheus.read=auto reads it, as the notes say.
+	read string
 }
 
 var receiverKinds = []receiverKind{
 	{
-		name: "prometheus", tool: "prometheus", install: installPrometheus, writePath: "/api/v1/write",
+		name: "prometheus", tool: "prometheus", install: installPrometheus, writePath: "/api/v1/write", read: "with remote read",
 		start: func(t *testing.T, tool, dir, addr string) *receiverProcess {
 			// Raw samples arrive out of order, and again after a restart:
 			// the out-of-order window takes both.
@@ -45,7 +47,7 @@ var receiverKinds = []receiverKind{
 		},
 	},
 	{
-		name: "victoria-metrics", tool: "victoria-metrics", install: installVictoriaMetrics, writePath: "/api/v1/write",
+		name: "victoria-metrics", tool: "victoria-metrics", install: installVictoriaMetrics, writePath: "/api/v1/write", read: "through the query API",
 		start: func(t *testing.T, tool, dir, addr string) *receiverProcess {
 			// A resent sample is one sample only with deduplication; the
 			// response cache and the latency offset would hide fresh data.
@@ -332,10 +334,15 @@ func TestRemoteWriteFleet(t *testing.T) {
 			if err := json.Unmarshal([]byte(out), &fleet); err != nil {
 				t.Fatalf("fleet compare: %v\n%s", err, out)
 			}
-			if notes, _ := fleet["notes"].([]any); len(notes) == 0 {
-				t.Fatalf("the fleet answer does not say what samples cannot carry: %s", out)
+			if notes, _ := fleet["notes"].([]any); len(notes) == 0 || !strings.Contains(fmt.Sprint(notes[0]), kind.read) {
+				t.Fatalf("the fleet answer does not say how it read the samples (%s) and what samples cannot carry: %s", kind.read, out)
 			}
 			sameNumbers(t, "compare", offline, fleet, map[string]bool{"paired": true, "notes": true})
+			// Every way of reading the receiver gives the same answer.
+			if kind.read == "with remote read" {
+				json.Unmarshal([]byte(runBinary(t, "compare", "--prometheus.url="+rurl, "--prometheus.read=query", "--format=json", "ctl", "trt")), &fleet)
+				sameNumbers(t, "compare through the query API", offline, fleet, map[string]bool{"paired": true, "notes": true})
+			}
 			table := runBinary(t, "compare", "--prometheus.url="+rurl, "ctl", "trt")
 			if !strings.Contains(table, "paired analysis needs sample_id") {
 				t.Fatalf("the table does not say that pairing needs the event logs:\n%s", table)

@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -53,6 +54,9 @@ type Options struct {
 	// stretches are read in shorter queries (DefaultChunkSamples when 0).
 	ChunkSamples int64
 	Client       *http.Client
+	// Read is how samples are read: ReadAuto (when ""), ReadRemote or
+	// ReadQuery.
+	Read string
 }
 
 // DefaultChunkSamples keeps an answer far below receivers' limits
@@ -71,9 +75,27 @@ type Filter struct {
 	FromUs, ToUs                      *int64 // µs, inclusive
 }
 
-// Source reads one query API.
+// Read modes (--prometheus.read).
+const (
+	// ReadAuto reads with remote read, or through the query API when the
+	// receiver does not serve remote read (VictoriaMetrics, Thanos Query).
+	ReadAuto = "auto"
+	// ReadRemote reads with Prometheus' remote-read protocol (streamed
+	// chunks) from URL/api/v1/read.
+	ReadRemote = "remote-read"
+	// ReadQuery reads range selectors through the query API.
+	ReadQuery = "query"
+)
+
+// ReadModes lists the read modes.
+var ReadModes = []string{ReadAuto, ReadRemote, ReadQuery}
+
+// Source reads one receiver.
 type Source struct {
 	o Options
+
+	mu   sync.Mutex
+	mode string // ReadAuto until a read tells
 }
 
 // New checks o and returns a Source.
@@ -92,7 +114,29 @@ func New(o Options) (*Source, error) {
 	if o.Client == nil {
 		o.Client = http.DefaultClient
 	}
-	return &Source{o: o}, nil
+	if o.Read == "" {
+		o.Read = ReadAuto
+	}
+	if !slices.Contains(ReadModes, o.Read) {
+		return nil, fmt.Errorf("--prometheus.read %q: want one of %s", o.Read, strings.Join(ReadModes, ", "))
+	}
+	return &Source{o: o, mode: o.Read}, nil
+}
+
+// Via tells how the samples were read: ReadRemote or ReadQuery (ReadAuto
+// before the first read).
+func (s *Source) Via() string { return s.readMode() }
+
+func (s *Source) readMode() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mode
+}
+
+func (s *Source) setReadMode(m string) {
+	s.mu.Lock()
+	s.mode = m
+	s.mu.Unlock()
 }
 
 // ParseSelector reads --prometheus.selector: label matchers in braces.
@@ -127,6 +171,16 @@ const sampleMetrics = "crucible_event_.+|crucible_train_.+"
 // selector is the series selector of an experiment's raw samples, of
 // the metrics name matches.
 func (s *Source) selector(name *labels.Matcher, id string, f Filter) string {
+	ms := s.matchers(name, id, f)
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.String()
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// matchers select an experiment's raw samples of the metrics name matches.
+func (s *Source) matchers(name *labels.Matcher, id string, f Filter) []*labels.Matcher {
 	ms := []*labels.Matcher{name, labels.MustNewMatcher(labels.MatchEqual, "experiment_id", id)}
 	for _, l := range [...]struct{ name, value string }{
 		{"condition", f.Condition}, {"event", f.Event}, {"model", f.Model}, {"provider", f.Provider},
@@ -135,12 +189,7 @@ func (s *Source) selector(name *labels.Matcher, id string, f Filter) string {
 			ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, l.name, l.value))
 		}
 	}
-	ms = append(ms, s.o.Selector...)
-	parts := make([]string, len(ms))
-	for i, m := range ms {
-		parts[i] = m.String()
-	}
-	return "{" + strings.Join(parts, ",") + "}"
+	return append(ms, s.o.Selector...)
 }
 
 // Read reads the raw samples of experiment id that f selects and rebuilds
@@ -153,9 +202,42 @@ func (s *Source) Read(ctx context.Context, id string, f Filter) (Experiment, err
 	if f.ToUs != nil {
 		endMs = min(endMs, floorDiv(*f.ToUs, 1000))
 	}
-	chunks, err := s.plan(ctx, id, f, startMs, endMs)
+	g := newGrouper()
+	var err error
+	switch s.readMode() {
+	case ReadRemote:
+		err = s.readRemote(ctx, id, f, startMs, endMs, g)
+	case ReadQuery:
+		err = s.readQuery(ctx, id, f, startMs, endMs, g)
+	default:
+		err = s.readRemote(ctx, id, f, startMs, endMs, g)
+		var none *noRemoteRead
+		switch {
+		case errors.As(err, &none):
+			s.setReadMode(ReadQuery)
+			g = newGrouper()
+			err = s.readQuery(ctx, id, f, startMs, endMs, g)
+		case err == nil:
+			s.setReadMode(ReadRemote)
+		}
+	}
 	if err != nil {
 		return Experiment{}, err
+	}
+	out := g.experiment()
+	out.Points = slices.DeleteFunc(out.Points, func(p analysis.Point) bool {
+		return (f.Success != nil && (p.Success < 0 || (p.Success == 1) != *f.Success)) ||
+			(f.FromUs != nil && p.TimestampUs < *f.FromUs) || (f.ToUs != nil && p.TimestampUs > *f.ToUs)
+	})
+	return out, nil
+}
+
+// readQuery reads (startMs, endMs] through the query API, in chunks of
+// about ChunkSamples samples.
+func (s *Source) readQuery(ctx context.Context, id string, f Filter, startMs, endMs int64, g *grouper) error {
+	chunks, err := s.plan(ctx, id, f, startMs, endMs)
+	if err != nil {
+		return err
 	}
 	sel := s.selector(labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, sampleMetrics), id, f)
 	// The next chunk is fetched while one is grouped: the query API and
@@ -184,25 +266,16 @@ func (s *Source) Read(ctx context.Context, id string, f Filter) (Experiment, err
 			}
 		}
 	}()
-	g := newGrouper()
 	var p fastjson.Parser
 	for a := range answers {
 		if a.err == nil {
 			a.err = g.chunk(&p, a.c, a.status, a.body)
 		}
 		if a.err != nil {
-			return Experiment{}, a.err
+			return a.err
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return Experiment{}, err
-	}
-	out := g.experiment()
-	out.Points = slices.DeleteFunc(out.Points, func(p analysis.Point) bool {
-		return (f.Success != nil && (p.Success < 0 || (p.Success == 1) != *f.Success)) ||
-			(f.FromUs != nil && p.TimestampUs < *f.FromUs) || (f.ToUs != nil && p.TimestampUs > *f.ToUs)
-	})
-	return out, nil
+	return ctx.Err()
 }
 
 func floorDiv(a, b int64) int64 {

@@ -1,9 +1,11 @@
 package promsource_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -13,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/crucible-telemetry/crucible-telemetry/analysis"
 	"github.com/crucible-telemetry/crucible-telemetry/event"
@@ -81,9 +85,37 @@ func sidecar(t *testing.T, n int) (*experiment.Manager, string, time.Time) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v1/query", a.Query)
 	mux.HandleFunc("/api/v1/query_range", a.QueryRange)
+	mux.Handle("/api/v1/read", a.RemoteRead())
+	mux.Handle("/samples/api/v1/read", onlySamples(t, a.RemoteRead()))
+	mux.Handle("/samples/api/v1/", http.StripPrefix("/samples", mux))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return m, srv.URL, base
+}
+
+// onlySamples makes remote-read requests accept only the samples response
+// type, as a receiver without streamed chunks would answer.
+func onlySamples(t *testing.T, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		var rr prompb.ReadRequest
+		if err == nil {
+			var raw []byte
+			if raw, err = snappy.Decode(nil, body); err == nil {
+				err = rr.Unmarshal(raw)
+			}
+		}
+		if err != nil {
+			t.Errorf("remote-read request: %v", err)
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rr.AcceptedResponseTypes = []prompb.ReadRequest_ResponseType{prompb.ReadRequest_SAMPLES}
+		raw, _ := rr.Marshal()
+		r.Body = io.NopCloser(bytes.NewReader(snappy.Encode(nil, raw)))
+		r.ContentLength = -1
+		next.ServeHTTP(w, r)
+	})
 }
 
 // equalNumbers compares two JSON documents: numbers to 1e-9 relative,
@@ -142,7 +174,8 @@ func asJSON(t *testing.T, v any) any {
 }
 
 // The fleet answer over the samples equals the local one over the events,
-// whether the samples are read in one query or in many small chunks.
+// whether the samples are read with remote read (streamed chunks or
+// samples) or through the query API in one query or many small chunks.
 func TestFleetEqualsLocal(t *testing.T) {
 	m, promURL, base := sidecar(t, 3000)
 	opts := analysis.CompareOptions{Resamples: 200, Seed: 1, SequentialTuning: analysis.DefaultSequentialTuning}
@@ -155,11 +188,18 @@ func TestFleetEqualsLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name   string
-		chunks int64
-	}{{"one chunk", 0}, {"many chunks", 500}} {
+		name, path, read, via string
+		chunks                int64
+	}{
+		{"query API, one chunk", "", promsource.ReadQuery, promsource.ReadQuery, 0},
+		{"query API, many chunks", "", promsource.ReadQuery, promsource.ReadQuery, 500},
+		{"remote read, streamed chunks", "", promsource.ReadRemote, promsource.ReadRemote, 0},
+		{"remote read, samples", "/samples", promsource.ReadRemote, promsource.ReadRemote, 0},
+		{"auto", "", promsource.ReadAuto, promsource.ReadRemote, 0},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src, err := promsource.New(promsource.Options{URL: promURL, Start: base.Add(-time.Hour), End: time.Now(), ChunkSamples: tc.chunks})
+			src, err := promsource.New(promsource.Options{URL: promURL + tc.path, Start: base.Add(-time.Hour), End: time.Now(),
+				ChunkSamples: tc.chunks, Read: tc.read})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -169,6 +209,9 @@ func TestFleetEqualsLocal(t *testing.T) {
 			}
 			if len(x.Points) != 3000 || len(x.Conditions) != 1 || x.Conditions[0] != "control" {
 				t.Fatalf("%d events, conditions %v", len(x.Points), x.Conditions)
+			}
+			if src.Via() != tc.via {
+				t.Fatalf("read via %s, want %s", src.Via(), tc.via)
 			}
 			f := experiment.NewFleet(func(ctx context.Context, id string, f experiment.Filter) ([]analysis.Point, error) {
 				x, err := src.Read(ctx, id, promsource.Filter{})
@@ -188,30 +231,32 @@ func TestFleetEqualsLocal(t *testing.T) {
 	}
 }
 
-// Filters are label matchers and time bounds on the query API's side.
+// Filters are label matchers and time bounds on the receiver's side.
 func TestFleetFilters(t *testing.T) {
 	m, promURL, base := sidecar(t, 600)
-	src, err := promsource.New(promsource.Options{URL: promURL, Start: base.Add(-time.Hour), End: time.Now(), ChunkSamples: 300})
-	if err != nil {
-		t.Fatal(err)
-	}
 	yes := true
 	from, to := base.Add(time.Second).UnixMicro(), base.Add(1400*time.Millisecond).UnixMicro()
-	for _, f := range []experiment.Filter{
-		{Model: "gpt-4o"}, {Event: "llm.judge"}, {Success: &yes}, {From: &from, To: &to}, {Condition: "treatment"},
-	} {
-		t.Run(fmt.Sprintf("%+v", f), func(t *testing.T) {
-			want, err := m.Analyze(context.Background(), "ctl", f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			x, err := src.Read(context.Background(), "ctl", promsource.Filter{Condition: f.Condition, Event: f.Event, Model: f.Model,
-				Provider: f.Provider, Success: f.Success, FromUs: f.From, ToUs: f.To})
-			if err != nil {
-				t.Fatal(err)
-			}
-			equalNumbers(t, "analyze", asJSON(t, want), asJSON(t, analysis.Analyze(x.Points)), nil)
-		})
+	for _, read := range []string{promsource.ReadQuery, promsource.ReadRemote} {
+		src, err := promsource.New(promsource.Options{URL: promURL, Start: base.Add(-time.Hour), End: time.Now(), ChunkSamples: 300, Read: read})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []experiment.Filter{
+			{Model: "gpt-4o"}, {Event: "llm.judge"}, {Success: &yes}, {From: &from, To: &to}, {Condition: "treatment"},
+		} {
+			t.Run(fmt.Sprintf("%s %+v", read, f), func(t *testing.T) {
+				want, err := m.Analyze(context.Background(), "ctl", f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				x, err := src.Read(context.Background(), "ctl", promsource.Filter{Condition: f.Condition, Event: f.Event, Model: f.Model,
+					Provider: f.Provider, Success: f.Success, FromUs: f.From, ToUs: f.To})
+				if err != nil {
+					t.Fatal(err)
+				}
+				equalNumbers(t, "analyze", asJSON(t, want), asJSON(t, analysis.Analyze(x.Points)), nil)
+			})
+		}
 	}
 }
 
@@ -238,7 +283,7 @@ func TestQueryAPIErrorsHeadersSelector(t *testing.T) {
 		t.Fatal(err)
 	}
 	src, err := promsource.New(promsource.Options{URL: srv.URL + "/", Header: http.Header{"X-Scope-Orgid": {"team-a"}}, Selector: sel,
-		Start: time.Now().Add(-time.Hour), End: time.Now()})
+		Start: time.Now().Add(-time.Hour), End: time.Now(), Read: promsource.ReadQuery})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,5 +319,76 @@ func TestQueryAPIErrorsHeadersSelector(t *testing.T) {
 	}
 	if _, err := promsource.New(promsource.Options{URL: "ftp://x", Start: time.Now().Add(-time.Hour), End: time.Now()}); err == nil {
 		t.Error("ftp URL accepted")
+	}
+	if _, err := promsource.New(promsource.Options{URL: srv.URL, Start: time.Now().Add(-time.Hour), End: time.Now(), Read: "grpc"}); err == nil {
+		t.Error("read mode grpc accepted")
+	}
+}
+
+// A receiver without remote read (404, 405, VictoriaMetrics' 400, an
+// answer that is not protobuf) is read through its query API in auto
+// mode and is an error that says so with --prometheus.read=remote-read;
+// a remote-read failure is an error in both.
+func TestRemoteReadFallback(t *testing.T) {
+	empty := `{"status":"success","data":{"resultType":"matrix","result":[]}}`
+	for _, tc := range []struct {
+		name, ctype, body string
+		status            int
+		fallback          bool
+	}{
+		{"404", "text/plain", "404 page not found", http.StatusNotFound, true},
+		{"405", "text/plain", "method not allowed", http.StatusMethodNotAllowed, true},
+		{"VictoriaMetrics", "text/plain", `unsupported path requested: "/api/v1/read"`, http.StatusBadRequest, true},
+		{"a web page", "text/html", "<html></html>", http.StatusOK, true},
+		{"a failure", "text/plain", "boom", http.StatusInternalServerError, false},
+		{"a bad request", "text/plain", "bad matchers", http.StatusBadRequest, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var orgs []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				orgs = append(orgs, r.Header.Get("X-Scope-OrgID"))
+				mu.Unlock()
+				if r.URL.Path == "/api/v1/read" {
+					if r.Header.Get("Content-Encoding") != "snappy" || r.Header.Get("X-Prometheus-Remote-Read-Version") == "" {
+						t.Errorf("remote-read headers %v", r.Header)
+					}
+					w.Header().Set("Content-Type", tc.ctype)
+					w.WriteHeader(tc.status)
+					fmt.Fprint(w, tc.body)
+					return
+				}
+				fmt.Fprint(w, empty)
+			}))
+			defer srv.Close()
+			for _, read := range []string{promsource.ReadAuto, promsource.ReadRemote} {
+				src, err := promsource.New(promsource.Options{URL: srv.URL, Header: http.Header{"X-Scope-Orgid": {"team-a"}},
+					Start: time.Now().Add(-time.Hour), End: time.Now(), Read: read})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = src.Read(context.Background(), "ctl", promsource.Filter{})
+				switch {
+				case tc.fallback && read == promsource.ReadAuto:
+					if err != nil || src.Via() != promsource.ReadQuery {
+						t.Fatalf("auto: %v, via %s", err, src.Via())
+					}
+				case tc.fallback:
+					if err == nil || !strings.Contains(err.Error(), "--prometheus.read=query") {
+						t.Fatalf("remote-read: %v", err)
+					}
+				default:
+					if err == nil || !strings.Contains(err.Error(), tc.body) {
+						t.Fatalf("%s: %v, want the receiver's message", read, err)
+					}
+				}
+			}
+			for _, o := range orgs {
+				if o != "team-a" {
+					t.Fatalf("a request without the header: %q", orgs)
+				}
+			}
+		})
 	}
 }
