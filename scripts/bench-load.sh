@@ -6,16 +6,35 @@
 # the quality scores per event (0 to 4); PROTOCOL=otlp sends OTLP/HTTP
 # protobuf exports of GenAI spans instead of NDJSON; REMOTE_WRITE=URL sends
 # every raw sample to that remote-write receiver and reports, after the
-# load, how long the queue took to catch up.
+# load, how long the queue took to catch up; REMOTE_WRITE=sink sends them
+# to a receiver that reads each request and keeps nothing (python3), to
+# measure the sidecar's side alone.
 set -euo pipefail
 duration=${1:-60s}
 rate=${2:-0}  # events/s; 0 = as fast as the sidecar answers
 bin=${BIN:-./crucible-telemetry}
 data=$(mktemp -d)
 addr=127.0.0.1:${PORT:-19477}
-trap 'kill "$pid" "$sampler" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill "$pid" "$sampler" $sink 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 rw=()
+sink=
+if [[ "${REMOTE_WRITE:-}" == sink ]]; then
+  sinkaddr=127.0.0.1:${SINK_PORT:-19478}
+  python3 -c '
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+host, port = sys.argv[1].split(":")
+http.server.ThreadingHTTPServer((host, int(port)), H).serve_forever()
+' "$sinkaddr" &
+  sink=$!
+  REMOTE_WRITE=http://$sinkaddr/api/v1/write
+fi
 if [[ -n "${REMOTE_WRITE:-}" ]]; then
   printf 'remote_write:\n- url: %s\n' "$REMOTE_WRITE" >"$data/remote-write.yml"
   rw=(--remote-write.config-file="$data/remote-write.yml" --remote-write.external-label=pod=bench)

@@ -40,6 +40,19 @@ func BenchmarkCompressS2(b *testing.B) {
 	b.ReportMetric(float64(len(recs))/float64(n), "ratio")
 }
 
+// BenchmarkAppendFrame measures framing a batch's records as ingest does:
+// into a reused buffer.
+//
+//	go test ./tsdbstore -run '^$' -bench AppendFrame -count 5
+func BenchmarkAppendFrame(b *testing.B) {
+	recs := benchRecords(b)
+	var frame []byte
+	b.SetBytes(int64(len(recs)))
+	for b.Loop() {
+		frame = appendFrame(frame[:0], recs)
+	}
+}
+
 func BenchmarkCompressSnappy(b *testing.B) {
 	recs := benchRecords(b)
 	dst := make([]byte, snappy.MaxEncodedLen(len(recs)))
