@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test ./remotewrite -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./remotewrite -run '^$$' -fuzz '^FuzzPositions$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./promsource -run '^$$' -fuzz '^FuzzAnswer$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./promsource -run '^$$' -fuzz '^FuzzRemoteRead$$' -fuzztime $(FUZZTIME)
 
 ## bench: Go micro-benchmarks, then the load generator against a fresh sidecar
 bench: bench-go bench-load
