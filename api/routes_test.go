@@ -90,6 +90,7 @@ func TestEveryRouteUnderThePrefix(t *testing.T) {
 				{"GET", "/prometheus/api/v1/label/experiment_id/values", "", 200, `"e2"`},
 				{"POST", "/prometheus/api/v1/label/experiment_id/values", "", 200, `"e2"`},
 				{"GET", "/prometheus/api/v1/status/buildinfo", "", 200, `"goVersion"`},
+				{"POST", "/prometheus/api/v1/read", "not a snappy body", 400, "snappy"},
 				{"GET", "/prometheus/api/v1/query?query=sum((", "", 400, `"errorType":"bad_data"`},
 				{"GET", "/prometheus/api/v1/no-such-route", "", 404, `"errorType":"not_found"`},
 				{"GET", "/metrics", "", 200, `crucible_ingest_events_total{result="accepted"} 6`},
