@@ -439,7 +439,11 @@ func matrix(p *fastjson.Parser, status int, body []byte, visit func(model.Metric
 		return fmt.Errorf("query API answered a %q, want a matrix", rt)
 	}
 	for _, ss := range v.GetArray("data", "result") {
-		o, err := ss.Get("metric").Object()
+		mv := ss.Get("metric")
+		if mv == nil {
+			return errors.New("query API: a series without labels")
+		}
+		o, err := mv.Object()
 		if err != nil {
 			return fmt.Errorf("query API: a series without labels: %w", err)
 		}
