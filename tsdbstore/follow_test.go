@@ -197,6 +197,52 @@ func TestFeedEqualsLog(t *testing.T) {
 	}
 }
 
+// A batch whose commit fails (a full disk) reaches neither the TSDB nor the
+// feed: a follower reads what the TSDB holds, from memory, as from the log.
+func TestFeedSkipsAFailedCommit(t *testing.T) {
+	opts := testOptions(t)
+	opts.FollowBuffer = DefaultFollowBuffer
+	s := openStore(t, t.TempDir(), opts)
+	defer s.Close()
+	start, _ := s.Committed()
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	batch := func(b int) []*event.Event {
+		var evs []*event.Event
+		for i := range 10 {
+			evs = append(evs, llmEvent(base+int64(b*10+i)*1000, "m", float64(i)))
+		}
+		return evs
+	}
+	mustAppend(t, s, batch(0))
+	s.failCommit = func() error { return errors.New("no space left on device") }
+	if _, err := s.Append(batch(1), time.Now()); err == nil {
+		t.Fatal("the failed commit was acknowledged")
+	}
+	s.failCommit = nil
+	mustAppend(t, s, batch(2))
+	end, _ := s.Committed()
+	s.cmu.Lock()
+	held := len(s.follow.from(start.Position, end.Position))
+	s.cmu.Unlock()
+	if held != 2 {
+		t.Fatalf("the feed holds %d frames from the start, want the 2 committed", held)
+	}
+	read := func(f func(context.Context, Position, Position, func([]Sample, Position) error) error) []Sample {
+		var out []Sample
+		if err := f(context.Background(), start.Position, end.Position, func(samples []Sample, _ Position) error {
+			out = append(out, samples...)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	fed, logged := read(s.ReadSamples), read(s.readLogSamples)
+	if want := tsdbSampleSet(t, s); !slices.Equal(sampleSet(fed), want) || !slices.Equal(sampleSet(logged), want) || int64(len(fed)) != end.Samples {
+		t.Fatalf("feed %d samples, log %d, TSDB %d, mark %d", len(fed), len(logged), len(want), end.Samples)
+	}
+}
+
 func sampleSet(ss []Sample) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
