@@ -123,11 +123,9 @@ func New(o Options) (*Source, error) {
 	return &Source{o: o, mode: o.Read}, nil
 }
 
-// Via tells how the samples were read: ReadRemote or ReadQuery (ReadAuto
-// before the first read).
-func (s *Source) Via() string { return s.readMode() }
-
-func (s *Source) readMode() string {
+// Via tells how the samples are read: ReadRemote or ReadQuery (ReadAuto
+// until the first read tells).
+func (s *Source) Via() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.mode
@@ -204,18 +202,19 @@ func (s *Source) Read(ctx context.Context, id string, f Filter) (Experiment, err
 	}
 	g := newGrouper()
 	var err error
-	switch s.readMode() {
+	switch s.Via() {
 	case ReadRemote:
 		err = s.readRemote(ctx, id, f, startMs, endMs, g)
 	case ReadQuery:
 		err = s.readQuery(ctx, id, f, startMs, endMs, g)
 	default:
+		// A receiver without remote read says so before any sample is
+		// grouped.
 		err = s.readRemote(ctx, id, f, startMs, endMs, g)
 		var none *noRemoteRead
 		switch {
 		case errors.As(err, &none):
 			s.setReadMode(ReadQuery)
-			g = newGrouper()
 			err = s.readQuery(ctx, id, f, startMs, endMs, g)
 		case err == nil:
 			s.setReadMode(ReadRemote)

@@ -22,9 +22,11 @@ import (
 // Remote read: one request per experiment, answered with streamed XOR
 // chunks (Prometheus, Mimir, the sidecar) that the receiver sends without
 // evaluating or encoding samples one by one, as it must for the query
-// API's JSON. The request is built here so that the answer's status and
-// type tell a receiver without remote read from one that failed; the
-// protocol's pieces (messages, frames, chunk series) are Prometheus' own.
+// API's JSON. The request is built and the answer decoded here, so that
+// the answer's status and type tell a receiver without remote read from
+// one that failed, and a malformed answer is an error (Prometheus' chunked
+// series set panics on an empty frame); the messages, the frame reader
+// and the chunk encoding are Prometheus' own.
 
 // maxFrameBytes bounds one frame of a streamed answer (Prometheus sends
 // 1 MiB frames).

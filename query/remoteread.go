@@ -19,7 +19,8 @@ const maxBytesInFrame = 1 << 20
 // experiment's raw samples, with Prometheus' own handler: streamed XOR
 // chunks when the client takes them, else samples. A Prometheus can
 // remote_read the sidecar, and a fleet analysis read it as it reads any
-// receiver. The samples limit and the concurrency are the PromQL API's.
+// receiver. Its samples limit (of answers of samples) and its concurrency
+// are the PromQL API's settings, with a gate of its own.
 func (a *API) RemoteRead() http.Handler {
 	return remote.NewReadHandler(a.logger.With("component", "remote-read"), nil, remoteQueryable{a.queryable},
 		func() config.Config { return config.Config{} }, a.opts.MaxSamples, a.opts.MaxConcurrency, maxBytesInFrame)
