@@ -10,7 +10,6 @@ import (
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/prometheus/prompb"
 )
 
 // client sends WriteRequests to one receiver with client_golang's
@@ -51,13 +50,20 @@ func newClient(e *Endpoint) (*client, error) {
 	return &client{api: api}, nil
 }
 
+// message is a request that encodes itself, as gogo's generated
+// messages (prompb) do.
+type message interface {
+	Size() int
+	MarshalToSizedBuffer([]byte) (int, error)
+}
+
 // errCancelled marks a send given up because the queue stops.
 var errCancelled = errors.New("remote write stopped")
 
 // write sends wr until the receiver acknowledges it (nil), refuses it for
 // good (a 4xx: the error), or ctx is done (errCancelled). retried is
 // called before each retry.
-func (c *client) write(ctx context.Context, wr *prompb.WriteRequest, retried func(error)) error {
+func (c *client) write(ctx context.Context, wr message, retried func(error)) error {
 	_, err := c.api.Write(ctx, remoteapi.WriteV1MessageType, wr, remoteapi.WithWriteRetryCallback(retried))
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%w: %w", errCancelled, ctx.Err())

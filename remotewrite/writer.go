@@ -357,7 +357,7 @@ func (q *queue) send(ctx context.Context, samples []tsdbstore.Sample) error {
 // sending it again would fail again and hold back every later sample.
 func (q *queue) sendOne(ctx context.Context, r *request) error {
 	n := float64(r.samples)
-	err := q.client.write(ctx, &r.wr, func(error) { q.m.retried.Add(n) })
+	err := q.client.write(ctx, r, func(error) { q.m.retried.Add(n) })
 	switch {
 	case err == nil:
 		q.m.sent.Add(n)
