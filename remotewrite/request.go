@@ -15,39 +15,31 @@ import (
 
 // request builds one remote-write 1.0 WriteRequest: samples grouped by
 // series, each series' labels sorted by name with the external labels
-// merged in, as the protocol requires. Its buffers are reused.
+// merged in, as the protocol requires.
 //
 // It encodes itself (Size and MarshalToSizedBuffer, the methods
 // client_golang's client looks for) into the bytes prompb's WriteRequest
-// would give (TestRequestEncoding): each series' labels are encoded once
-// and kept, where prompb would encode them in every request, and samples
-// are held as time and value, without prompb's per-sample fields.
+// would give (TestRequestEncoding). The series it has seen outlive a
+// request, with their labels encoded once: the same series come back in
+// every request, where prompb would encode their labels each time.
 type request struct {
 	external []prompb.Label // sorted by name
-	series   []series
-	index    map[uint64]int  // series hash → index into series
-	labels   []labels.Labels // of series, to tell hash collisions
-	// recent caches index by the hash's low bits: a request's samples come
-	// from a few hundred series, and most lookups end here.
+	series   []series       // every series seen, up to maxKnownSeries
+	index    map[uint64]int // series hash → index into series
+	// recent caches index by the hash's low bits: most lookups end here.
 	recent  [recentSize]recentEntry
+	used    []int // the series of this request, in order of first sample
+	round   int   // this request's number
 	samples int
 	newest  int64 // ms of the newest sample
-	// known keeps the encoded labels of series seen in earlier requests:
-	// the same series come back in every request.
-	known map[uint64]knownSeries
 }
 
 type series struct {
-	labels  []byte // the TimeSeries' encoded label fields; shared with known
+	labels  labels.Labels
+	encoded []byte // its TimeSeries' label fields
+	round   int    // the request its samples belong to
 	samples []sample
-	size    int // of the encoded TimeSeries
-}
-
-const recentSize = 1024
-
-type recentEntry struct {
-	hash uint64
-	i    int // index into series, +1 (0: empty)
+	size    int // of its encoded TimeSeries in this request
 }
 
 type sample struct {
@@ -55,60 +47,43 @@ type sample struct {
 	v float64
 }
 
-type knownSeries struct {
-	labels  labels.Labels
-	encoded []byte
+const recentSize = 4096
+
+type recentEntry struct {
+	hash uint64
+	i    int // index into series, +1 (0: empty)
 }
 
-// maxKnownSeries bounds request.known; past it the cache starts afresh.
+// maxKnownSeries bounds the series a request keeps; past it, the next
+// request starts afresh.
 const maxKnownSeries = 10_000
 
 func newRequest(external labels.Labels) *request {
-	r := &request{index: map[uint64]int{}, known: map[uint64]knownSeries{}}
+	r := &request{index: map[uint64]int{}}
 	external.Range(func(l labels.Label) { r.external = append(r.external, prompb.Label{Name: l.Name, Value: l.Value}) })
 	return r
 }
 
 func (r *request) reset() {
-	for i := range r.series {
-		r.series[i].labels, r.series[i].samples = nil, r.series[i].samples[:0]
-	}
-	r.series = r.series[:0]
-	clear(r.index)
-	clear(r.recent[:])
-	clear(r.labels)
-	r.labels = r.labels[:0]
+	r.round++
+	r.used = r.used[:0]
 	r.samples, r.newest = 0, 0
+	if len(r.series) > maxKnownSeries {
+		clear(r.series)
+		r.series = r.series[:0]
+		clear(r.index)
+		clear(r.recent[:])
+	}
 }
 
 func (r *request) add(s tsdbstore.Sample) {
-	h := s.Hash
-	var i int
-	var ok bool
-	if e := &r.recent[h%recentSize]; e.i > 0 && e.hash == h {
-		i, ok = e.i-1, true
-	} else if i, ok = r.index[h]; ok {
-		*e = recentEntry{h, i + 1}
-	}
-	// Another series with the same hash gets a series of its own, unindexed:
-	// a request may hold one series twice.
-	if !ok || !labels.Equal(r.labels[i], s.Labels) {
-		i = len(r.series)
-		if i < cap(r.series) {
-			r.series = r.series[:i+1]
-		} else {
-			r.series = append(r.series, series{})
-		}
-		r.series[i].labels = r.encodedLabels(s.Labels, h)
-		r.series[i].size = len(r.series[i].labels)
-		r.labels = append(r.labels, s.Labels)
-		if !ok {
-			r.index[h] = i
-			r.recent[h%recentSize] = recentEntry{h, i + 1}
-		}
+	i := r.lookup(s)
+	sr := &r.series[i]
+	if sr.round != r.round {
+		sr.round, sr.samples, sr.size = r.round, sr.samples[:0], len(sr.encoded)
+		r.used = append(r.used, i)
 	}
 	smp := sample{s.T, s.V}
-	sr := &r.series[i]
 	sr.samples = append(sr.samples, smp)
 	sr.size += 2 + smp.size() // tag, length (a sample is < 128 bytes), sample
 	if r.samples == 0 || s.T > r.newest {
@@ -117,12 +92,33 @@ func (r *request) add(s tsdbstore.Sample) {
 	r.samples++
 }
 
-// encodedLabels returns the encoded label fields of ls (of hash h) merged
-// with the external labels.
-func (r *request) encodedLabels(ls labels.Labels, h uint64) []byte {
-	if k, ok := r.known[h]; ok && labels.Equal(k.labels, ls) {
-		return k.encoded
+// lookup returns the index of s's series, adding it when new.
+func (r *request) lookup(s tsdbstore.Sample) int {
+	h := s.Hash
+	e := &r.recent[h%recentSize]
+	i, ok := e.i-1, e.i > 0 && e.hash == h
+	if !ok {
+		if i, ok = r.index[h]; ok {
+			*e = recentEntry{h, i + 1}
+		}
 	}
+	if ok && labels.Equal(r.series[i].labels, s.Labels) {
+		return i
+	}
+	i = len(r.series)
+	r.series = append(r.series, series{labels: s.Labels, encoded: r.encodeLabels(s.Labels)})
+	// Another series with the same hash stays unindexed: a request may
+	// then hold one series twice.
+	if !ok {
+		r.index[h] = i
+		*e = recentEntry{h, i + 1}
+	}
+	return i
+}
+
+// encodeLabels encodes ls merged with the external labels as a
+// TimeSeries' label fields.
+func (r *request) encodeLabels(ls labels.Labels) []byte {
 	var b []byte
 	for _, l := range r.mergeLabels(ls) {
 		b = appendTag(b, 1, wireBytes)
@@ -130,10 +126,6 @@ func (r *request) encodedLabels(ls labels.Labels, h uint64) []byte {
 		b = appendString(b, 1, l.Name)
 		b = appendString(b, 2, l.Value)
 	}
-	if len(r.known) >= maxKnownSeries {
-		clear(r.known)
-	}
-	r.known[h] = knownSeries{ls, b}
 	return b
 }
 
@@ -190,7 +182,7 @@ func (s sample) size() int {
 // Size is the length of the encoded WriteRequest.
 func (r *request) Size() int {
 	n := 0
-	for i := range r.series {
+	for _, i := range r.used {
 		n += 1 + uvarintLen(uint64(r.series[i].size)) + r.series[i].size
 	}
 	return n
@@ -199,11 +191,11 @@ func (r *request) Size() int {
 // MarshalToSizedBuffer encodes the WriteRequest into b, of length Size().
 func (r *request) MarshalToSizedBuffer(b []byte) (int, error) {
 	out := b[:0]
-	for i := range r.series {
+	for _, i := range r.used {
 		s := &r.series[i]
 		out = appendTag(out, 1, wireBytes)
 		out = binary.AppendUvarint(out, uint64(s.size))
-		out = append(out, s.labels...)
+		out = append(out, s.encoded...)
 		for _, smp := range s.samples {
 			out = append(out, 2<<3|wireBytes, byte(smp.size()))
 			if smp.v != 0 {

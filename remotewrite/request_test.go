@@ -68,12 +68,14 @@ func marshalled(tb testing.TB, r *request, buf []byte) []byte {
 // A request encodes into the very bytes prompb gives the WriteRequest of
 // its samples (grouped by series in order of first appearance, labels
 // merged with the external ones), including proto3's left-out zeros, and
-// decodes back with prompb into its samples. Requests reuse their buffers
-// and their cache of encoded labels, so each case runs twice.
+// decodes back with prompb into its samples. Requests keep their series
+// from one to the next, so each case runs twice on a fresh request and
+// once on one that built every case before.
 func TestRequestEncoding(t *testing.T) {
 	a := labels.FromStrings("__name__", "crucible_event_latency_seconds", "experiment_id", "x", "model", "m")
 	b := labels.FromStrings("__name__", "crucible_event_cost_usd", "experiment_id", "x", "slot", "2")
 	external := labels.FromStrings("cluster", "eu", "pod", "crucible-0")
+	shared := newRequest(external)
 	at := func(ls labels.Labels, hash uint64, t int64, v float64) tsdbstore.Sample {
 		return tsdbstore.Sample{Labels: ls, Hash: hash, T: t, V: v}
 	}
@@ -91,8 +93,8 @@ func TestRequestEncoding(t *testing.T) {
 		{"a busy request", busySamples(DefaultQueueConfig.MaxSamplesPerSend)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRequest(external)
-			for range 2 {
+			fresh := newRequest(external)
+			for _, r := range []*request{fresh, fresh, shared} {
 				r.reset()
 				for _, s := range tc.samples {
 					r.add(s)
@@ -146,4 +148,30 @@ func countSamples(wr prompb.WriteRequest) int {
 		n += len(ts.Samples)
 	}
 	return n
+}
+
+// The series a request keeps are bounded: past maxKnownSeries the next
+// request starts afresh, and encodes as before.
+func TestRequestForgetsSeriesPastTheBound(t *testing.T) {
+	r := newRequest(labels.EmptyLabels())
+	var many []tsdbstore.Sample
+	for i := range maxKnownSeries + 1 {
+		ls := labels.FromStrings("__name__", "crucible_event_latency_seconds", "slot", strconv.Itoa(i))
+		many = append(many, tsdbstore.Sample{Labels: ls, Hash: ls.Hash(), T: int64(i), V: 1})
+	}
+	for _, s := range many {
+		r.add(s)
+	}
+	r.reset()
+	if len(r.series) != 0 || len(r.index) != 0 {
+		t.Fatalf("%d series kept, %d indexed, past a bound of %d", len(r.series), len(r.index), maxKnownSeries)
+	}
+	few := many[:3]
+	for _, s := range few {
+		r.add(s)
+	}
+	want, _ := prompbRequest(few, labels.EmptyLabels()).Marshal()
+	if got := marshalled(t, r, nil); string(got) != string(want) {
+		t.Fatal("a request after the bound encodes differently from prompb")
+	}
 }
