@@ -227,7 +227,7 @@ func (s *Store) encodeFrame(bufs *appendBuffers, events []*event.Event, place []
 func (s *Store) appendAll(app storage.AppenderV2, events []*event.Event, place []placed) (int, map[int]error) {
 	var refused map[int]error
 	samples := 0
-	var fed *[]Sample
+	var fed *[]fedSample
 	if s.follow != nil {
 		s.fed = s.fed[:0]
 		fed = &s.fed

@@ -13,11 +13,20 @@ import (
 // BenchmarkAppend measures Store.Append of 1000-event batches of realistic
 // LLM events: dedup, window, label cap, slots, the log frame (records and
 // compression), the TSDB appends and commit, and the points index. The
-// batches are decoded before the timer runs.
+// batches are decoded before the timer runs. "followed" keeps the feed a
+// remote-write queue reads (FollowBuffer), with no queue reading it.
 func BenchmarkAppend(b *testing.B) {
-	for _, scores := range []int{0, 2} {
-		b.Run(map[int]string{0: "plain", 2: "2-scores"}[scores], func(b *testing.B) {
-			s := openStore(b, b.TempDir(), testOptions(b))
+	for _, c := range []struct {
+		name     string
+		scores   int
+		followed bool
+	}{{"plain", 0, false}, {"2-scores", 2, false}, {"followed", 0, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			opts, scores := testOptions(b), c.scores
+			if c.followed {
+				opts.FollowBuffer = DefaultFollowBuffer
+			}
+			s := openStore(b, b.TempDir(), opts)
 			defer s.Close()
 			rng := rand.New(rand.NewPCG(1, 2))
 			prices := pricing.Default()

@@ -8,7 +8,7 @@ import (
 func TestFeed(t *testing.T) {
 	pos := func(o int64) Position { return Position{Segment: 1, Offset: o} }
 	frame := func(from, next int64, n int) feedFrame {
-		return feedFrame{from: pos(from), next: pos(next), samples: make([]Sample, n)}
+		return feedFrame{from: pos(from), next: pos(next), samples: make([]fedSample, n)}
 	}
 	froms := func(frs []feedFrame) []int64 {
 		var out []int64
@@ -39,7 +39,7 @@ func TestFeed(t *testing.T) {
 			for _, fr := range tc.push {
 				f.push(fr)
 			}
-			got := f.from(pos(tc.from), pos(tc.to))
+			got := framesFrom(f, pos(tc.from), pos(tc.to))
 			if !slices.Equal(froms(got), tc.want) {
 				t.Fatalf("frames from %d: %v, want %v", tc.from, froms(got), tc.want)
 			}
@@ -51,5 +51,44 @@ func TestFeed(t *testing.T) {
 				t.Fatalf("holds %d samples (counted %d), max %d", held, f.held, tc.max)
 			}
 		})
+	}
+}
+
+// framesFrom returns the frames the feed holds from p up to 'to', as
+// ReadSamples reads them.
+func framesFrom(f *feed, p, to Position) []feedFrame {
+	var out []feedFrame
+	for p != to {
+		fr, ok := f.frame(p)
+		if !ok {
+			break
+		}
+		out = append(out, fr)
+		p = fr.next
+	}
+	return out
+}
+
+func TestFeedReusesFramesLetGo(t *testing.T) {
+	pos := func(o int64) Position { return Position{Segment: 1, Offset: o} }
+	f := &feed{max: 8}
+	first := f.take(5)
+	first = append(first, make([]fedSample, 5)...)
+	f.push(feedFrame{from: pos(0), next: pos(10), samples: first})
+	if got := f.take(5); len(got) != 0 || cap(got) != 5 || &got[:1][0] == &first[0] {
+		t.Fatalf("with nothing let go, take gave a slice of len %d, cap %d (a new one expected)", len(got), cap(got))
+	}
+	f.push(feedFrame{from: pos(10), next: pos(20), samples: make([]fedSample, 5)})
+	if _, ok := f.frame(pos(0)); ok {
+		t.Fatal("the first frame is still held past the feed's size")
+	}
+	if got := f.take(5); cap(got) != cap(first) || &got[:1][0] != &first[0] {
+		t.Fatal("take did not reuse the samples of the frame let go")
+	}
+	for range 2 * maxSpare {
+		f.recycle(make([]fedSample, 1))
+	}
+	if len(f.spare) > maxSpare {
+		t.Fatalf("keeps %d spare slices, at most %d", len(f.spare), maxSpare)
 	}
 }

@@ -58,7 +58,7 @@ func (s *Store) announce(from, next Position) {
 	s.cmu.Lock()
 	if s.follow != nil {
 		s.follow.push(feedFrame{from: from, next: next, samples: s.fed})
-		s.fed = make([]Sample, 0, len(s.fed))
+		s.fed = s.follow.take(len(s.fed))
 	}
 	close(s.moved)
 	s.moved = make(chan struct{})
@@ -76,19 +76,28 @@ func (s *Store) ReadSamples(ctx context.Context, from, to Position, visit func(s
 	}
 	defer s.reads.Done()
 	if s.follow != nil {
-		s.cmu.Lock()
-		frames := s.follow.from(from, to)
-		s.cmu.Unlock()
-		for _, fr := range frames {
+		// Each frame is copied out under the lock: appends reuse the
+		// feed's memory once the frame is let go.
+		var buf []Sample
+		for from != to {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := visit(fr.samples, fr.next); err != nil {
+			s.cmu.Lock()
+			fr, ok := s.follow.frame(from)
+			if ok {
+				buf = s.follow.appendSamples(buf[:0], fr)
+			}
+			s.cmu.Unlock()
+			if !ok {
+				break
+			}
+			if err := visit(buf, fr.next); err != nil {
 				return err
 			}
 			from = fr.next
 		}
-		if len(frames) > 0 && from == to {
+		if from == to {
 			return nil
 		}
 	}

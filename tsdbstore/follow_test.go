@@ -161,7 +161,7 @@ func TestFeedEqualsLog(t *testing.T) {
 		return out
 	}
 	s.cmu.Lock()
-	held := len(s.follow.from(start.Position, end.Position))
+	held := len(framesFrom(s.follow, start.Position, end.Position))
 	s.cmu.Unlock()
 	if held != 4 {
 		t.Fatalf("the feed holds %d of the 4 frames", held)
@@ -222,7 +222,7 @@ func TestFeedSkipsAFailedCommit(t *testing.T) {
 	mustAppend(t, s, batch(2))
 	end, _ := s.Committed()
 	s.cmu.Lock()
-	held := len(s.follow.from(start.Position, end.Position))
+	held := len(framesFrom(s.follow, start.Position, end.Position))
 	s.cmu.Unlock()
 	if held != 2 {
 		t.Fatalf("the feed holds %d frames from the start, want the 2 committed", held)

@@ -60,9 +60,9 @@ type seriesKey struct {
 // seriesRefs caches, per metric, the labels and the TSDB's reference. The
 // references are atomic: concurrent appends share them.
 type seriesRefs struct {
-	lbls   [numMetrics]labels.Labels
-	hashes [numMetrics]uint64 // of lbls, for the feed
-	refs   [numMetrics]atomic.Uint64
+	lbls [numMetrics]labels.Labels
+	fed  [numMetrics]uint32 // the series' numbers in the feed, when there is one
+	refs [numMetrics]atomic.Uint64
 	// scores are the score series by score label; used under the TSDB
 	// lock only.
 	scores map[string]*scoreRef
@@ -70,7 +70,7 @@ type seriesRefs struct {
 
 type scoreRef struct {
 	lbls labels.Labels
-	hash uint64
+	fed  uint32 // in the feed
 	ref  storage.SeriesRef
 }
 
@@ -83,7 +83,7 @@ func (s *Store) refsFor(l seriesLabels, slot uint8) *seriesRefs {
 	}
 	r := &seriesRefs{lbls: s.seriesOf(l, slot)}
 	for m, ls := range r.lbls {
-		r.hashes[m] = ls.Hash()
+		r.fed[m] = s.feedSeries(ls)
 	}
 	s.series[k] = r
 	return r
@@ -157,15 +157,15 @@ func SamplesOf(e *event.Event, cfg MetricsConfig, o event.LabelOverflow, emit fu
 // o is the event's overflow decision. Callers hold the TSDB lock (or are
 // alone, as in a replay). When fed is not nil, the samples are appended to
 // it as well.
-func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, r *seriesRefs, o event.LabelOverflow, fed *[]Sample) (int, error) {
+func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, r *seriesRefs, o event.LabelOverflow, fed *[]fedSample) (int, error) {
 	var errs []error
 	n := 0
 	add := func(m int, score string, v float64) {
 		n++
 		if m == mScore {
-			sr := r.score(score)
+			sr := s.scoreRef(r, score)
 			if fed != nil {
-				*fed = append(*fed, Sample{Labels: sr.lbls, Hash: sr.hash, T: ms, V: v})
+				*fed = append(*fed, fedSample{sr.fed, ms, v})
 			}
 			ref, err := app.Append(sr.ref, sr.lbls, 0, ms, v, nil, nil, storage.AOptions{})
 			if err != nil {
@@ -176,7 +176,7 @@ func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, 
 			return
 		}
 		if fed != nil {
-			*fed = append(*fed, Sample{Labels: r.lbls[m], Hash: r.hashes[m], T: ms, V: v})
+			*fed = append(*fed, fedSample{r.fed[m], ms, v})
 		}
 		ref, err := app.Append(storage.SeriesRef(r.refs[m].Load()), r.lbls[m], 0, ms, v, nil, nil, storage.AOptions{})
 		if err != nil {
@@ -189,8 +189,8 @@ func (s *Store) appendSamples(app storage.AppenderV2, e *event.Event, ms int64, 
 	return n, errors.Join(errs...)
 }
 
-// score returns the series of the score label name.
-func (r *seriesRefs) score(name string) *scoreRef {
+// scoreRef returns the series of the score label name beside r.
+func (s *Store) scoreRef(r *seriesRefs, name string) *scoreRef {
 	if sr, ok := r.scores[name]; ok {
 		return sr
 	}
@@ -198,7 +198,17 @@ func (r *seriesRefs) score(name string) *scoreRef {
 		r.scores = map[string]*scoreRef{}
 	}
 	ls := scoreLabels(r.lbls[mScore], name)
-	sr := &scoreRef{lbls: ls, hash: ls.Hash()}
+	sr := &scoreRef{lbls: ls, fed: s.feedSeries(ls)}
 	r.scores[name] = sr
 	return sr
+}
+
+// feedSeries numbers a new series in the feed (0 without a feed).
+func (s *Store) feedSeries(ls labels.Labels) uint32 {
+	if s.follow == nil {
+		return 0
+	}
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	return s.follow.addSeries(ls, ls.Hash())
 }

@@ -132,12 +132,12 @@ type Store struct {
 	stop chan struct{}
 	done chan struct{}
 
-	cmu   sync.Mutex    // guards moved and follow
+	cmu   sync.Mutex    // guards moved and follow; taken after mu or tmu
 	moved chan struct{} // closed when applied moves (see Committed)
 	// follow holds the newest committed frames' samples when FollowBuffer
 	// is set; fed collects an append's samples for it, under tmu.
 	follow *feed
-	fed    []Sample
+	fed    []fedSample
 
 	// failCommit, set by tests, fails a commit as a full disk would.
 	failCommit func() error
