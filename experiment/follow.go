@@ -3,6 +3,7 @@ package experiment
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
 )
@@ -18,6 +19,13 @@ type FollowTarget struct {
 
 // ID is the experiment's id.
 func (t FollowTarget) ID() string { return t.id }
+
+// Created is when the experiment was created.
+func (t FollowTarget) Created() time.Time {
+	t.x.mu.Lock()
+	defer t.x.mu.Unlock()
+	return t.x.rec.StartedAt
+}
 
 // Final tells whether the experiment takes no more events (it is
 // archived), and how many it holds, without opening its store.

@@ -16,8 +16,9 @@ import (
 // The queue of a receiver is the event log itself: what it keeps is, per
 // experiment, how far into the log the receiver has acknowledged every
 // sample. The positions move only after an acknowledgement and are kept
-// in a file written atomically, so a restart resends at most the samples
-// of requests in flight, never skips one. A lost or damaged file sends
+// in a file written atomically (once a second, and on stop), so a restart
+// resends at most the samples of requests in flight, a crash at most a
+// second's, and neither skips one. A lost or damaged file sends
 // everything again: a resent sample is harmless (same series, time and
 // value).
 
@@ -31,6 +32,9 @@ type entry struct {
 	// is not opened again while its count is unchanged.
 	Done   bool  `json:"done,omitempty"`
 	Events int64 `json:"events,omitempty"`
+	// Created is the experiment's creation time (Unix ns): an experiment
+	// made again under its id is another log.
+	Created int64 `json:"created,omitempty"`
 }
 
 type positionsDoc struct {

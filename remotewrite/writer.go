@@ -27,6 +27,9 @@ import (
 // Target is an experiment whose committed samples the queues follow.
 type Target interface {
 	ID() string
+	// Created is when the experiment was created: one deleted and made
+	// again under its id has another log, read from its start.
+	Created() time.Time
 	// Final tells whether the experiment takes no more events, and how
 	// many it holds, without opening its store.
 	Final() (bool, int64)
@@ -170,7 +173,13 @@ type queue struct {
 	pending map[string]int64  // by experiment
 	lastErr map[string]string // by experiment: logged once until it changes
 	newest  int64             // ms of the newest sample acknowledged
+	saved   time.Time         // when the positions were last saved
 }
+
+// saveEvery is how often a busy queue saves its positions (and when it
+// stops): a crash sends at most that much again, which receivers take as
+// duplicates, and a queue that keeps up does not fsync on every pass.
+const saveEvery = time.Second
 
 func (q *queue) run(ctx context.Context) {
 	defer q.save()
@@ -190,6 +199,7 @@ func (q *queue) run(ctx context.Context) {
 }
 
 func (q *queue) save() {
+	q.saved = time.Now()
 	if err := q.pos.save(); err != nil {
 		q.logger.Error("keep remote-write positions", "err", err)
 	}
@@ -224,7 +234,9 @@ func (q *queue) pass(ctx context.Context) bool {
 		pending += n
 	}
 	q.m.pending.Set(float64(pending))
-	q.save()
+	if time.Since(q.saved) >= saveEvery {
+		q.save()
+	}
 	return busy
 }
 
@@ -265,6 +277,16 @@ var errRoundFull = errors.New("round full")
 func (q *queue) follow(ctx context.Context, t Target) (bool, error) {
 	id := t.ID()
 	e := q.pos.get(id)
+	created := t.Created().UnixNano()
+	if e.Created != created {
+		// An entry without a creation time (kept before they were) is
+		// taken as this experiment's.
+		if e.Created != 0 {
+			q.logger.Info("experiment made again under its id; sending it from its start", "experiment_id", id)
+			e = entry{}
+		}
+		e.Created = created
+	}
 	final, count := t.Final()
 	if e.Done && final && e.Events == count {
 		q.pending[id] = 0
@@ -276,15 +298,15 @@ func (q *queue) follow(ctx context.Context, t Target) (bool, error) {
 	}
 	mark, _ := s.Committed()
 	if mark.Position.Less(e.Position) {
-		// Not this log's position (the experiment was deleted and made
-		// again under its id): from the beginning.
+		// Not this log's position (an entry without a creation time of
+		// an experiment made again under its id): from the beginning.
 		q.logger.Warn("remote-write position past the end of the event log; sending the experiment again from its start", "experiment_id", id)
-		e = entry{}
+		e = entry{Created: created}
 	}
 	if mark.Position == e.Position {
 		q.pending[id] = 0
 		if final {
-			q.pos.set(id, entry{Mark: e.Mark, Done: true, Events: count})
+			q.pos.set(id, entry{Mark: e.Mark, Done: true, Events: count, Created: created})
 		}
 		return false, nil
 	}
@@ -309,7 +331,7 @@ func (q *queue) follow(ctx context.Context, t Target) (bool, error) {
 	if err := q.send(ctx, q.buf); err != nil {
 		return false, err
 	}
-	q.pos.set(id, entry{Mark: next})
+	q.pos.set(id, entry{Mark: next, Created: created})
 	q.setPending(id, mark.Samples-next.Samples)
 	return next.Position != mark.Position, nil
 }

@@ -97,6 +97,13 @@ func (r *receiver) distinct() int {
 	return len(r.samples)
 }
 
+// forget forgets the samples received so far.
+func (r *receiver) forget() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.samples)
+}
+
 // received returns the distinct samples and how many arrived more than once.
 func (r *receiver) received() (set []string, repeats int) {
 	r.mu.Lock()
@@ -568,5 +575,33 @@ func TestExternalLabels(t *testing.T) {
 	cfg := &Config{RemoteWrite: []*Endpoint{{URL: &config.URL{URL: u}, RemoteTimeout: DefaultRemoteTimeout, QueueConfig: DefaultQueueConfig}}}
 	if _, err := New(cfg, Options{Dir: t.TempDir(), ExternalLabels: labels.FromStrings("model", "x")}); err == nil || !strings.Contains(err.Error(), `"model"`) {
 		t.Fatalf("an external label named like a series label: %v", err)
+	}
+}
+
+// An experiment deleted and made again under its id is another log: it is
+// sent from its start, even when the old position lies inside the new log.
+func TestExperimentMadeAgainUnderItsID(t *testing.T) {
+	f := newFixture(t)
+	f.create("arm-a", "control")
+	f.ingest("arm-a", 100)
+	rcv := newReceiver(t)
+	cfg := rcv.config(t, "")
+	w := f.writer(cfg, nil, labels.EmptyLabels())
+	old := f.want(labels.EmptyLabels(), "arm-a")
+	eventually(t, "the first experiment's samples", func() bool { return rcv.distinct() >= len(old) })
+	w.Stop()
+
+	if err := f.m.Delete("arm-a"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Millisecond) // another creation time, as between any two real ones
+	f.create("arm-a", "control")
+	f.ingest("arm-a", 1000) // its log runs past the old position
+	rcv.forget()
+	f.writer(cfg, nil, labels.EmptyLabels())
+	want := f.want(labels.EmptyLabels(), "arm-a")
+	eventually(t, "the new experiment's samples", func() bool { return rcv.distinct() >= len(want) })
+	if got, _ := rcv.received(); !slices.Equal(got, want) {
+		t.Fatalf("received %d distinct samples of the new experiment, want its %d", len(got), len(want))
 	}
 }
