@@ -16,9 +16,11 @@ import (
 // The queue of a receiver is the event log itself: what it keeps is, per
 // experiment, how far into the log the receiver has acknowledged every
 // sample. The positions move only after an acknowledgement and are kept
-// in a file written atomically (once a second, and on stop), so a restart
-// resends at most the samples of requests in flight, a crash at most a
-// second's, and neither skips one. A lost or damaged file sends
+// in a file written atomically (after a pass, at most once a second, and
+// on stop), so a restart resends at most the samples of requests in
+// flight, a crash those acknowledged since the last save (about a
+// second's, more while sends are retried), and neither skips one. A lost
+// or damaged file sends
 // everything again: a resent sample is harmless (same series, time and
 // value).
 

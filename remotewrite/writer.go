@@ -286,6 +286,7 @@ func (q *queue) follow(ctx context.Context, t Target) (bool, error) {
 			e = entry{}
 		}
 		e.Created = created
+		q.pos.set(id, e) // kept with its creation time from now on
 	}
 	final, count := t.Final()
 	if e.Done && final && e.Events == count {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -603,5 +604,41 @@ func TestExperimentMadeAgainUnderItsID(t *testing.T) {
 	eventually(t, "the new experiment's samples", func() bool { return rcv.distinct() >= len(want) })
 	if got, _ := rcv.received(); !slices.Equal(got, want) {
 		t.Fatalf("received %d distinct samples of the new experiment, want its %d", len(got), len(want))
+	}
+}
+
+// A positions file written before entries kept creation times is taken as
+// the experiments' own, and each entry gains its creation time on the
+// first pass, even with nothing to send.
+func TestPositionsWithoutCreationTimes(t *testing.T) {
+	f := newFixture(t)
+	f.create("arm-a", "control")
+	f.ingest("arm-a", 100)
+	rcv := newReceiver(t)
+	cfg := rcv.config(t, "")
+	want := f.want(labels.EmptyLabels(), "arm-a")
+	w := f.writer(cfg, nil, labels.EmptyLabels())
+	eventually(t, "every sample", func() bool { return rcv.distinct() >= len(want) })
+	w.Stop()
+	file := filepath.Join(queueDir(filepath.Join(f.dir, "remote-write"), cfg.RemoteWrite[0].URL.String()), positionsFile)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := regexp.MustCompile(`,?"created":\d+`)
+	if !created.Match(b) {
+		t.Fatalf("positions %s keep no creation time", b)
+	}
+	if err := os.WriteFile(file, created.ReplaceAll(b, nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w = f.writer(cfg, nil, labels.EmptyLabels())
+	eventually(t, "the creation time kept", func() bool {
+		b, err := os.ReadFile(file)
+		return err == nil && created.Match(b)
+	})
+	w.Stop()
+	if _, repeats := rcv.received(); repeats != 0 {
+		t.Fatalf("%d samples sent again: the old entry was not taken as the experiment's", repeats)
 	}
 }

@@ -1,6 +1,10 @@
 package tsdbstore
 
-import "github.com/prometheus/prometheus/model/labels"
+import (
+	"slices"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
 
 // The feed keeps the samples of the newest committed frames in memory, as
 // the TSDB appender saw them, so a follower that keeps up (remote-write)
@@ -71,8 +75,11 @@ func (f *feed) push(fr feedFrame) {
 	f.held += len(fr.samples)
 }
 
+// recycle keeps s for a later frame, unless enough are kept or s is
+// larger than its share of the feed (one very large batch would
+// otherwise hold its memory for good).
 func (f *feed) recycle(s []fedSample) {
-	if len(f.spare) < maxSpare {
+	if len(f.spare) < maxSpare && cap(s) <= f.max/maxSpare {
 		f.spare = append(f.spare, s[:0])
 	}
 }
@@ -91,13 +98,29 @@ func (f *feed) take(n int) []fedSample {
 
 // frame returns the frame that starts at position p, when the feed still
 // holds it. Its samples are the feed's: read them under Store.cmu only.
+// Frames are in log order, so it is a binary search: a feed of small
+// frames (one event per request) holds tens of thousands of them.
 func (f *feed) frame(p Position) (feedFrame, bool) {
-	for _, fr := range f.frames {
-		if fr.from == p {
-			return fr, true
+	i, ok := slices.BinarySearchFunc(f.frames, p, func(fr feedFrame, p Position) int {
+		switch {
+		case fr.from.Less(p):
+			return -1
+		case p.Less(fr.from):
+			return 1
 		}
+		return 0
+	})
+	if !ok {
+		return feedFrame{}, false
 	}
-	return feedFrame{}, false
+	return f.frames[i], true
+}
+
+// forgetSeries empties the table of series, while the feed holds no frame
+// (the TSDB rebuilt on open numbers every series again).
+func (f *feed) forgetSeries() {
+	clear(f.series)
+	f.series = f.series[:0]
 }
 
 // addSeries numbers a series of the feed.

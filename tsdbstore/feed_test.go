@@ -71,24 +71,51 @@ func framesFrom(f *feed, p, to Position) []feedFrame {
 
 func TestFeedReusesFramesLetGo(t *testing.T) {
 	pos := func(o int64) Position { return Position{Segment: 1, Offset: o} }
-	f := &feed{max: 8}
-	first := f.take(5)
-	first = append(first, make([]fedSample, 5)...)
+	f := &feed{max: 20} // spares of up to 5 samples
+	first := append(f.take(5), make([]fedSample, 5)...)
 	f.push(feedFrame{from: pos(0), next: pos(10), samples: first})
 	if got := f.take(5); len(got) != 0 || cap(got) != 5 || &got[:1][0] == &first[0] {
 		t.Fatalf("with nothing let go, take gave a slice of len %d, cap %d (a new one expected)", len(got), cap(got))
 	}
-	f.push(feedFrame{from: pos(10), next: pos(20), samples: make([]fedSample, 5)})
+	for o := int64(10); o < 50; o += 10 {
+		f.push(feedFrame{from: pos(o), next: pos(o + 10), samples: make([]fedSample, 5)})
+	}
 	if _, ok := f.frame(pos(0)); ok {
 		t.Fatal("the first frame is still held past the feed's size")
 	}
 	if got := f.take(5); cap(got) != cap(first) || &got[:1][0] != &first[0] {
 		t.Fatal("take did not reuse the samples of the frame let go")
 	}
+	f.recycle(make([]fedSample, 6))
+	if len(f.spare) != 0 {
+		t.Fatal("kept a slice larger than its share of the feed")
+	}
 	for range 2 * maxSpare {
 		f.recycle(make([]fedSample, 1))
 	}
 	if len(f.spare) > maxSpare {
 		t.Fatalf("keeps %d spare slices, at most %d", len(f.spare), maxSpare)
+	}
+}
+
+// A feed of one-event frames holds many; each is found by its start only.
+func TestFeedFindsFramesAmongMany(t *testing.T) {
+	f := &feed{max: 1 << 20}
+	const n = 5000
+	at := func(i int) Position { return Position{Segment: 1 + i/1000, Offset: int64(i%1000) * 10} } // several segments
+	for i := range n {
+		f.push(feedFrame{from: at(i), next: at(i + 1), samples: make([]fedSample, 1)})
+	}
+	for _, i := range []int{0, 1, 999, 1000, 2500, n - 1} {
+		p := at(i)
+		if fr, ok := f.frame(p); !ok || fr.from != p {
+			t.Fatalf("frame %d at %v: %v %v", i, p, fr.from, ok)
+		}
+		if _, ok := f.frame(Position{Segment: p.Segment, Offset: p.Offset + 5}); ok {
+			t.Fatalf("found a frame starting inside frame %d", i)
+		}
+	}
+	if got := len(framesFrom(f, at(0), at(n))); got != n {
+		t.Fatalf("read %d frames in turn, want %d", got, n)
 	}
 }

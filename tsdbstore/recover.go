@@ -66,6 +66,9 @@ func (s *Store) verifyTSDB() error {
 		return fmt.Errorf("remove TSDB for rebuild: %w", err)
 	}
 	s.series = make(map[seriesKey]*seriesRefs)
+	if s.follow != nil {
+		s.follow.forgetSeries() // alone: Open has not returned
+	}
 	if err := s.openTSDB(); err != nil {
 		return err
 	}
