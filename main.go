@@ -71,6 +71,7 @@ type serveFlags struct {
 	retention       model.Duration
 	oooWindow       model.Duration
 	syncInterval    model.Duration
+	archivedIdle    model.Duration
 	dedupWindow     model.Duration
 	dedupMaxIDs     int
 	broadcast       bool
@@ -124,6 +125,7 @@ func run(args []string) int {
 	serve.Flag("storage.tsdb.retention.time", "How long the TSDB keeps samples; 0 keeps them forever. The event log is never trimmed.").Default("0s").SetValue(&sf.retention)
 	serve.Flag("storage.tsdb.out-of-order-window", "How far behind an experiment's newest event an event may be and still be stored.").Default("10m").SetValue(&sf.oooWindow)
 	serve.Flag("storage.sync-interval", "How often the event log is fsynced; 0 fsyncs before every answer.").Default("1s").SetValue(&sf.syncInterval)
+	serve.Flag("storage.archived-idle", "How long an archived experiment's storage stays open after it was last read (analysis, export, PromQL, remote-write); 0 keeps it open until shutdown.").Default("5m").SetValue(&sf.archivedIdle)
 	serve.Flag("ingest.dedup-window", "How long a client-chosen event_id is remembered to drop retried events.").Default("1h").SetValue(&sf.dedupWindow)
 	serve.Flag("ingest.dedup-max-ids", "Most client-chosen event_ids an experiment remembers for the dedup window, at ~20 bytes each (23 at most): the default is ~80 MB of heap. Beyond it the oldest are forgotten early (crucible_ingest_dedup_evictions_total), and a retry of one is stored again.").Default(fmt.Sprint(tsdbstore.DefaultDedupMaxIDs)).IntVar(&sf.dedupMaxIDs)
 	serve.Flag("ingest.broadcast-unrouted", "Send an event that names no experiment to every running experiment, instead of rejecting it when several run.").Default("false").BoolVar(&sf.broadcast)
@@ -376,6 +378,7 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		BroadcastUnrouted:   sf.broadcast,
 		MaxEvaluationScores: sf.maxEvalScores,
 		ExternalLabels:      external.Map(),
+		ArchivedIdle:        archivedIdle(time.Duration(sf.archivedIdle)),
 		Store: tsdbstore.Options{
 			OutOfOrderWindow:    time.Duration(sf.oooWindow),
 			Retention:           time.Duration(sf.retention),
@@ -547,4 +550,13 @@ func runDemo(cfg demo.Config) int {
 		return 1
 	}
 	return 0
+}
+
+// archivedIdle maps --storage.archived-idle to the Manager's option: 0
+// there is "until shutdown", which the Manager spells negative.
+func archivedIdle(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

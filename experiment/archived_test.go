@@ -3,15 +3,20 @@ package experiment
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/storage"
 
 	"github.com/crucible-telemetry/crucible-telemetry/collector"
 	"github.com/crucible-telemetry/crucible-telemetry/tsdbstore"
@@ -195,5 +200,97 @@ func TestCloseDuringQueryOpeningAnArchive(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not finish once the query let go")
+	}
+}
+
+// The store of an archived experiment closes once no one read it for
+// ArchivedIdle; a read opens it again, a query in flight keeps it open,
+// and reads racing the closing all succeed.
+func TestIdleArchivedStoresClose(t *testing.T) {
+	dir := t.TempDir()
+	m := NewManager(Options{
+		Dir: dir, ArchivedIdle: 30 * time.Millisecond,
+		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: prometheus.NewRegistry()},
+	})
+	if err := m.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	create(t, m, `{"id":"old","name":"Old"}`)
+	create(t, m, `{"id":"live","name":"Live"}`)
+	for _, id := range []string{"old", "live"} {
+		if _, err := m.Ingest(id, events(t, 5, ""), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.Archive("old"); err != nil {
+		t.Fatal(err)
+	}
+	old, err := m.lookup("old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := m.lookup("live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := func() bool { return old.store.Load() == nil }
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	waitFor("the archived store to close", closed)
+	if r, err := m.Get("old"); err != nil || r.EventsStored != 5 {
+		t.Fatalf("the closed archived experiment's record: %+v %v", r, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if live.store.Load() == nil {
+		t.Fatal("a running experiment's store was closed as idle")
+	}
+
+	if pts, err := m.Points(t.Context(), "old", Filter{}); err != nil || len(pts) != 5 {
+		t.Fatalf("reading the closed archived experiment: %d points, %v", len(pts), err)
+	}
+	waitFor("the store read again to close", closed)
+
+	ts, err := m.QueryTargets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q storage.Querier
+	for _, tg := range ts {
+		if tg.ID() == "old" {
+			if q, err = tg.Querier(math.MinInt64, math.MaxInt64); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(150 * time.Millisecond)
+	if closed() {
+		t.Fatal("the store closed under a query in flight")
+	}
+	q.Close()
+	waitFor("the store to close after the query", closed)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 4 {
+		wg.Go(func() {
+			for end := time.Now().Add(400 * time.Millisecond); time.Now().Before(end); time.Sleep(time.Duration(rand.IntN(40)) * time.Millisecond) {
+				if pts, err := m.Points(t.Context(), "old", Filter{}); err != nil || len(pts) != 5 {
+					errs <- fmt.Errorf("%d points, %v", len(pts), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a read racing the idle closing: %v", err)
 	}
 }

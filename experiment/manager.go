@@ -35,7 +35,17 @@ type Options struct {
 	// running experiment (the seed library's behaviour) instead of
 	// rejecting it when several run.
 	BroadcastUnrouted bool
+	// ArchivedIdle is how long the store of an archived experiment stays
+	// open after its last read (DefaultArchivedIdle when 0; negative:
+	// until the Manager closes).
+	ArchivedIdle time.Duration
 }
+
+// DefaultArchivedIdle is how long an archived experiment's store stays
+// open after a read: long enough for a dashboard's next refresh, short
+// enough that reading many archived experiments once does not keep them
+// all in memory.
+const DefaultArchivedIdle = 5 * time.Minute
 
 // Manager owns every open experiment: their records, their stores, and the
 // routing of events to them.
@@ -51,6 +61,10 @@ type Manager struct {
 	exps        map[string]*Experiment
 	unavailable map[string]*unavailable // experiments whose storage did not open
 	ready       atomic.Bool
+
+	// stopIdle ends the loop that closes idle archived stores.
+	stopIdle chan struct{}
+	idleDone chan struct{}
 }
 
 // Experiment is one open experiment.
@@ -65,7 +79,7 @@ type Experiment struct {
 	gone atomic.Bool
 	// archivedCount is the event count of an archived experiment whose
 	// store is not open, from its record.
-	archivedCount int64
+	archivedCount atomic.Int64
 
 	mu  sync.Mutex // guards rec
 	rec Record
@@ -93,6 +107,9 @@ func NewManager(opts Options) *Manager {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ArchivedIdle == 0 {
+		opts.ArchivedIdle = DefaultArchivedIdle
 	}
 	return &Manager{opts: opts, logger: opts.Logger, exps: make(map[string]*Experiment), unavailable: map[string]*unavailable{}}
 }
@@ -156,6 +173,10 @@ func (m *Manager) Open() error {
 		}
 	}
 	m.ready.Store(true)
+	if m.opts.ArchivedIdle > 0 {
+		m.stopIdle, m.idleDone = make(chan struct{}), make(chan struct{})
+		go m.closeIdleLoop()
+	}
 	return nil
 }
 
@@ -170,7 +191,9 @@ func (m *Manager) openExperiment(dir string, rec Record) error {
 	}
 	if rec.Status == Archived && !live && rec.EventsStored > 0 {
 		m.mu.Lock()
-		m.exps[rec.ID] = &Experiment{dir: dir, rec: rec, archivedCount: rec.EventsStored}
+		x := &Experiment{dir: dir, rec: rec}
+		x.archivedCount.Store(rec.EventsStored)
+		m.exps[rec.ID] = x
 		m.mu.Unlock()
 		m.logger.Info("opened experiment; its storage opens when it is read", "id", rec.ID, "status", rec.Status, "events", rec.EventsStored)
 		return nil
@@ -236,12 +259,19 @@ func (m *Manager) Store(id string) (*tsdbstore.Store, error) {
 
 // storeOf returns an experiment's store, opening it on its first read.
 func (m *Manager) storeOf(x *Experiment) (*tsdbstore.Store, error) {
-	if s := x.store.Load(); s != nil {
+	// Touched, so that an archived store is not closed as idle before the
+	// caller reads it; one closed as idle since it was loaded is opened
+	// again below.
+	if s := x.store.Load(); s != nil && s.Touch() == nil {
 		return s, nil
 	}
 	x.storeMu.Lock()
 	defer x.storeMu.Unlock()
+	// Under storeMu a store is open, or closed for good (deleted, or the
+	// Manager closed: its reads fail with ErrClosed): closeIdle takes a
+	// store it closes away before it lets go of storeMu.
 	if s := x.store.Load(); s != nil {
+		_ = s.Touch()
 		return s, nil
 	}
 	x.mu.Lock()
@@ -268,7 +298,7 @@ func (x *Experiment) count() int64 {
 	if s := x.store.Load(); s != nil {
 		return s.Count()
 	}
-	return x.archivedCount
+	return x.archivedCount.Load()
 }
 
 // damage is the damage of the store's log, none when it is not open.
@@ -282,6 +312,11 @@ func (x *Experiment) damage() tsdbstore.Damage {
 // Close closes every experiment's storage and releases the data directory.
 func (m *Manager) Close() error {
 	m.ready.Store(false)
+	if m.stopIdle != nil {
+		close(m.stopIdle)
+		<-m.idleDone
+		m.stopIdle = nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
@@ -309,4 +344,61 @@ func (m *Manager) Close() error {
 	errs = append(errs, m.lock.release())
 	m.lock = nil
 	return errors.Join(errs...)
+}
+
+// closeIdleLoop closes, every so often, the stores of archived
+// experiments that no one read for ArchivedIdle.
+func (m *Manager) closeIdleLoop() {
+	defer close(m.idleDone)
+	every := min(max(m.opts.ArchivedIdle/4, time.Millisecond), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stopIdle:
+			return
+		case <-t.C:
+			m.closeIdle()
+		}
+	}
+}
+
+// closeIdle closes the stores of archived experiments idle for
+// ArchivedIdle. One being archived or deleted is left for the next round.
+func (m *Manager) closeIdle() {
+	m.mu.RLock()
+	var idle []*Experiment
+	for _, x := range m.exps {
+		x.mu.Lock()
+		archived := x.rec.Status == Archived
+		x.mu.Unlock()
+		if archived && x.store.Load() != nil {
+			idle = append(idle, x)
+		}
+	}
+	m.mu.RUnlock()
+	for _, x := range idle {
+		if !x.archiveMu.TryLock() {
+			continue
+		}
+		x.storeMu.Lock()
+		if s := x.store.Load(); s != nil && !x.gone.Load() {
+			count := s.Count() // an archived store takes no events
+			closed, err := s.CloseIfIdle(m.opts.ArchivedIdle)
+			if closed {
+				x.archivedCount.Store(count)
+				x.store.Store(nil)
+				x.mu.Lock()
+				id := x.rec.ID
+				x.mu.Unlock()
+				if err != nil {
+					m.logger.Error("closing the idle storage of an archived experiment", "id", id, "err", err)
+				} else {
+					m.logger.Info("closed the idle storage of an archived experiment", "id", id)
+				}
+			}
+		}
+		x.storeMu.Unlock()
+		x.archiveMu.Unlock()
+	}
 }

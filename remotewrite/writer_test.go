@@ -617,8 +617,14 @@ func TestPositionsWithoutCreationTimes(t *testing.T) {
 	rcv := newReceiver(t)
 	cfg := rcv.config(t, "")
 	want := f.want(labels.EmptyLabels(), "arm-a")
-	w := f.writer(cfg, nil, labels.EmptyLabels())
-	eventually(t, "every sample", func() bool { return rcv.distinct() >= len(want) })
+	reg := prometheus.NewRegistry()
+	w := f.writer(cfg, reg, labels.EmptyLabels())
+	// Stopped once acknowledged: a request whose answer is on its way is
+	// sent again, by design.
+	url := rcv.srv.URL + "/api/v1/write"
+	eventually(t, "every sample acknowledged", func() bool {
+		return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "sent") == float64(len(want))
+	})
 	w.Stop()
 	file := filepath.Join(queueDir(filepath.Join(f.dir, "remote-write"), cfg.RemoteWrite[0].URL.String()), positionsFile)
 	b, err := os.ReadFile(file)

@@ -74,7 +74,7 @@ func (s *Store) ReadSamples(ctx context.Context, from, to Position, visit func(s
 	if err := s.beginRead(); err != nil {
 		return err
 	}
-	defer s.reads.Done()
+	defer s.endRead()
 	if s.follow != nil {
 		// Each frame is copied out under the lock: appends reuse the
 		// feed's memory once the frame is let go.

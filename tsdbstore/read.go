@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
@@ -22,7 +23,7 @@ func (s *Store) Points(ctx context.Context, visit func(*Point) error) error {
 	if err := s.beginRead(); err != nil {
 		return err
 	}
-	defer s.reads.Done()
+	defer s.endRead()
 	s.tmu.Lock()
 	n, names, ok := s.points.count, s.points.list, s.pointsOK.Load()
 	s.tmu.Unlock()
@@ -39,7 +40,7 @@ func (s *Store) Points(ctx context.Context, visit func(*Point) error) error {
 }
 
 // beginRead starts a read that holds the store open: Close waits for it,
-// and once Close has begun no read starts. Callers end it with reads.Done.
+// and once Close has begun no read starts. Callers end it with endRead.
 func (s *Store) beginRead() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -47,7 +48,17 @@ func (s *Store) beginRead() error {
 		return ErrClosed
 	}
 	s.reads.Add(1)
+	s.inReads++
+	s.lastRead = time.Now()
 	return nil
+}
+
+func (s *Store) endRead() {
+	s.mu.Lock()
+	s.inReads--
+	s.lastRead = time.Now()
+	s.mu.Unlock()
+	s.reads.Done()
 }
 
 // cancellable wraps visit so that a long read stops soon after ctx is done.
@@ -84,7 +95,7 @@ func (s *Store) ClusteredPoints(ctx context.Context, key event.ClusterKey, visit
 	if err := s.beginRead(); err != nil {
 		return err
 	}
-	defer s.reads.Done()
+	defer s.endRead()
 	return ClusteredPointsFromLog(func(v func(*LogRecord) error) error { return s.scan(ctx, v) }, key, visit)
 }
 
@@ -139,7 +150,7 @@ func (s *Store) Scan(ctx context.Context, visit func(*LogRecord) error) error {
 	if err := s.beginRead(); err != nil {
 		return err
 	}
-	defer s.reads.Done()
+	defer s.endRead()
 	return s.scan(ctx, visit)
 }
 
@@ -156,10 +167,10 @@ func (s *Store) Querier(mint, maxt int64) (storage.Querier, error) {
 	}
 	q, err := s.db.Querier(mint, maxt)
 	if err != nil {
-		s.reads.Done()
+		s.endRead()
 		return nil, err
 	}
-	return &readQuerier{Querier: q, done: s.reads.Done}, nil
+	return &readQuerier{Querier: q, done: s.endRead}, nil
 }
 
 // readQuerier ends its store read when closed, once however often Close is

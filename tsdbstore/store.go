@@ -117,6 +117,10 @@ type Store struct {
 	closed bool
 	active sync.WaitGroup // appends past their first step
 	reads  sync.WaitGroup // reads in flight (see beginRead)
+	// inReads counts the reads in flight and lastRead is when one last
+	// began or ended, or Touch was called: CloseIfIdle's test.
+	inReads  int
+	lastRead time.Time
 
 	points   *pointIndex
 	pointsOK atomic.Bool // the index holds exactly the log's events
@@ -165,7 +169,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.Registerer = prometheus.NewRegistry()
 	}
 	s := &Store{
-		dir: dir, opts: opts, logger: opts.Logger,
+		dir: dir, opts: opts, logger: opts.Logger, lastRead: time.Now(),
 		series: make(map[seriesKey]*seriesRefs),
 		stop:   make(chan struct{}), done: make(chan struct{}), moved: make(chan struct{}),
 	}
@@ -291,8 +295,8 @@ func (s *Store) registerDamage() {
 // Damage reports the damaged parts of the event log that reads skip.
 func (s *Store) Damage() Damage { return s.log.Damage() }
 
-// Close flushes and closes the log and the TSDB. It waits for appends in
-// flight.
+// Close flushes and closes the log and the TSDB. It waits for appends and
+// reads in flight.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -301,6 +305,39 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	return s.shut()
+}
+
+// Touch counts as a read, for CloseIfIdle, without reading; ErrClosed
+// once the store is closed. A caller that hands the store to a reader
+// touches it first, so that it is not closed as idle in between.
+func (s *Store) Touch() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.lastRead = time.Now()
+	return nil
+}
+
+// CloseIfIdle closes a store that takes no appends (an archived
+// experiment's) when no read is in flight and none began, ended or
+// touched it for idle. It tells whether it closed the store; a read that
+// begins afterwards fails with ErrClosed.
+func (s *Store) CloseIfIdle(idle time.Duration) (bool, error) {
+	s.mu.Lock()
+	if s.closed || s.inReads > 0 || time.Since(s.lastRead) < idle {
+		s.mu.Unlock()
+		return false, nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	return true, s.shut()
+}
+
+// shut closes a store marked closed.
+func (s *Store) shut() error {
 	s.active.Wait()
 	s.reads.Wait()
 	close(s.stop)
