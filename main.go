@@ -326,6 +326,10 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		logger.Error("--ingest.dedup-max-ids must be > 0")
 		return 2
 	}
+	if d := time.Duration(sf.archivedIdle); d != 0 && d < time.Second {
+		logger.Error("--storage.archived-idle must be 0 (keep open) or at least 1s")
+		return 2
+	}
 	external, err := externalLabels(sf.externalLabels)
 	if err != nil {
 		logger.Error("bad --remote-write.external-label", "err", err)

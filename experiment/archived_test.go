@@ -276,6 +276,19 @@ func TestIdleArchivedStoresClose(t *testing.T) {
 	q.Close()
 	waitFor("the store to close after the query", closed)
 
+	// Closed as idle between the lookup and the read: read again.
+	first := true
+	err = m.readStore("old", func(s *tsdbstore.Store, _ Spec) error {
+		if first {
+			first = false
+			waitFor("the store to be idle", func() bool { m.closeIdle(); return closed() })
+		}
+		return s.Points(t.Context(), func(*tsdbstore.Point) error { return nil })
+	})
+	if err != nil || first {
+		t.Fatalf("a read whose store closed as idle under it: %v", err)
+	}
+
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for range 4 {

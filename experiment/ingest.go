@@ -204,7 +204,14 @@ func (x *Experiment) ingest(m *Manager, items []item, now time.Time, res *Ingest
 	for i, it := range kept {
 		evs[i] = it.ev
 	}
-	results, err := x.store.Load().Append(evs, now)
+	s := x.store.Load()
+	if s == nil { // archived (and its storage closed as idle) since status was read
+		for _, it := range kept {
+			res.reject(it.index, "experiment "+spec.ID+" is "+string(Archived))
+		}
+		return nil
+	}
+	results, err := s.Append(evs, now)
 	if err != nil {
 		return err
 	}

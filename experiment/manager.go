@@ -62,9 +62,12 @@ type Manager struct {
 	unavailable map[string]*unavailable // experiments whose storage did not open
 	ready       atomic.Bool
 
-	// stopIdle ends the loop that closes idle archived stores.
-	stopIdle chan struct{}
-	idleDone chan struct{}
+	// stopIdle ends the loop that closes idle archived stores, which
+	// closes idleDone when it ends; idleRunning tells Close to wait for it.
+	stopIdle    chan struct{}
+	stopOnce    sync.Once
+	idleDone    chan struct{}
+	idleRunning atomic.Bool
 }
 
 // Experiment is one open experiment.
@@ -80,6 +83,8 @@ type Experiment struct {
 	// archivedCount is the event count of an archived experiment whose
 	// store is not open, from its record.
 	archivedCount atomic.Int64
+	// archivedDamage is its log's damage, as its store last knew it.
+	archivedDamage atomic.Pointer[tsdbstore.Damage]
 
 	mu  sync.Mutex // guards rec
 	rec Record
@@ -111,7 +116,8 @@ func NewManager(opts Options) *Manager {
 	if opts.ArchivedIdle == 0 {
 		opts.ArchivedIdle = DefaultArchivedIdle
 	}
-	return &Manager{opts: opts, logger: opts.Logger, exps: make(map[string]*Experiment), unavailable: map[string]*unavailable{}}
+	return &Manager{opts: opts, logger: opts.Logger, exps: make(map[string]*Experiment), unavailable: map[string]*unavailable{},
+		stopIdle: make(chan struct{}), idleDone: make(chan struct{})}
 }
 
 func (m *Manager) experimentsDir() string { return filepath.Join(m.opts.Dir, experimentsDir) }
@@ -173,9 +179,8 @@ func (m *Manager) Open() error {
 		}
 	}
 	m.ready.Store(true)
-	if m.opts.ArchivedIdle > 0 {
-		m.stopIdle, m.idleDone = make(chan struct{}), make(chan struct{})
-		go m.closeIdleLoop()
+	if m.opts.ArchivedIdle > 0 && m.idleRunning.CompareAndSwap(false, true) {
+		go m.closeIdleLoop() // ends at once when Close came first
 	}
 	return nil
 }
@@ -306,16 +311,18 @@ func (x *Experiment) damage() tsdbstore.Damage {
 	if s := x.store.Load(); s != nil {
 		return s.Damage()
 	}
+	if d := x.archivedDamage.Load(); d != nil {
+		return *d
+	}
 	return tsdbstore.Damage{}
 }
 
 // Close closes every experiment's storage and releases the data directory.
 func (m *Manager) Close() error {
 	m.ready.Store(false)
-	if m.stopIdle != nil {
-		close(m.stopIdle)
+	m.stopOnce.Do(func() { close(m.stopIdle) })
+	if m.idleRunning.Load() {
 		<-m.idleDone
-		m.stopIdle = nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -383,10 +390,11 @@ func (m *Manager) closeIdle() {
 		}
 		x.storeMu.Lock()
 		if s := x.store.Load(); s != nil && !x.gone.Load() {
-			count := s.Count() // an archived store takes no events
+			count, damage := s.Count(), s.Damage() // an archived store takes no events
 			closed, err := s.CloseIfIdle(m.opts.ArchivedIdle)
 			if closed {
 				x.archivedCount.Store(count)
+				x.archivedDamage.Store(&damage)
 				x.store.Store(nil)
 				x.mu.Lock()
 				id := x.rec.ID

@@ -49,31 +49,29 @@ type match struct {
 // Events returns the stored events that match f, encoded as the API shows
 // them (SPEC §4.3), ascending by (timestamp, event_id).
 func (m *Manager) Events(ctx context.Context, id string, f Filter) ([]json.RawMessage, error) {
-	store, spec, err := m.lookupRead(id)
-	if err != nil {
-		return nil, err
-	}
 	var out []match
 	var e event.Event
 	dec := event.GetDecoder()
 	defer event.PutDecoder(dec)
-	err = store.Scan(ctx, func(r *tsdbstore.LogRecord) error {
-		if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
-			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
-		}
-		spec.Stamp(&e)
-		if !f.Match(&e) {
+	err := m.readStore(id, func(store *tsdbstore.Store, spec Spec) error {
+		return store.Scan(ctx, func(r *tsdbstore.LogRecord) error {
+			if err := dec.DecodeRecord(r.Data, &e, false); err != nil {
+				return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
+			}
+			spec.Stamp(&e)
+			if !f.Match(&e) {
+				return nil
+			}
+			// A match: read its metadata and measurements too.
+			dec.Reset()
+			if err := dec.DecodeRecord(r.Data, &e, true); err != nil {
+				return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
+			}
+			spec.Stamp(&e)
+			joinEvent(m.evals.Load(), &e)
+			out = append(out, match{e.Timestamp, e.EventID, e.AppendJSON(nil)})
 			return nil
-		}
-		// A match: read its metadata and measurements too.
-		dec.Reset()
-		if err := dec.DecodeRecord(r.Data, &e, true); err != nil {
-			return fmt.Errorf("%w: %v: %w", tsdbstore.ErrCorrupt, r.Pos, err)
-		}
-		spec.Stamp(&e)
-		joinEvent(m.evals.Load(), &e)
-		out = append(out, match{e.Timestamp, e.EventID, e.AppendJSON(nil)})
-		return nil
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -97,13 +95,19 @@ func (m *Manager) Events(ctx context.Context, id string, f Filter) ([]json.RawMe
 // Points returns what the analysis needs of every stored event that matches
 // f (LastN and Limit do not apply), read from the store's points index.
 func (m *Manager) Points(ctx context.Context, id string, f Filter) ([]analysis.Point, error) {
-	store, spec, err := m.lookupRead(id)
-	if err != nil {
-		return nil, err
-	}
-	if f.Condition != "" && f.Condition != spec.Condition {
-		return []analysis.Point{}, nil
-	}
+	var out []analysis.Point
+	err := m.readStore(id, func(store *tsdbstore.Store, spec Spec) error {
+		if f.Condition != "" && f.Condition != spec.Condition {
+			out = []analysis.Point{}
+			return nil
+		}
+		return m.points(ctx, store, f, &out)
+	})
+	return out, err
+}
+
+// points reads the points of store that match f into *out.
+func (m *Manager) points(ctx context.Context, store *tsdbstore.Store, f Filter, dst *[]analysis.Point) error {
 	var out []analysis.Point
 	keep := func(p *tsdbstore.Point) error {
 		if matchPoint(&f, p) {
@@ -128,11 +132,12 @@ func (m *Manager) Points(ctx context.Context, id string, f Filter) ([]analysis.P
 		}
 		return store.ClusteredPoints(ctx, *f.Cluster, keep)
 	}
-	err = read()
+	err := read()
 	if errors.Is(err, tsdbstore.ErrIndexDamaged) {
 		err = read() // from the log this time
 	}
-	return out, err
+	*dst = out
+	return err
 }
 
 func matchPoint(f *Filter, p *tsdbstore.Point) bool {
@@ -167,6 +172,31 @@ func toAnalysis(p *tsdbstore.Point) analysis.Point {
 		}
 	}
 	return a
+}
+
+// readStore calls read with an experiment's store, opened for a read, and
+// its spec. A store closed as idle between the lookup and the read (the
+// read fails with ErrClosed before it sees anything, and the experiment is
+// not gone) is opened again for one more try.
+func (m *Manager) readStore(id string, read func(*tsdbstore.Store, Spec) error) error {
+	for try := 0; ; try++ {
+		x, err := m.lookup(id)
+		if err != nil {
+			return err
+		}
+		s, err := m.storeOf(x)
+		if err != nil {
+			return err
+		}
+		x.mu.Lock()
+		spec := x.rec.Spec
+		x.mu.Unlock()
+		err = read(s, spec)
+		if try == 0 && errors.Is(err, tsdbstore.ErrClosed) && !x.gone.Load() {
+			continue
+		}
+		return err
+	}
 }
 
 // lookupRead returns an experiment's store, opened for a read, and its spec.
@@ -210,7 +240,15 @@ func (t QueryTarget) Querier(mint, maxt int64) (storage.Querier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.Querier(mint, maxt)
+	q, err := s.Querier(mint, maxt)
+	if errors.Is(err, tsdbstore.ErrClosed) && !t.x.gone.Load() {
+		// Closed as idle since storeOf: opened again.
+		if s, err = t.m.storeOf(t.x); err != nil {
+			return nil, err
+		}
+		q, err = s.Querier(mint, maxt)
+	}
+	return q, err
 }
 
 // QueryTargets lists every experiment by id, those whose storage did not

@@ -35,11 +35,14 @@ type orderedReader struct {
 
 // ordered returns an ordered reader of an open experiment.
 func (m *Manager) ordered(id string) (*orderedReader, error) {
-	store, spec, err := m.lookupRead(id)
+	_, spec, err := m.lookupRead(id)
 	if err != nil {
 		return nil, err
 	}
-	return &orderedReader{scan: store.Scan, spec: spec, evals: m.evals.Load(), tmpDir: m.opts.Dir, runSize: RunSize}, nil
+	scan := func(ctx context.Context, visit func(*tsdbstore.LogRecord) error) error {
+		return m.readStore(id, func(s *tsdbstore.Store, _ Spec) error { return s.Scan(ctx, visit) })
+	}
+	return &orderedReader{scan: scan, spec: spec, evals: m.evals.Load(), tmpDir: m.opts.Dir, runSize: RunSize}, nil
 }
 
 type sortItem struct {

@@ -28,13 +28,22 @@ func TestCloseIfIdle(t *testing.T) {
 			}
 			return func() { q.Close() }
 		}, 0, false},
-		{"a read ended within the idle time", func(t *testing.T, s *Store) func() {
+		{"a read begun before the idle time and ended within it", func(t *testing.T, s *Store) func() {
+			q, err := s.Querier(math.MinInt64, math.MaxInt64)
+			if err != nil {
+				t.Fatal(err)
+			}
 			time.Sleep(20 * time.Millisecond)
+			q.Close()
+			return nil
+		}, 10 * time.Millisecond, false},
+		{"a read ended before the idle time", func(t *testing.T, s *Store) func() {
 			if err := s.Points(context.Background(), func(*Point) error { return nil }); err != nil {
 				t.Fatal(err)
 			}
+			time.Sleep(20 * time.Millisecond)
 			return nil
-		}, 10 * time.Millisecond, false},
+		}, 10 * time.Millisecond, true},
 		{"touched within the idle time", func(t *testing.T, s *Store) func() {
 			time.Sleep(20 * time.Millisecond)
 			if err := s.Touch(); err != nil {
