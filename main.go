@@ -112,7 +112,7 @@ func run(args []string) int {
 	serve.Flag("web.idle-timeout", "How long a keep-alive connection may wait for its next request.").Default("2m").SetValue(&sf.idleTimeout)
 	serve.Flag("web.max-connections", "Most connections open at once on each listen address (0: no limit); further clients wait to be accepted.").Default("512").IntVar(&sf.maxConnections)
 	serve.Flag("web.probe-listen-address", "Address serving only /-/healthy and /-/ready, without TLS or authentication, for Kubernetes probes when --web.config.file protects the API (empty: off).").Default("").StringVar(&sf.probeAddress)
-	serve.Flag("remote-write.config-file", "Prometheus remote_write YAML (url, basic_auth, authorization, headers, tls_config, queue_config): every raw sample of every experiment is sent to each receiver, from a durable queue (SPEC §16). Empty: off.").PlaceHolder("FILE").StringVar(&sf.remoteWriteFile)
+	serve.Flag("remote-write.config-file", "Prometheus remote_write YAML (url, basic_auth, authorization, headers, tls_config, queue_config): every raw sample of every experiment is sent to each receiver, from a durable queue (SPEC §16); re-read on SIGHUP and POST /-/reload. Empty: off.").PlaceHolder("FILE").StringVar(&sf.remoteWriteFile)
 	serve.Flag("remote-write.external-label", "NAME=VALUE added to every remote-written series and to archived blocks' Thanos labels, repeatable; e.g. pod=$(POD_NAME), so that the samples of two sidecars stay apart.").PlaceHolder("NAME=VALUE").StringsVar(&sf.externalLabels)
 	serve.Flag("otlp.grpc-listen-address", "Address of the OTLP/gRPC receiver of traces and logs (SPEC §15), e.g. :4317; served without TLS or authentication, for a sidecar's loopback or pod network (empty: off). OTLP/HTTP is always on the main listener at /v1/traces and /v1/logs.").Default("").StringVar(&sf.otlpGRPCAddress)
 	serve.Flag("otlp.max-evaluation-scores", "Most scores the evaluations store holds (spans × score names of gen_ai.evaluation.result log records, kept in memory at ~100 bytes each). Past it a new one is refused in the export's partial success; one replacing a held score is taken (0: no bound).").Default("1000000").Int64Var(&sf.maxEvalScores)
@@ -348,15 +348,19 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		return 1
 	}
 	priceHolder := pricing.NewHolder(prices)
+	var writer *remotewrite.Writer // when --remote-write.config-file is set
 	reload := func() error {
 		t, err := loadPrices(sf.pricingFile)
 		if err != nil {
 			logger.Error("reload of the price table failed; keeping the old one", "err", err)
-			return err
+		} else {
+			priceHolder.Set(t)
+			logger.Info("reloaded the price table", "file", sf.pricingFile, "models", len(t.Models))
 		}
-		priceHolder.Set(t)
-		logger.Info("reloaded the price table", "file", sf.pricingFile, "models", len(t.Models))
-		return nil
+		if writer != nil {
+			err = errors.Join(err, reloadRemoteWrite(writer, sf.remoteWriteFile, logger))
+		}
+		return err
 	}
 
 	reg := prometheus.NewRegistry()
@@ -411,6 +415,7 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 			return 2
 		}
 		w.Start()
+		writer = w
 		// Stopped before storage closes: its reads hold stores open.
 		defer w.Stop()
 		for _, e := range rwConfig.RemoteWrite {
@@ -563,4 +568,24 @@ func archivedIdle(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// reloadRemoteWrite reads the remote-write configuration again and applies
+// it; a file that does not parse, or cannot be set up, leaves the queues
+// running as they are.
+func reloadRemoteWrite(w *remotewrite.Writer, file string, logger *slog.Logger) error {
+	cfg, err := remotewrite.LoadFile(file)
+	if err == nil {
+		err = w.Apply(cfg)
+	}
+	if err != nil {
+		logger.Error("reload of the remote-write configuration failed; keeping the queues running", "file", file, "err", err)
+		return err
+	}
+	urls := make([]string, len(cfg.RemoteWrite))
+	for i, e := range cfg.RemoteWrite {
+		urls[i] = e.URL.Redacted()
+	}
+	logger.Info("reloaded the remote-write configuration", "file", file, "receivers", urls)
+	return nil
 }

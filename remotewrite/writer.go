@@ -53,6 +53,10 @@ type Options struct {
 
 // Writer runs one queue per receiver.
 type Writer struct {
+	o Options
+	m metrics
+
+	mu     sync.Mutex // serialises Start, Apply and Stop
 	queues []*queue
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -76,40 +80,60 @@ func New(cfg *Config, o Options) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := newMetrics(o.Registerer)
-	w := &Writer{}
+	w := &Writer{o: o, m: newMetrics(o.Registerer)}
+	qs, err := w.queuesOf(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	w.queues = qs
+	return w, nil
+}
+
+// queuesOf builds the queues of cfg. A receiver kept holds the positions
+// of its queue in kept (stopped, so saved), the others open theirs.
+func (w *Writer) queuesOf(cfg *Config, kept map[string]*positions) ([]*queue, error) {
+	o := &w.o
+	var qs []*queue
 	for _, e := range cfg.RemoteWrite {
 		c, err := newClient(e)
 		if err != nil {
 			return nil, fmt.Errorf("remote_write %s: %w", e.URL.Redacted(), err)
 		}
 		url := e.URL.Redacted()
-		pos, err := openPositions(queueDir(o.Dir, e.URL.String()), url, o.Logger)
-		if err != nil {
-			return nil, fmt.Errorf("remote_write %s: %w", url, err)
+		pos := kept[e.URL.String()]
+		if pos == nil {
+			if pos, err = openPositions(queueDir(o.Dir, e.URL.String()), url, o.Logger); err != nil {
+				return nil, fmt.Errorf("remote_write %s: %w", url, err)
+			}
 		}
 		q := &queue{
-			ep: e, url: url, client: c, pos: pos, o: &o,
+			ep: e, url: url, client: c, pos: pos, o: o,
 			logger:  o.Logger.With("url", url),
 			pending: map[string]int64{}, lastErr: map[string]string{},
 			m: queueMetrics{
-				sent:     m.samples.WithLabelValues(url, "sent"),
-				retried:  m.samples.WithLabelValues(url, "retried"),
-				rejected: m.samples.WithLabelValues(url, "rejected"),
-				pending:  m.pending.WithLabelValues(url),
-				lastSent: m.lastSent.WithLabelValues(url),
+				sent:     w.m.samples.WithLabelValues(url, "sent"),
+				retried:  w.m.samples.WithLabelValues(url, "retried"),
+				rejected: w.m.samples.WithLabelValues(url, "rejected"),
+				pending:  w.m.pending.WithLabelValues(url),
+				lastSent: w.m.lastSent.WithLabelValues(url),
 			},
 		}
 		for range e.QueueConfig.MaxShards {
 			q.reqs = append(q.reqs, newRequest(o.ExternalLabels))
 		}
-		w.queues = append(w.queues, q)
+		qs = append(qs, q)
 	}
-	return w, nil
+	return qs, nil
 }
 
 // Start starts every queue.
 func (w *Writer) Start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.start()
+}
+
+func (w *Writer) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	for _, q := range w.queues {
@@ -120,10 +144,67 @@ func (w *Writer) Start() {
 // Stop stops the queues, giving up requests in flight (they are sent again
 // after a restart), and keeps their positions.
 func (w *Writer) Stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stop()
+}
+
+func (w *Writer) stop() {
 	if w.cancel != nil {
 		w.cancel()
+		w.cancel = nil
 	}
 	w.wg.Wait()
+}
+
+// Apply replaces the running queues with those of cfg (a reload): a
+// receiver that stays goes on from its positions, with the requests in
+// flight sent again; a new one starts from the beginning; a removed one
+// stops, keeps its positions on disk and loses its series. When cfg
+// cannot be set up (a client's TLS files, say), the queues running go on
+// and the error says why.
+func (w *Writer) Apply(cfg *Config) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	running := map[string]*queue{}
+	for _, q := range w.queues {
+		running[q.ep.URL.String()] = q
+	}
+	// Checked before anything stops: clients, and positions of receivers
+	// new to the writer (those kept are taken over below).
+	stays := map[string]*positions{}
+	for _, e := range cfg.RemoteWrite {
+		if q, ok := running[e.URL.String()]; ok {
+			stays[e.URL.String()] = q.pos
+		}
+	}
+	probe := make(map[string]*positions, len(stays))
+	for k := range stays {
+		probe[k] = &positions{} // not opened: taken over once stopped
+	}
+	if _, err := w.queuesOf(cfg, probe); err != nil {
+		return err
+	}
+	w.stop()
+	qs, err := w.queuesOf(cfg, stays)
+	if err != nil {
+		// Only positions of a new receiver can fail here, just after
+		// they opened above: run the old queues again.
+		w.start()
+		return err
+	}
+	for url, q := range running {
+		if _, ok := stays[url]; !ok {
+			for _, r := range []string{"sent", "retried", "rejected"} {
+				w.m.samples.DeleteLabelValues(q.url, r)
+			}
+			w.m.pending.DeleteLabelValues(q.url)
+			w.m.lastSent.DeleteLabelValues(q.url)
+		}
+	}
+	w.queues = qs
+	w.start()
+	return nil
 }
 
 type metrics struct {

@@ -648,3 +648,69 @@ func TestPositionsWithoutCreationTimes(t *testing.T) {
 		t.Fatalf("%d samples sent again: the old entry was not taken as the experiment's", repeats)
 	}
 }
+
+// Apply (a reload) adds, keeps and removes receivers: one kept goes on from
+// its positions and sends nothing again, one added gets every sample, one
+// removed stops and loses its series; a configuration that cannot be set
+// up changes nothing.
+func TestApply(t *testing.T) {
+	f := newFixture(t)
+	f.create("arm-a", "control")
+	f.ingest("arm-a", 300)
+	a, b := newReceiver(t), newReceiver(t)
+	urlA, urlB := a.srv.URL+"/api/v1/write", b.srv.URL+"/api/v1/write"
+	parse := func(yaml string) *Config {
+		t.Helper()
+		c, err := Parse([]byte(yaml), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	reg := prometheus.NewRegistry()
+	w := f.writer(a.config(t, ""), reg, labels.EmptyLabels())
+	sent := func(url string) float64 {
+		return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "sent")
+	}
+	want := f.want(labels.EmptyLabels(), "arm-a")
+	eventually(t, "every sample acknowledged by A", func() bool { return sent(urlA) == float64(len(want)) })
+
+	if err := w.Apply(parse("remote_write:\n- url: " + urlA + "\n- url: " + urlB + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	f.ingest("arm-a", 10)
+	want = f.want(labels.EmptyLabels(), "arm-a")
+	eventually(t, "every sample at both", func() bool { return a.distinct() >= len(want) && b.distinct() >= len(want) })
+	for name, r := range map[string]*receiver{"kept": a, "added": b} {
+		if got, repeats := r.received(); !slices.Equal(got, want) || repeats != 0 {
+			t.Fatalf("the %s receiver: %d distinct samples, %d repeats; want %d and 0", name, len(got), repeats, len(want))
+		}
+	}
+
+	bad := parse("remote_write:\n- url: " + urlB + "\n  tls_config: {ca_file: " + filepath.Join(t.TempDir(), "missing.pem") + "}\n")
+	if err := w.Apply(bad); err == nil {
+		t.Fatal("a configuration whose CA file is missing was applied")
+	}
+	eventually(t, "both acknowledged everything", func() bool {
+		return sent(urlA) == float64(len(want)) && sent(urlB) == float64(len(want))
+	})
+	f.ingest("arm-a", 10)
+	want = f.want(labels.EmptyLabels(), "arm-a")
+	eventually(t, "the queues still running after the refused configuration", func() bool {
+		return a.distinct() >= len(want) && b.distinct() >= len(want)
+	})
+
+	if err := w.Apply(parse("remote_write:\n- url: " + urlB + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	if v := sent(urlA); !math.IsNaN(v) {
+		t.Fatalf("the removed receiver's series stay (sent %g)", v)
+	}
+	before := a.distinct()
+	f.ingest("arm-a", 10)
+	want = f.want(labels.EmptyLabels(), "arm-a")
+	eventually(t, "every sample at B", func() bool { return b.distinct() >= len(want) })
+	if a.distinct() != before {
+		t.Fatal("the removed receiver still gets samples")
+	}
+}
