@@ -353,6 +353,7 @@ func runServe(sf serveFlags, logger *slog.Logger) int {
 		t, err := loadPrices(sf.pricingFile)
 		if err != nil {
 			logger.Error("reload of the price table failed; keeping the old one", "err", err)
+			err = fmt.Errorf("price table: %w", err)
 		} else {
 			priceHolder.Set(t)
 			logger.Info("reloaded the price table", "file", sf.pricingFile, "models", len(t.Models))
@@ -580,7 +581,7 @@ func reloadRemoteWrite(w *remotewrite.Writer, file string, logger *slog.Logger) 
 	}
 	if err != nil {
 		logger.Error("reload of the remote-write configuration failed; keeping the queues running", "file", file, "err", err)
-		return err
+		return fmt.Errorf("remote-write configuration: %w", err)
 	}
 	urls := make([]string, len(cfg.RemoteWrite))
 	for i, e := range cfg.RemoteWrite {

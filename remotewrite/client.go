@@ -17,7 +17,8 @@ import (
 // over an HTTP client built from the endpoint's prometheus/common
 // settings (auth, TLS, proxy).
 type client struct {
-	api *remoteapi.API
+	api  *remoteapi.API
+	http *http.Client
 }
 
 func newClient(e *Endpoint) (*client, error) {
@@ -47,8 +48,11 @@ func newClient(e *Endpoint) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &client{api: api}, nil
+	return &client{api: api, http: hc}, nil
 }
+
+// closeIdle closes the client's idle connections, once its queue is gone.
+func (c *client) closeIdle() { c.http.CloseIdleConnections() }
 
 // message is a request that encodes itself, as gogo's generated
 // messages (prompb) do.

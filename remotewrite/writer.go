@@ -56,10 +56,11 @@ type Writer struct {
 	o Options
 	m metrics
 
-	mu     sync.Mutex // serialises Start, Apply and Stop
-	queues []*queue
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu      sync.Mutex // serialises Start, Apply and Stop
+	stopped bool
+	queues  []*queue
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // New checks the configuration and opens the queues' positions; Start
@@ -81,49 +82,65 @@ func New(cfg *Config, o Options) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{o: o, m: newMetrics(o.Registerer)}
-	qs, err := w.queuesOf(cfg, nil)
+	setups, err := w.setUp(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	w.queues = qs
+	for _, su := range setups {
+		w.queues = append(w.queues, w.queueOf(su))
+	}
 	return w, nil
 }
 
-// queuesOf builds the queues of cfg. A receiver kept holds the positions
-// of its queue in kept (stopped, so saved), the others open theirs.
-func (w *Writer) queuesOf(cfg *Config, kept map[string]*positions) ([]*queue, error) {
-	o := &w.o
-	var qs []*queue
+// setup is what a receiver's queue needs that can fail: its client and
+// its positions.
+type setup struct {
+	ep     *Endpoint
+	client *client
+	pos    *positions
+	newest int64 // of the queue it follows on, once that stopped
+}
+
+// setUp sets up the receivers of cfg without touching anything running:
+// a receiver of a running queue (in running, by URL) takes over its
+// positions once that queue has stopped; the others open theirs.
+func (w *Writer) setUp(cfg *Config, running map[string]*queue) ([]setup, error) {
+	var out []setup
 	for _, e := range cfg.RemoteWrite {
 		c, err := newClient(e)
 		if err != nil {
 			return nil, fmt.Errorf("remote_write %s: %w", e.URL.Redacted(), err)
 		}
-		url := e.URL.Redacted()
-		pos := kept[e.URL.String()]
-		if pos == nil {
-			if pos, err = openPositions(queueDir(o.Dir, e.URL.String()), url, o.Logger); err != nil {
-				return nil, fmt.Errorf("remote_write %s: %w", url, err)
-			}
+		su := setup{ep: e, client: c}
+		if q := running[e.URL.String()]; q != nil {
+			su.pos = q.pos // its goroutine's until it stops
+		} else if su.pos, err = openPositions(queueDir(w.o.Dir, e.URL.String()), e.URL.Redacted(), w.o.Logger); err != nil {
+			return nil, fmt.Errorf("remote_write %s: %w", e.URL.Redacted(), err)
 		}
-		q := &queue{
-			ep: e, url: url, client: c, pos: pos, o: o,
-			logger:  o.Logger.With("url", url),
-			pending: map[string]int64{}, lastErr: map[string]string{},
-			m: queueMetrics{
-				sent:     w.m.samples.WithLabelValues(url, "sent"),
-				retried:  w.m.samples.WithLabelValues(url, "retried"),
-				rejected: w.m.samples.WithLabelValues(url, "rejected"),
-				pending:  w.m.pending.WithLabelValues(url),
-				lastSent: w.m.lastSent.WithLabelValues(url),
-			},
-		}
-		for range e.QueueConfig.MaxShards {
-			q.reqs = append(q.reqs, newRequest(o.ExternalLabels))
-		}
-		qs = append(qs, q)
+		out = append(out, su)
 	}
-	return qs, nil
+	return out, nil
+}
+
+// queueOf makes the queue of a receiver set up, with its series.
+func (w *Writer) queueOf(su setup) *queue {
+	url := su.ep.URL.Redacted()
+	q := &queue{
+		ep: su.ep, url: url, client: su.client, pos: su.pos, o: &w.o, newest: su.newest,
+		logger:  w.o.Logger.With("url", url),
+		pending: map[string]int64{}, lastErr: map[string]string{},
+		m: queueMetrics{
+			sent:     w.m.samples.WithLabelValues(url, "sent"),
+			retried:  w.m.samples.WithLabelValues(url, "retried"),
+			rejected: w.m.samples.WithLabelValues(url, "rejected"),
+			pending:  w.m.pending.WithLabelValues(url),
+			lastSent: w.m.lastSent.WithLabelValues(url),
+		},
+	}
+	for range su.ep.QueueConfig.MaxShards {
+		q.reqs = append(q.reqs, newRequest(w.o.ExternalLabels))
+	}
+	return q
 }
 
 // Start starts every queue.
@@ -142,10 +159,11 @@ func (w *Writer) start() {
 }
 
 // Stop stops the queues, giving up requests in flight (they are sent again
-// after a restart), and keeps their positions.
+// after a restart), and keeps their positions. Apply refuses afterwards.
 func (w *Writer) Stop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.stopped = true
 	w.stop()
 }
 
@@ -157,52 +175,54 @@ func (w *Writer) stop() {
 	w.wg.Wait()
 }
 
-// Apply replaces the running queues with those of cfg (a reload): a
-// receiver that stays goes on from its positions, with the requests in
-// flight sent again; a new one starts from the beginning; a removed one
-// stops, keeps its positions on disk and loses its series. When cfg
-// cannot be set up (a client's TLS files, say), the queues running go on
-// and the error says why.
+// errStopped refuses an Apply after Stop.
+var errStopped = errors.New("remote write has stopped")
+
+// Apply replaces the running queues with those of cfg (a reload). Every
+// receiver is set up first, so when cfg cannot be (a client's TLS files,
+// say) nothing changes and the error says why. Then a receiver that
+// stays goes on from its positions, with the requests in flight sent
+// again; one new to the writer goes on from the positions it kept in the
+// data directory, if it ever was a receiver, else from the beginning; one
+// removed stops, keeps its positions on disk and loses its series.
 func (w *Writer) Apply(cfg *Config) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.stopped {
+		return errStopped
+	}
 	running := map[string]*queue{}
 	for _, q := range w.queues {
 		running[q.ep.URL.String()] = q
 	}
-	// Checked before anything stops: clients, and positions of receivers
-	// new to the writer (those kept are taken over below).
-	stays := map[string]*positions{}
-	for _, e := range cfg.RemoteWrite {
-		if q, ok := running[e.URL.String()]; ok {
-			stays[e.URL.String()] = q.pos
-		}
-	}
-	probe := make(map[string]*positions, len(stays))
-	for k := range stays {
-		probe[k] = &positions{} // not opened: taken over once stopped
-	}
-	if _, err := w.queuesOf(cfg, probe); err != nil {
+	setups, err := w.setUp(cfg, running)
+	if err != nil {
 		return err
 	}
 	w.stop()
-	qs, err := w.queuesOf(cfg, stays)
-	if err != nil {
-		// Only positions of a new receiver can fail here, just after
-		// they opened above: run the old queues again.
-		w.start()
-		return err
+	// The series of the old queues go first: a new receiver whose URL
+	// differs only in its password has the same (redacted) series.
+	kept := map[string]bool{}
+	for _, su := range setups {
+		kept[su.ep.URL.String()] = true
 	}
-	for url, q := range running {
-		if _, ok := stays[url]; !ok {
+	for u, q := range running {
+		if !kept[u] {
 			for _, r := range []string{"sent", "retried", "rejected"} {
 				w.m.samples.DeleteLabelValues(q.url, r)
 			}
 			w.m.pending.DeleteLabelValues(q.url)
 			w.m.lastSent.DeleteLabelValues(q.url)
 		}
+		q.client.closeIdle()
 	}
-	w.queues = qs
+	w.queues = w.queues[:0:0]
+	for _, su := range setups {
+		if q := running[su.ep.URL.String()]; q != nil {
+			su.newest = q.newest
+		}
+		w.queues = append(w.queues, w.queueOf(su))
+	}
 	w.start()
 	return nil
 }

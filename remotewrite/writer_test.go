@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -687,9 +688,16 @@ func TestApply(t *testing.T) {
 		}
 	}
 
-	bad := parse("remote_write:\n- url: " + urlB + "\n  tls_config: {ca_file: " + filepath.Join(t.TempDir(), "missing.pem") + "}\n")
+	// A new receiver that could be set up, then one that cannot: nothing
+	// changes, not even a series for the first.
+	c := newReceiver(t)
+	urlC := c.srv.URL + "/api/v1/write"
+	bad := parse("remote_write:\n- url: " + urlC + "\n- url: " + urlB + "\n  tls_config: {ca_file: " + filepath.Join(t.TempDir(), "missing.pem") + "}\n")
 	if err := w.Apply(bad); err == nil {
 		t.Fatal("a configuration whose CA file is missing was applied")
+	}
+	if v := sent(urlC); !math.IsNaN(v) {
+		t.Fatalf("a refused configuration left a series for its new receiver (sent %g)", v)
 	}
 	eventually(t, "both acknowledged everything", func() bool {
 		return sent(urlA) == float64(len(want)) && sent(urlB) == float64(len(want))
@@ -712,5 +720,12 @@ func TestApply(t *testing.T) {
 	eventually(t, "every sample at B", func() bool { return b.distinct() >= len(want) })
 	if a.distinct() != before {
 		t.Fatal("the removed receiver still gets samples")
+	}
+	if c.distinct() != 0 {
+		t.Fatal("the receiver of a refused configuration got samples")
+	}
+	w.Stop()
+	if err := w.Apply(parse("remote_write:\n- url: " + urlA + "\n")); !errors.Is(err, errStopped) {
+		t.Fatalf("Apply after Stop: %v, want errStopped", err)
 	}
 }
