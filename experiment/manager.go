@@ -374,17 +374,17 @@ func (m *Manager) closeIdleLoop() {
 // ArchivedIdle. One being archived or deleted is left for the next round.
 func (m *Manager) closeIdle() {
 	m.mu.RLock()
-	var idle []*Experiment
-	for _, x := range m.exps {
+	idle := map[string]*Experiment{}
+	for id, x := range m.exps {
 		x.mu.Lock()
 		archived := x.rec.Status == Archived
 		x.mu.Unlock()
 		if archived && x.store.Load() != nil {
-			idle = append(idle, x)
+			idle[id] = x
 		}
 	}
 	m.mu.RUnlock()
-	for _, x := range idle {
+	for id, x := range idle {
 		if !x.archiveMu.TryLock() {
 			continue
 		}
@@ -396,9 +396,6 @@ func (m *Manager) closeIdle() {
 				x.archivedCount.Store(count)
 				x.archivedDamage.Store(&damage)
 				x.store.Store(nil)
-				x.mu.Lock()
-				id := x.rec.ID
-				x.mu.Unlock()
 				if err != nil {
 					m.logger.Error("closing the idle storage of an archived experiment", "id", id, "err", err)
 				} else {

@@ -101,13 +101,15 @@ func (m *Manager) Points(ctx context.Context, id string, f Filter) ([]analysis.P
 			out = []analysis.Point{}
 			return nil
 		}
-		return m.points(ctx, store, f, &out)
+		var err error
+		out, err = m.points(ctx, store, f)
+		return err
 	})
 	return out, err
 }
 
-// points reads the points of store that match f into *out.
-func (m *Manager) points(ctx context.Context, store *tsdbstore.Store, f Filter, dst *[]analysis.Point) error {
+// points reads the points of store that match f.
+func (m *Manager) points(ctx context.Context, store *tsdbstore.Store, f Filter) ([]analysis.Point, error) {
 	var out []analysis.Point
 	keep := func(p *tsdbstore.Point) error {
 		if matchPoint(&f, p) {
@@ -136,8 +138,7 @@ func (m *Manager) points(ctx context.Context, store *tsdbstore.Store, f Filter, 
 	if errors.Is(err, tsdbstore.ErrIndexDamaged) {
 		err = read() // from the log this time
 	}
-	*dst = out
-	return err
+	return out, err
 }
 
 func matchPoint(f *Filter, p *tsdbstore.Point) bool {
@@ -179,11 +180,16 @@ func toAnalysis(p *tsdbstore.Point) analysis.Point {
 // read fails with ErrClosed before it sees anything, and the experiment is
 // not gone) is opened again for one more try.
 func (m *Manager) readStore(id string, read func(*tsdbstore.Store, Spec) error) error {
+	x, err := m.lookup(id)
+	if err != nil {
+		return err
+	}
+	return m.readStoreOf(x, read)
+}
+
+// readStoreOf is readStore of an experiment already looked up.
+func (m *Manager) readStoreOf(x *Experiment, read func(*tsdbstore.Store, Spec) error) error {
 	for try := 0; ; try++ {
-		x, err := m.lookup(id)
-		if err != nil {
-			return err
-		}
 		s, err := m.storeOf(x)
 		if err != nil {
 			return err
@@ -236,18 +242,12 @@ func (t QueryTarget) Querier(mint, maxt int64) (storage.Querier, error) {
 	if t.unavailable != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, t.id, t.unavailable)
 	}
-	s, err := t.m.storeOf(t.x)
-	if err != nil {
-		return nil, err
-	}
-	q, err := s.Querier(mint, maxt)
-	if errors.Is(err, tsdbstore.ErrClosed) && !t.x.gone.Load() {
-		// Closed as idle since storeOf: opened again.
-		if s, err = t.m.storeOf(t.x); err != nil {
-			return nil, err
-		}
+	var q storage.Querier
+	err := t.m.readStoreOf(t.x, func(s *tsdbstore.Store, _ Spec) error {
+		var err error
 		q, err = s.Querier(mint, maxt)
-	}
+		return err
+	})
 	return q, err
 }
 

@@ -35,6 +35,8 @@ type orderedReader struct {
 
 // ordered returns an ordered reader of an open experiment.
 func (m *Manager) ordered(id string) (*orderedReader, error) {
+	// Opened now, so that storage that cannot open fails before an
+	// answer starts; the scan reads through readStore all the same.
 	_, spec, err := m.lookupRead(id)
 	if err != nil {
 		return nil, err

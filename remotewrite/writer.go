@@ -98,7 +98,6 @@ type setup struct {
 	ep     *Endpoint
 	client *client
 	pos    *positions
-	newest int64 // of the queue it follows on, once that stopped
 }
 
 // setUp sets up the receivers of cfg without touching anything running:
@@ -126,7 +125,7 @@ func (w *Writer) setUp(cfg *Config, running map[string]*queue) ([]setup, error) 
 func (w *Writer) queueOf(su setup) *queue {
 	url := su.ep.URL.Redacted()
 	q := &queue{
-		ep: su.ep, url: url, client: su.client, pos: su.pos, o: &w.o, newest: su.newest,
+		ep: su.ep, url: url, client: su.client, pos: su.pos, o: &w.o,
 		logger:  w.o.Logger.With("url", url),
 		pending: map[string]int64{}, lastErr: map[string]string{},
 		m: queueMetrics{
@@ -208,9 +207,7 @@ func (w *Writer) Apply(cfg *Config) error {
 	}
 	for u, q := range running {
 		if !kept[u] {
-			for _, r := range []string{"sent", "retried", "rejected"} {
-				w.m.samples.DeleteLabelValues(q.url, r)
-			}
+			w.m.samples.DeletePartialMatch(prometheus.Labels{"url": q.url})
 			w.m.pending.DeleteLabelValues(q.url)
 			w.m.lastSent.DeleteLabelValues(q.url)
 		}
@@ -218,10 +215,11 @@ func (w *Writer) Apply(cfg *Config) error {
 	}
 	w.queues = w.queues[:0:0]
 	for _, su := range setups {
-		if q := running[su.ep.URL.String()]; q != nil {
-			su.newest = q.newest
+		q := w.queueOf(su)
+		if old := running[su.ep.URL.String()]; old != nil {
+			q.newest = old.newest
 		}
-		w.queues = append(w.queues, w.queueOf(su))
+		w.queues = append(w.queues, q)
 	}
 	w.start()
 	return nil
