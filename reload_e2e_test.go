@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/snappy"
-	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage/remote"
 )
 
 // countingReceiver is a remote-write 1.0 receiver that counts the samples
@@ -21,14 +19,7 @@ import (
 func countingReceiver(t *testing.T) (url string, samples *atomic.Int64) {
 	samples = new(atomic.Int64)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, err := io.ReadAll(r.Body)
-		if err == nil {
-			b, err = snappy.Decode(nil, b)
-		}
-		var wr prompb.WriteRequest
-		if err == nil {
-			err = wr.Unmarshal(b)
-		}
+		wr, err := remote.DecodeWriteRequest(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

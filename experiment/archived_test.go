@@ -207,15 +207,7 @@ func TestCloseDuringQueryOpeningAnArchive(t *testing.T) {
 // ArchivedIdle; a read opens it again, a query in flight keeps it open,
 // and reads racing the closing all succeed.
 func TestIdleArchivedStoresClose(t *testing.T) {
-	dir := t.TempDir()
-	m := NewManager(Options{
-		Dir: dir, ArchivedIdle: 30 * time.Millisecond,
-		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour, Registerer: prometheus.NewRegistry()},
-	})
-	if err := m.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m := newManager(t, t.TempDir(), &clock{time.Now()}, func(o *Options) { o.ArchivedIdle = 30 * time.Millisecond })
 	create(t, m, `{"id":"old","name":"Old"}`)
 	create(t, m, `{"id":"live","name":"Live"}`)
 	for _, id := range []string{"old", "live"} {

@@ -28,13 +28,18 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func newManager(t *testing.T, dir string, c *clock) *Manager {
+// newManager opens a Manager of dir on clock c; with sets more options.
+func newManager(t *testing.T, dir string, c *clock, with ...func(*Options)) *Manager {
 	t.Helper()
-	m := NewManager(Options{
+	o := Options{
 		Dir: dir, Now: c.now, Logger: slog.New(slog.DiscardHandler),
 		Store: tsdbstore.Options{OutOfOrderWindow: 10 * time.Minute, SyncInterval: time.Second, DedupWindow: time.Hour,
 			Registerer: prometheus.NewRegistry()},
-	})
+	}
+	for _, f := range with {
+		f(&o)
+	}
+	m := NewManager(o)
 	if err := m.Open(); err != nil {
 		t.Fatal(err)
 	}

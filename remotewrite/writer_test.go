@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -20,13 +19,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/crucible-telemetry/crucible-telemetry/event"
@@ -62,14 +61,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "not remote-write 1.0", http.StatusBadRequest)
 		return
 	}
-	b, err := io.ReadAll(req.Body)
-	if err == nil {
-		b, err = snappy.Decode(nil, b)
-	}
-	var wr prompb.WriteRequest
-	if err == nil {
-		err = wr.Unmarshal(b)
-	}
+	wr, err := remote.DecodeWriteRequest(req.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -99,6 +91,15 @@ func (r *receiver) distinct() int {
 	return len(r.samples)
 }
 
+// url is the receiver's write URL.
+func (r *receiver) url() string { return r.srv.URL + "/api/v1/write" }
+
+// counted is crucible_remote_write_samples_total of url and result.
+func counted(t *testing.T, reg *prometheus.Registry, url, result string) float64 {
+	t.Helper()
+	return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", result)
+}
+
 // forget forgets the samples received so far.
 func (r *receiver) forget() {
 	r.mu.Lock()
@@ -120,7 +121,7 @@ func (r *receiver) received() (set []string, repeats int) {
 
 func (r *receiver) config(t *testing.T, extra string) *Config {
 	t.Helper()
-	c, err := Parse([]byte("remote_write:\n- url: "+r.srv.URL+"/api/v1/write\n"+extra), t.TempDir())
+	c, err := Parse([]byte("remote_write:\n- url: "+r.url()+"\n"+extra), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,9 +309,9 @@ func TestEverySampleArrives(t *testing.T) {
 	if !slices.Equal(got, want) || repeats != 0 {
 		t.Fatalf("received %d samples (%d repeated), the TSDBs hold %d", len(got), repeats, len(want))
 	}
-	url := rcv.srv.URL + "/api/v1/write"
+	url := rcv.url()
 	eventually(t, "pending 0", func() bool { return metric(t, reg, "crucible_remote_write_pending_samples", "url", url) == 0 })
-	if sent := metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "sent"); sent != float64(len(want)) {
+	if sent := counted(t, reg, url, "sent"); sent != float64(len(want)) {
 		t.Fatalf("sent counter %g, want %d", sent, len(want))
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(""), "crucible_remote_write_last_sent_timestamp_seconds"); err == nil {
@@ -332,9 +333,9 @@ func TestReceiverDownAndRestart(t *testing.T) {
 	cfg := rcv.config(t, "  queue_config: {min_backoff: 5ms, max_backoff: 20ms}\n")
 	w := f.writer(cfg, reg, labels.EmptyLabels())
 	f.ingest("arm-a", 2000)
-	url := rcv.srv.URL + "/api/v1/write"
+	url := rcv.url()
 	eventually(t, "retries", func() bool {
-		return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "retried") > 0
+		return counted(t, reg, url, "retried") > 0
 	})
 	eventually(t, "pending samples", func() bool { return metric(t, reg, "crucible_remote_write_pending_samples", "url", url) > 0 })
 	w.Stop()
@@ -366,12 +367,12 @@ func TestPositionsSurviveRestart(t *testing.T) {
 	rcv := newReceiver(t)
 	cfg := rcv.config(t, "")
 	want := f.want(labels.EmptyLabels(), "arm-a")
-	url := rcv.srv.URL + "/api/v1/write"
+	url := rcv.url()
 	// Stopped once the receiver acknowledged everything: a request whose
 	// answer is still on its way is sent again, by design.
 	acknowledged := func(reg *prometheus.Registry, n int) func() bool {
 		return func() bool {
-			return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "sent") == float64(n)
+			return counted(t, reg, url, "sent") == float64(n)
 		}
 	}
 	reg := prometheus.NewRegistry()
@@ -413,17 +414,17 @@ func TestRefusedRequestsAreDroppedAndCounted(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	f.writer(rcv.config(t, ""), reg, labels.EmptyLabels())
 	f.ingest("arm-a", 100)
-	url := rcv.srv.URL + "/api/v1/write"
+	url := rcv.url()
 	refused := float64(len(f.want(labels.EmptyLabels(), "arm-a")))
 	eventually(t, "rejected", func() bool {
-		return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "rejected") == refused
+		return counted(t, reg, url, "rejected") == refused
 	})
 	rcv.status.Store(0)
 	f.ingest("arm-a", 10)
 	eventually(t, "later samples", func() bool {
-		return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "sent") == float64(len(f.want(labels.EmptyLabels(), "arm-a")))-refused
+		return counted(t, reg, url, "sent") == float64(len(f.want(labels.EmptyLabels(), "arm-a")))-refused
 	})
-	if r := metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "retried"); r != 0 {
+	if r := counted(t, reg, url, "retried"); r != 0 {
 		t.Fatalf("a 400 was retried (%g samples)", r)
 	}
 }
@@ -622,9 +623,9 @@ func TestPositionsWithoutCreationTimes(t *testing.T) {
 	w := f.writer(cfg, reg, labels.EmptyLabels())
 	// Stopped once acknowledged: a request whose answer is on its way is
 	// sent again, by design.
-	url := rcv.srv.URL + "/api/v1/write"
+	url := rcv.url()
 	eventually(t, "every sample acknowledged", func() bool {
-		return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "sent") == float64(len(want))
+		return counted(t, reg, url, "sent") == float64(len(want))
 	})
 	w.Stop()
 	file := filepath.Join(queueDir(filepath.Join(f.dir, "remote-write"), cfg.RemoteWrite[0].URL.String()), positionsFile)
@@ -659,7 +660,7 @@ func TestApply(t *testing.T) {
 	f.create("arm-a", "control")
 	f.ingest("arm-a", 300)
 	a, b := newReceiver(t), newReceiver(t)
-	urlA, urlB := a.srv.URL+"/api/v1/write", b.srv.URL+"/api/v1/write"
+	urlA, urlB := a.url(), b.url()
 	parse := func(yaml string) *Config {
 		t.Helper()
 		c, err := Parse([]byte(yaml), t.TempDir())
@@ -670,9 +671,7 @@ func TestApply(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	w := f.writer(a.config(t, ""), reg, labels.EmptyLabels())
-	sent := func(url string) float64 {
-		return metric(t, reg, "crucible_remote_write_samples_total", "url", url, "result", "sent")
-	}
+	sent := func(url string) float64 { return counted(t, reg, url, "sent") }
 	want := f.want(labels.EmptyLabels(), "arm-a")
 	eventually(t, "every sample acknowledged by A", func() bool { return sent(urlA) == float64(len(want)) })
 
@@ -691,7 +690,7 @@ func TestApply(t *testing.T) {
 	// A new receiver that could be set up, then one that cannot: nothing
 	// changes, not even a series for the first.
 	c := newReceiver(t)
-	urlC := c.srv.URL + "/api/v1/write"
+	urlC := c.url()
 	bad := parse("remote_write:\n- url: " + urlC + "\n- url: " + urlB + "\n  tls_config: {ca_file: " + filepath.Join(t.TempDir(), "missing.pem") + "}\n")
 	if err := w.Apply(bad); err == nil {
 		t.Fatal("a configuration whose CA file is missing was applied")
