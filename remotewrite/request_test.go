@@ -36,11 +36,11 @@ func busySamples(n int) []tsdbstore.Sample {
 }
 
 // BenchmarkRequest measures building and marshalling one request of
-// max_samples_per_send samples.
+// 10,000 samples.
 //
 //	go test ./remotewrite -run '^$' -bench Request -count 5
 func BenchmarkRequest(b *testing.B) {
-	samples := busySamples(DefaultQueueConfig.MaxSamplesPerSend)
+	samples := busySamples(10_000)
 	r := newRequest(labels.FromStrings("pod", "crucible-0"))
 	var buf []byte
 	for b.Loop() {
