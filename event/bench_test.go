@@ -40,20 +40,30 @@ func BenchmarkParseInto(b *testing.B) {
 }
 
 // BenchmarkParseForStorage is BenchmarkParseInto the way ingest calls it:
-// metadata and measurements stay in the client's bytes.
+// metadata and measurements stay in the client's bytes. "full-decoder"
+// turns the fast path (fast.go) off.
 func BenchmarkParseForStorage(b *testing.B) {
-	lines := benchLines()
-	d := GetDecoder()
-	defer PutDecoder(d)
-	var e Event
-	b.ReportAllocs()
-	b.SetBytes(int64(len(bytes.Join(lines, nil)) / len(lines)))
-	i := 0
-	for b.Loop() {
-		if err := d.ParseForStorage(&e, lines[i%len(lines)], testNow, testPrices); err != nil {
-			b.Fatal(err)
-		}
-		i++
+	for _, c := range []struct {
+		name string
+		slow bool
+	}{{"fast-path", false}, {"full-decoder", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			lines := benchLines()
+			d := GetDecoder()
+			defer PutDecoder(d)
+			d.slowOnly = c.slow
+			defer func() { d.slowOnly = false }()
+			var e Event
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bytes.Join(lines, nil)) / len(lines)))
+			i := 0
+			for b.Loop() {
+				if err := d.ParseForStorage(&e, lines[i%len(lines)], testNow, testPrices); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
 	}
 }
 

@@ -27,6 +27,8 @@ type Decoder struct {
 	keys    []uint64 // hashes of the keys of the objects being walked
 	nkeys   int
 	scratch []byte
+
+	slowOnly bool // tests: never take the fast path (fast.go)
 }
 
 var decoderPool = sync.Pool{New: func() any { return &Decoder{intern: make(map[string]string)} }}
@@ -49,6 +51,7 @@ func PutDecoder(d *Decoder) {
 	}
 	clear(d.scores[:cap(d.scores)]) // keeps no names of the last events alive in the pool
 	d.in = Input{}                  // keeps no strings of the last event alive in the pool
+	d.slowOnly = false
 	decoderPool.Put(d)
 }
 
@@ -85,6 +88,15 @@ func (d *Decoder) ParseForStorage(e *Event, data []byte, now time.Time, prices *
 }
 
 func (d *Decoder) parse(e *Event, data []byte, now time.Time, prices *pricing.Table, objects bool) error {
+	// The fast path leaves the free-form objects where they are: only the
+	// storage path, which keeps the client's bytes, can take it.
+	if !objects && !d.slowOnly {
+		in := &d.in
+		*in = Input{}
+		if d.fast(in, data) && checkText(data) == nil {
+			return Enrich(e, in, now, prices)
+		}
+	}
 	v, err := d.p.ParseBytes(data)
 	if err != nil {
 		return invalid("malformed JSON: %v", err)
@@ -698,16 +710,25 @@ const (
 // far in the past or the future, and the client most likely sent the wrong
 // unit.
 func checkTimestampUnit(f float64, v *fastjson.Value) error {
+	if unit := timestampUnit(f); unit != "" {
+		return invalid("timestamp %s looks like %s since the epoch; timestamps are microseconds", v.MarshalTo(nil), unit)
+	}
+	return nil
+}
+
+// timestampUnit names the unit a number reads as a date in (seconds,
+// milliseconds or nanoseconds), or is "".
+func timestampUnit(f float64) string {
 	if f < plausibleFrom || f >= plausibleTo*1e9 {
-		return nil
+		return ""
 	}
 	for _, u := range [...]struct {
 		perSecond float64
 		name      string
 	}{{1, "seconds"}, {1e3, "milliseconds"}, {1e9, "nanoseconds"}} {
 		if f >= plausibleFrom*u.perSecond && f < plausibleTo*u.perSecond {
-			return invalid("timestamp %s looks like %s since the epoch; timestamps are microseconds", v.MarshalTo(nil), u.name)
+			return u.name
 		}
 	}
-	return nil
+	return ""
 }
