@@ -381,7 +381,7 @@ func (s *scanner) top(in *Input) bool {
 		}
 		return ignoredField(string(k)) && s.free(k)
 	})
-	if !ok || !s.unique(start) || name == nil {
+	if !ok || !s.unique(start) || seen&(1<<keyEventName) == 0 {
 		return false
 	}
 	if t, known := knownByName[string(name)]; known {

@@ -172,3 +172,35 @@ func FuzzFastPath(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) { sameAnswer(t, data) })
 }
+
+// FuzzFastPathReused is FuzzFastPath with one decoder of each kind reused
+// for two events, as the ingest path reuses one for a whole batch: what
+// the first leaves behind (a fast path given up midway) must not change
+// the second's answer.
+func FuzzFastPathReused(f *testing.F) {
+	f.Add([]byte(`{"event_name":"x","scores":{"a":1,"b":2,"a":3}}`), []byte(`{"event_name":"x","scores":{"c":1}}`))
+	f.Add([]byte(`{"event_name":"x","metadata":{"e":{"k":1,"k":2}}}`), []byte(`{"event_name":"x","metadata":{"k":1}}`))
+	f.Add([]byte(`{"event_name":"x","metadata":{"tokens":{"prompt":1,"p":01}}}`), []byte(`{"event_name":"y","latency_ms":3}`))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		d, ref := GetDecoder(), GetDecoder()
+		ref.slowOnly = true
+		defer func() { ref.slowOnly = false; PutDecoder(ref); PutDecoder(d) }()
+		for _, data := range [][]byte{a, b} {
+			var fast, full Event
+			fastErr := d.ParseForStorage(&fast, data, testNow, testPrices)
+			fullErr := ref.ParseForStorage(&full, data, testNow, testPrices)
+			if (fastErr == nil) != (fullErr == nil) || fastErr != nil && fastErr.Error() != fullErr.Error() {
+				t.Fatalf("%q: fast path %v, full decoder %v", data, fastErr, fullErr)
+			}
+			if !fast.ClientID {
+				fast.EventID, full.EventID = "", ""
+			}
+			if fastErr == nil && !reflect.DeepEqual(fast, full) {
+				t.Fatalf("%q:\nfast path    %+v\nfull decoder %+v", data, fast, full)
+			}
+			if d.nkeys != 0 || ref.nkeys != 0 {
+				t.Fatalf("%q: %d and %d keys left noted", data, d.nkeys, ref.nkeys)
+			}
+		}
+	})
+}

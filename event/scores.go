@@ -62,7 +62,7 @@ func (d *Decoder) collectScores(in *Input, o *fastjson.Object) error {
 		case fastjson.TypeNumber:
 			var n num
 			if w = d.readNumber(v, &n, true); w != nil {
-				w.in(shorten(k)).in("scores")
+				w.in(shorten(k)) // "scores" is added below, with endObject's
 				return
 			}
 			value = n.f
