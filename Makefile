@@ -42,6 +42,8 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./event -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./event -run '^$$' -fuzz '^FuzzSplit$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./event -run '^$$' -fuzz '^FuzzFastPath$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./event -run '^$$' -fuzz '^FuzzFastPathReused$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzScanSegment$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzPointsNames$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tsdbstore -run '^$$' -fuzz '^FuzzPointsExtra$$' -fuzztime $(FUZZTIME)
