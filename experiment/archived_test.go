@@ -42,16 +42,7 @@ func TestArchivedStoreOpensWhenRead(t *testing.T) {
 		return m, reg
 	}
 	m, _ := open()
-	create(t, m, `{"id":"old","name":"Old"}`)
-	create(t, m, `{"id":"live","name":"Live"}`)
-	for _, id := range []string{"old", "live"} {
-		if _, err := m.Ingest(id, events(t, 5, ""), time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := m.Archive("old"); err != nil {
-		t.Fatal(err)
-	}
+	oldAndLive(t, m)
 	m.Close()
 
 	c.t = c.t.Add(time.Hour) // past the stopped series' TTL
@@ -148,16 +139,7 @@ func TestCloseDuringQueryOpeningAnArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	create(t, m, `{"id":"live","name":"Live"}`)
-	create(t, m, `{"id":"old","name":"Old"}`)
-	for _, id := range []string{"live", "old"} {
-		if _, err := m.Ingest(id, events(t, 5, ""), time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := m.Archive("old"); err != nil {
-		t.Fatal(err)
-	}
+	oldAndLive(t, m)
 	m.Close()
 	if m, err = openManager(dir); err != nil { // the archive's store stays closed
 		t.Fatal(err)
@@ -208,16 +190,7 @@ func TestCloseDuringQueryOpeningAnArchive(t *testing.T) {
 // and reads racing the closing all succeed.
 func TestIdleArchivedStoresClose(t *testing.T) {
 	m := newManager(t, t.TempDir(), &clock{time.Now()}, func(o *Options) { o.ArchivedIdle = 30 * time.Millisecond })
-	create(t, m, `{"id":"old","name":"Old"}`)
-	create(t, m, `{"id":"live","name":"Live"}`)
-	for _, id := range []string{"old", "live"} {
-		if _, err := m.Ingest(id, events(t, 5, ""), time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := m.Archive("old"); err != nil {
-		t.Fatal(err)
-	}
+	oldAndLive(t, m)
 	old, err := m.lookup("old")
 	if err != nil {
 		t.Fatal(err)
@@ -297,5 +270,21 @@ func TestIdleArchivedStoresClose(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatalf("a read racing the idle closing: %v", err)
+	}
+}
+
+// oldAndLive makes two experiments of five events each, "old" archived
+// and "live" running.
+func oldAndLive(t *testing.T, m *Manager) {
+	t.Helper()
+	create(t, m, `{"id":"old","name":"Old"}`)
+	create(t, m, `{"id":"live","name":"Live"}`)
+	for _, id := range []string{"old", "live"} {
+		if _, err := m.Ingest(id, events(t, 5, ""), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.Archive("old"); err != nil {
+		t.Fatal(err)
 	}
 }
