@@ -2,7 +2,6 @@ package tsdbstore
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -36,7 +35,8 @@ type placed struct {
 // Under the store lock Append drops duplicates, checks the out-of-order
 // window and hands out slots; it encodes and compresses the records without
 // a lock; then, under the TSDB lock, it appends the samples, writes the log
-// frame and commits. TSDB appends are serialised on purpose: with
+// frame and commits, together with the batches that waited for the lock
+// beside it (group.go). TSDB appends are serialised on purpose: with
 // concurrent appenders sharing series, the live head (v0.316.0) lost sight
 // of about 0.2% of committed out-of-order samples until a restart
 // (TestConcurrentAppends caught it).
@@ -98,97 +98,27 @@ func (s *Store) Append(events []*event.Event, arrival time.Time) ([]Result, erro
 	s.mu.Unlock()
 	defer s.active.Done()
 
-	release := func(ids []string) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, id := range ids {
-			s.dedup.remove(id)
-		}
-	}
 	bufs := bufferPool.Get().(*appendBuffers)
 	defer bufferPool.Put(bufs)
 	// Shifted events can break time order; sort by TSDB time.
 	slices.SortStableFunc(place, func(a, b placed) int { return cmp.Compare(a.ms, b.ms) })
 	s.encodeFrame(bufs, events, place, hashes, arrivalUs)
 
-	s.tmu.Lock()
-	defer s.tmu.Unlock()
-	app := s.db.AppenderV2(context.Background())
-	samples, refused := s.appendAll(app, events, place)
-	if len(refused) > 0 {
-		// The TSDB moved on since the window check (another append brought
-		// newer events): reject what it refused and encode the rest again.
-		_ = app.Rollback()
-		var ids []string
-		kept := place[:0]
-		for _, p := range place {
-			if _, bad := refused[p.i]; !bad {
-				kept = append(kept, p)
-				continue
-			}
-			results[p.i] = tooOld(s.opts.OutOfOrderWindow)
-			if events[p.i].ClientID {
-				ids = append(ids, events[p.i].EventID)
-			}
-		}
-		release(ids)
-		place = kept
-		if len(place) == 0 {
-			return results, nil
-		}
-		s.encodeFrame(bufs, events, place, hashes, arrivalUs)
-		app = s.db.AppenderV2(context.Background())
-		if samples, refused = s.appendAll(app, events, place); len(refused) > 0 {
-			_ = app.Rollback()
-			release(reserved)
-			return nil, fmt.Errorf("%w: the TSDB refused %d events twice", ErrStorage, len(refused))
-		}
+	return s.store(&pendingBatch{events: events, place: place, hashes: hashes, results: results,
+		reserved: reserved, bufs: bufs, arrivalUs: arrivalUs})
+}
+
+// release takes client event ids of events not stored back out of the
+// dedup set.
+func (s *Store) release(ids []string) {
+	if len(ids) == 0 {
+		return
 	}
-	// An error from here on means nothing of the batch is stored: the frame
-	// is taken back out of the log, and the TSDB commits only after the log
-	// holds the frame (durably, when every answer waits for an fsync).
-	if err := s.log.write(bufs.frame); err != nil {
-		_ = app.Rollback()
-		release(reserved)
-		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		s.dedup.remove(id)
 	}
-	fail := func(err error) ([]Result, error) {
-		if uerr := s.log.undo(s.opts.SyncInterval == 0); uerr != nil {
-			s.logger.Error("could not take a failed batch back out of the event log; it may come back after a restart", "err", uerr)
-		}
-		release(reserved)
-		return nil, err
-	}
-	if s.opts.SyncInterval == 0 {
-		if err := s.log.sync(); err != nil {
-			_ = app.Rollback()
-			return fail(fmt.Errorf("%w: fsync event log: %w", ErrStorage, err))
-		}
-	}
-	if err := s.commit(app); err != nil {
-		return fail(fmt.Errorf("%w: TSDB commit: %w", ErrStorage, err))
-	}
-	s.log.publish()
-	s.count.Add(int64(len(place)))
-	for _, p := range place {
-		results[p.i].Overflow = overflowOf(p.flags) | p.scores
-	}
-	before := s.applied.Load()
-	mark := replayMark{s.log.end(), before.Samples + int64(samples), before.Damaged}
-	s.applied.Store(&mark)
-	s.announce(before.Position, mark.Position)
-	if s.pointsOK.Load() {
-		ordered := make([]*event.Event, len(place))
-		for i, p := range place {
-			ordered[i] = events[p.i]
-		}
-		if err := s.points.add(ordered); err != nil {
-			// Reads fall back to the log; the next start rebuilds the index.
-			s.pointsOK.Store(false)
-			s.logger.Error("points index write failed; reading the log instead", "err", err)
-		}
-	}
-	return results, nil
 }
 
 // commit commits an append, unless a test makes it fail.

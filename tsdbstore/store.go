@@ -126,6 +126,10 @@ type Store struct {
 	pointsOK atomic.Bool // the index holds exactly the log's events
 
 	tmu        sync.Mutex                 // serialises TSDB appends and log and index writes
+	qmu        sync.Mutex                 // guards queue
+	queue      []*pendingBatch            // batches waiting for tmu, committed together (group.go)
+	nextQueue  []*pendingBatch            // the queue's other slice, reused; under tmu
+	groupFrame []byte                     // a group's frames, written at once; under tmu
 	labels     *labelCap                  // under mu
 	scoreNames *scoreCap                  // under mu
 	written    replayMark                 // the replay position last written, by the housekeeping loop
