@@ -281,7 +281,11 @@ func (x *pointIndex) add(events []*event.Event) error {
 	b := x.buf[:0]
 	extra := x.extraBuf[:0]
 	for _, e := range events {
-		var rec [pointSize]byte
+		// The record is written in place: a local array would escape
+		// (pointChecksum takes a slice) and cost an allocation an event.
+		b = slices.Grow(b, pointSize)
+		rec := b[len(b) : len(b)+pointSize]
+		clear(rec)
 		binary.LittleEndian.PutUint64(rec[0:], uint64(e.Timestamp))
 		lat, cost := math.NaN(), math.NaN()
 		if e.LatencyMs.Valid {
@@ -327,9 +331,9 @@ func (x *pointIndex) add(events []*event.Event) error {
 			binary.LittleEndian.PutUint32(rec[76:], crc32.Checksum(entry, castagnoli))
 		}
 		binary.LittleEndian.PutUint64(rec[64:], uint64(x.extraEnd)+uint64(len(extra)))
-		sum := pointChecksum(rec[:])
+		sum := pointChecksum(rec)
 		rec[61], rec[62], rec[63] = byte(sum), byte(sum>>8), byte(sum>>16)
-		b = append(b, rec[:]...)
+		b = b[:len(b)+pointSize]
 	}
 	x.buf, x.extraBuf = b, extra
 	if len(newNames) > 0 {
