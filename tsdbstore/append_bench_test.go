@@ -1,9 +1,15 @@
 package tsdbstore
 
 import (
+	"context"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
 
 	"github.com/crucible-telemetry/crucible-telemetry/event"
 	"github.com/crucible-telemetry/crucible-telemetry/loadgen"
@@ -73,5 +79,57 @@ func BenchmarkAppend(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
 		})
+	}
+}
+
+// BenchmarkRawTSDB measures prometheus/tsdb alone with the store's options:
+// commits of 5000 in-order samples (1000 events of five numbers) spread
+// over series as many as the store's slots make under load, with values
+// and times as the load generator's. It is the floor under the TSDB's
+// share of Store.Append; "wal=false" shows what the TSDB's own WAL costs.
+func BenchmarkRawTSDB(b *testing.B) {
+	for _, series := range []int{20, 2000} {
+		for _, wal := range []bool{true, false} {
+			b.Run("series="+strconv.Itoa(series)+"/wal="+strconv.FormatBool(wal), func(b *testing.B) {
+				o := tsdbOptions(testOptions(b))
+				if !wal {
+					o.WALSegmentSize = -1
+				}
+				db, err := tsdb.Open(b.TempDir(), nil, nil, o, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer db.Close()
+				ls := make([]labels.Labels, series)
+				refs := make([]storage.SeriesRef, series)
+				for i := range ls {
+					ls[i] = labels.FromStrings(labels.MetricName, "m"+strconv.Itoa(i%5), "experiment_id", "exp", "slot", strconv.Itoa(i/5))
+				}
+				rng := rand.New(rand.NewPCG(1, 2))
+				t := time.Now().UnixMilli()
+				samples := 0
+				b.ReportAllocs()
+				for b.Loop() {
+					app := db.AppenderV2(context.Background())
+					for k := range 5000 {
+						i := k % series
+						if i == 0 {
+							t++
+						}
+						v := 0.2 + rng.ExpFloat64()*0.8 // a latency in seconds
+						if r, err := app.Append(refs[i], ls[i], 0, t, v, nil, nil, storage.AOptions{}); err != nil {
+							b.Fatal(err)
+						} else {
+							refs[i] = r
+						}
+					}
+					if err := app.Commit(); err != nil {
+						b.Fatal(err)
+					}
+					samples += 5000
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(samples), "ns/sample")
+			})
+		}
 	}
 }

@@ -262,16 +262,7 @@ func (s *Store) openTSDB() error {
 			s.tsdbReg.only[n] = true
 		}
 	}
-	tsdbOpts := tsdb.DefaultOptions()
-	tsdbOpts.OutOfOrderTimeWindow = s.opts.OutOfOrderWindow.Milliseconds()
-	tsdbOpts.RetentionDuration = s.opts.Retention.Milliseconds()
-	tsdbOpts.WALCompression = compression.Snappy
-	// Batches from concurrent clients interleave in time, so many samples go
-	// out of order; larger out-of-order chunks mean fewer chunks to track.
-	tsdbOpts.OutOfOrderCapMax = 255
-	// Write full head chunks from a queue, so that cutting (and fsyncing) a
-	// chunk file never happens while a series is locked against appends.
-	tsdbOpts.HeadChunksWriteQueueSize = 10000
+	tsdbOpts := tsdbOptions(s.opts)
 	db, err := tsdb.Open(filepath.Join(s.dir, tsdbDir), s.logger.With("component", "tsdb"), s.tsdbReg, tsdbOpts, nil)
 	if err != nil {
 		s.tsdbReg.unregisterAll()
@@ -279,6 +270,21 @@ func (s *Store) openTSDB() error {
 	}
 	s.db = db
 	return nil
+}
+
+// tsdbOptions are the options of an experiment's TSDB.
+func tsdbOptions(opts Options) *tsdb.Options {
+	o := tsdb.DefaultOptions()
+	o.OutOfOrderTimeWindow = opts.OutOfOrderWindow.Milliseconds()
+	o.RetentionDuration = opts.Retention.Milliseconds()
+	o.WALCompression = compression.Snappy
+	// Batches from concurrent clients interleave in time, so many samples go
+	// out of order; larger out-of-order chunks mean fewer chunks to track.
+	o.OutOfOrderCapMax = 255
+	// Write full head chunks from a queue, so that cutting (and fsyncing) a
+	// chunk file never happens while a series is locked against appends.
+	o.HeadChunksWriteQueueSize = 10000
+	return o
 }
 
 // registerDamage shows the event log's damage on /metrics.
