@@ -65,6 +65,43 @@ func (s *Store) announce(from, next Position) {
 	s.cmu.Unlock()
 }
 
+// announceGroup is announce for a group commit, whose frames were written
+// at once and end at end: one feed frame per batch, at its log frame's
+// positions, so that the feed and the log give the same samples at the
+// same positions (a follower may stand between two frames of a group).
+func (s *Store) announceGroup(group []*pendingBatch, from, end Position) {
+	s.cmu.Lock()
+	if s.follow != nil {
+		frames := make([][]fedSample, len(group))
+		counts := make([]int, len(group))
+		for _, k := range s.fedBatch {
+			counts[k]++
+		}
+		for k := range frames {
+			frames[k] = s.follow.take(counts[k])
+		}
+		for i, x := range s.fed {
+			k := s.fedBatch[i]
+			frames[k] = append(frames[k], x)
+		}
+		// One write puts a group in one segment: each frame ends where
+		// the frames after it begin.
+		rest := int64(0)
+		for _, b := range group {
+			rest += int64(len(b.bufs.frame))
+		}
+		for k, b := range group {
+			rest -= int64(len(b.bufs.frame))
+			next := Position{Segment: end.Segment, Offset: end.Offset - rest}
+			s.follow.push(feedFrame{from: from, next: next, samples: frames[k]})
+			from = next
+		}
+	}
+	close(s.moved)
+	s.moved = make(chan struct{})
+	s.cmu.Unlock()
+}
+
 // ReadSamples calls visit, in log order, with the samples of each log frame
 // from 'from' up to 'to' (a position Committed returned) and the position
 // just after the frame, from which a later read goes on. The samples are

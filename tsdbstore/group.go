@@ -17,6 +17,12 @@ import (
 // order for the TSDB, which costs more than an in-order append on commit
 // and again when the head is compacted. Merged, they are in order but
 // where a batch reaches back before an earlier group's newest sample.
+// Each batch keeps its own log frame, and its own frame in the feed a
+// remote-write follower reads (announceGroup).
+
+// maxKeptGroupFrame bounds the buffer a group's frames are joined in that
+// is kept for the next group.
+const maxKeptGroupFrame = 16 << 20
 
 // pendingBatch is a batch that has its slots and its frame and waits to be
 // committed; results and err are its answer once done (set under tmu).
@@ -82,7 +88,11 @@ func (s *Store) commitGroup(group []*pendingBatch) {
 			b.done, b.err = true, err
 		}
 	}
-	if err := s.log.write(s.groupFrame); err != nil {
+	err := s.log.write(s.groupFrame)
+	if cap(s.groupFrame) > maxKeptGroupFrame {
+		s.groupFrame = nil // a rare large group keeps no memory for good
+	}
+	if err != nil {
 		_ = app.Rollback()
 		fail(fmt.Errorf("%w: %w", ErrStorage, err))
 		return
@@ -97,11 +107,11 @@ func (s *Store) commitGroup(group []*pendingBatch) {
 // appendMerged appends the samples of every batch of group in TSDB time
 // order, merging the batches (each in time order already). It tells
 // whether the TSDB refused any sample. With a feed, the samples are
-// collected in s.fed.
+// collected in s.fed, and the batch of each in s.fedBatch.
 func (s *Store) appendMerged(app storage.AppenderV2, group []*pendingBatch) (samples int, refused bool) {
 	var fed *[]fedSample
 	if s.follow != nil {
-		s.fed = s.fed[:0]
+		s.fed, s.fedBatch = s.fed[:0], s.fedBatch[:0]
 		fed = &s.fed
 	}
 	next := make([]int, len(group)) // each batch's next placed event
@@ -122,6 +132,9 @@ func (s *Store) appendMerged(app storage.AppenderV2, group []*pendingBatch) (sam
 		samples += n
 		if err != nil {
 			refused = true
+		}
+		for fed != nil && len(s.fedBatch) < len(s.fed) {
+			s.fedBatch = append(s.fedBatch, uint32(k))
 		}
 	}
 }
@@ -215,7 +228,11 @@ func (s *Store) committed(group []*pendingBatch, samples int) {
 	before := s.applied.Load()
 	mark := replayMark{s.log.end(), before.Samples + int64(samples), before.Damaged}
 	s.applied.Store(&mark)
-	s.announce(before.Position, mark.Position)
+	if len(group) == 1 {
+		s.announce(before.Position, mark.Position)
+	} else {
+		s.announceGroup(group, before.Position, mark.Position)
+	}
 	if s.pointsOK.Load() {
 		ordered := make([]*event.Event, 0, n)
 		for _, b := range group {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -286,7 +287,8 @@ func TestGroupCommitRefusedFallsBack(t *testing.T) {
 }
 
 // TestGroupCommitFeed: a remote-write follower reads a group's samples
-// from the feed as one frame, the same samples it would read from the log.
+// from the feed frame by frame, at the positions and with the samples it
+// would read from the log, also from a position inside the group.
 func TestGroupCommitFeed(t *testing.T) {
 	opts := testOptions(t)
 	opts.FollowBuffer = DefaultFollowBuffer
@@ -300,35 +302,56 @@ func TestGroupCommitFeed(t *testing.T) {
 		}
 	}
 	end, _ := s.Committed()
-	read := func(fromLog bool) (map[string]int, int) {
-		got, frames := map[string]int{}, 0
-		visit := func(samples []Sample, _ Position) error {
-			frames++
+	if n := end.Samples - start.Samples; n != int64(len(batches)*30*5) {
+		t.Errorf("%d samples committed, want %d", n, len(batches)*30*5)
+	}
+	// read gives each frame's position after it and its samples, sorted.
+	read := func(from Position, fromLog bool) []string {
+		var frames []string
+		visit := func(samples []Sample, next Position) error {
+			var got []string
 			for _, x := range samples {
-				got[fmt.Sprint(x.Labels.String(), x.T, x.V)]++
+				got = append(got, fmt.Sprint(x.Labels.String(), x.T, x.V))
 			}
+			slices.Sort(got)
+			frames = append(frames, fmt.Sprint(next, got))
 			return nil
 		}
 		var err error
 		if fromLog {
-			err = s.readLogSamples(context.Background(), start.Position, end.Position, visit)
+			err = s.readLogSamples(context.Background(), from, end.Position, visit)
 		} else {
-			err = s.ReadSamples(context.Background(), start.Position, end.Position, visit)
+			err = s.ReadSamples(context.Background(), from, end.Position, visit)
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		return got, frames
+		return frames
 	}
-	fed, fedFrames := read(false)
-	logged, logFrames := read(true)
-	if fedFrames != 1 || logFrames != len(batches) {
-		t.Errorf("%d frames from the feed and %d from the log, want 1 and %d", fedFrames, logFrames, len(batches))
+	fed, logged := read(start.Position, false), read(start.Position, true)
+	if len(logged) != len(batches) {
+		t.Fatalf("%d frames in the log, want %d", len(logged), len(batches))
 	}
-	if n := end.Samples - start.Samples; n != int64(len(batches)*30*5) {
-		t.Errorf("%d samples committed, want %d", n, len(batches)*30*5)
-	}
-	if len(fed) == 0 || fmt.Sprint(fed) != fmt.Sprint(logged) {
+	if !slices.Equal(fed, logged) {
 		t.Errorf("the feed and the log disagree:\nfeed %v\nlog  %v", fed, logged)
+	}
+	// From the end of the group's first frame, the feed still answers.
+	var inner Position
+	if err := s.readLogSamples(context.Background(), start.Position, end.Position, func(_ []Sample, next Position) error {
+		if inner == (Position{}) {
+			inner = next
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.cmu.Lock()
+	_, inFeed := s.follow.frame(inner)
+	s.cmu.Unlock()
+	if !inFeed {
+		t.Errorf("no feed frame starts at %v, the end of the group's first log frame", inner)
+	}
+	if got, want := read(inner, false), logged[1:]; !slices.Equal(got, want) {
+		t.Errorf("from %v: feed %v, want %v", inner, got, want)
 	}
 }

@@ -144,8 +144,9 @@ type Store struct {
 	moved chan struct{} // closed when applied moves (see Committed)
 	// follow holds the newest committed frames' samples when FollowBuffer
 	// is set; fed collects an append's samples for it, under tmu.
-	follow *feed
-	fed    []fedSample
+	follow   *feed
+	fed      []fedSample
+	fedBatch []uint32 // in a group commit, the batch of each sample of fed
 
 	// failCommit, set by tests, fails a commit as a full disk would.
 	failCommit func() error
