@@ -150,27 +150,3 @@ func (s *Store) encodeFrame(bufs *appendBuffers, events []*event.Event, place []
 	}
 	bufs.frame = appendFrame(bufs.frame[:0], bufs.records)
 }
-
-// appendAll appends the samples of the placed events and returns how many
-// there are and the events the TSDB refused.
-// With a feed, the samples are collected in s.fed.
-func (s *Store) appendAll(app storage.AppenderV2, events []*event.Event, place []placed) (int, map[int]error) {
-	var refused map[int]error
-	samples := 0
-	var fed *[]fedSample
-	if s.follow != nil {
-		s.fed = s.fed[:0]
-		fed = &s.fed
-	}
-	for _, p := range place {
-		n, err := s.appendSamples(app, events[p.i], p.ms, p.refs, p.scores, fed)
-		samples += n
-		if err != nil {
-			if refused == nil {
-				refused = make(map[int]error)
-			}
-			refused[p.i] = err
-		}
-	}
-	return samples, refused
-}

@@ -52,26 +52,19 @@ func (s *Store) Committed() (Mark, <-chan struct{}) {
 	return Mark{a.Position, a.Samples}, s.moved
 }
 
-// announce closes the channel of Committed after a commit of the frame
-// from 'from' to 'next', and hands the frame's samples (s.fed) to the feed.
-func (s *Store) announce(from, next Position) {
-	s.cmu.Lock()
-	if s.follow != nil {
-		s.follow.push(feedFrame{from: from, next: next, samples: s.fed})
-		s.fed = s.follow.take(len(s.fed))
-	}
-	close(s.moved)
-	s.moved = make(chan struct{})
-	s.cmu.Unlock()
-}
-
-// announceGroup is announce for a group commit, whose frames were written
-// at once and end at end: one feed frame per batch, at its log frame's
+// announce closes the channel of Committed after a commit of the frames
+// of group, written at once from 'from' to end, and hands their samples
+// (s.fed) to the feed: one feed frame per batch, at its log frame's
 // positions, so that the feed and the log give the same samples at the
 // same positions (a follower may stand between two frames of a group).
-func (s *Store) announceGroup(group []*pendingBatch, from, end Position) {
+func (s *Store) announce(group []*pendingBatch, from, end Position) {
 	s.cmu.Lock()
-	if s.follow != nil {
+	switch {
+	case s.follow == nil:
+	case len(group) == 1:
+		s.follow.push(feedFrame{from: from, next: end, samples: s.fed})
+		s.fed = s.follow.take(len(s.fed))
+	default:
 		frames := make([][]fedSample, len(group))
 		counts := make([]int, len(group))
 		for _, k := range s.fedBatch {

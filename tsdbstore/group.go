@@ -18,7 +18,7 @@ import (
 // and again when the head is compacted. Merged, they are in order but
 // where a batch reaches back before an earlier group's newest sample.
 // Each batch keeps its own log frame, and its own frame in the feed a
-// remote-write follower reads (announceGroup).
+// remote-write follower reads (announce).
 
 // maxKeptGroupFrame bounds the buffer a group's frames are joined in that
 // is kept for the next group.
@@ -35,8 +35,9 @@ type pendingBatch struct {
 	bufs      *appendBuffers
 	arrivalUs int64
 
-	done bool
-	err  error
+	refused map[int]error // by event index: what the TSDB refused of the last append
+	done    bool
+	err     error
 }
 
 // store commits b, alone or with the batches waiting beside it.
@@ -82,37 +83,25 @@ func (s *Store) commitGroup(group []*pendingBatch) {
 	for _, b := range group {
 		s.groupFrame = append(s.groupFrame, b.bufs.frame...)
 	}
-	fail := func(err error) {
-		for _, b := range group {
-			s.release(b.reserved)
-			b.done, b.err = true, err
-		}
-	}
-	err := s.log.write(s.groupFrame)
+	s.writeAndCommit(app, group, s.groupFrame, samples)
 	if cap(s.groupFrame) > maxKeptGroupFrame {
 		s.groupFrame = nil // a rare large group keeps no memory for good
 	}
-	if err != nil {
-		_ = app.Rollback()
-		fail(fmt.Errorf("%w: %w", ErrStorage, err))
-		return
-	}
-	if err := s.syncAndCommit(app); err != nil {
-		fail(err)
-		return
-	}
-	s.committed(group, samples)
 }
 
 // appendMerged appends the samples of every batch of group in TSDB time
-// order, merging the batches (each in time order already). It tells
-// whether the TSDB refused any sample. With a feed, the samples are
-// collected in s.fed, and the batch of each in s.fedBatch.
+// order, merging the batches (each in time order already). It returns how
+// many there are and whether the TSDB refused any; each batch's refused
+// holds the events it refused. With a feed, the samples are collected in
+// s.fed, and the batch of each in s.fedBatch.
 func (s *Store) appendMerged(app storage.AppenderV2, group []*pendingBatch) (samples int, refused bool) {
 	var fed *[]fedSample
 	if s.follow != nil {
 		s.fed, s.fedBatch = s.fed[:0], s.fedBatch[:0]
 		fed = &s.fed
+	}
+	for _, b := range group {
+		b.refused = nil
 	}
 	next := make([]int, len(group)) // each batch's next placed event
 	for {
@@ -131,7 +120,10 @@ func (s *Store) appendMerged(app storage.AppenderV2, group []*pendingBatch) (sam
 		n, err := s.appendSamples(app, b.events[p.i], p.ms, p.refs, p.scores, fed)
 		samples += n
 		if err != nil {
-			refused = true
+			if b.refused == nil {
+				b.refused = make(map[int]error)
+			}
+			b.refused[p.i], refused = err, true
 		}
 		for fed != nil && len(s.fedBatch) < len(s.fed) {
 			s.fedBatch = append(s.fedBatch, uint32(k))
@@ -139,20 +131,21 @@ func (s *Store) appendMerged(app storage.AppenderV2, group []*pendingBatch) (sam
 	}
 }
 
-// commitOne commits one batch: what Append did before group commits, and
-// what a group falls back to when the TSDB refuses one of its events.
+// commitOne commits one batch: what a group of one does, and what a
+// larger group falls back to when the TSDB refuses one of its events.
 func (s *Store) commitOne(b *pendingBatch) {
 	b.done = true
+	one := []*pendingBatch{b}
 	app := s.db.AppenderV2(context.Background())
-	samples, refused := s.appendAll(app, b.events, b.place)
-	if len(refused) > 0 {
+	samples, refused := s.appendMerged(app, one)
+	if refused {
 		// The TSDB moved on since the window check (another append brought
 		// newer events): reject what it refused and encode the rest again.
 		_ = app.Rollback()
 		var ids []string
 		kept := b.place[:0]
 		for _, p := range b.place {
-			if _, bad := refused[p.i]; !bad {
+			if _, bad := b.refused[p.i]; !bad {
 				kept = append(kept, p)
 				continue
 			}
@@ -168,48 +161,51 @@ func (s *Store) commitOne(b *pendingBatch) {
 		}
 		s.encodeFrame(b.bufs, b.events, b.place, b.hashes, b.arrivalUs)
 		app = s.db.AppenderV2(context.Background())
-		if samples, refused = s.appendAll(app, b.events, b.place); len(refused) > 0 {
+		if samples, refused = s.appendMerged(app, one); refused {
 			_ = app.Rollback()
 			s.release(b.reserved)
-			b.err = fmt.Errorf("%w: the TSDB refused %d events twice", ErrStorage, len(refused))
+			b.err = fmt.Errorf("%w: the TSDB refused %d events twice", ErrStorage, len(b.refused))
 			return
 		}
 	}
-	if err := s.log.write(b.bufs.frame); err != nil {
-		_ = app.Rollback()
-		s.release(b.reserved)
-		b.err = fmt.Errorf("%w: %w", ErrStorage, err)
-		return
-	}
-	if err := s.syncAndCommit(app); err != nil {
-		s.release(b.reserved)
-		b.err = err
-		return
-	}
-	s.committed([]*pendingBatch{b}, samples)
+	s.writeAndCommit(app, one, b.bufs.frame, samples)
 }
 
-// syncAndCommit makes the frames just written durable when every answer
-// waits for an fsync, then commits the TSDB append. An error from here on
-// means nothing of the frames is stored: they are taken back out of the
-// log, and the TSDB commits only after the log holds them.
-func (s *Store) syncAndCommit(app storage.AppenderV2) error {
-	undo := func(err error) error {
+// writeAndCommit writes the frames of group (frame, in queue order), makes
+// them durable when every answer waits for an fsync, commits app and
+// publishes them. An error means no batch of group is stored: the frames
+// are taken back out of the log, and the TSDB commits only after the log
+// holds them.
+func (s *Store) writeAndCommit(app storage.AppenderV2, group []*pendingBatch, frame []byte, samples int) {
+	fail := func(err error) {
+		for _, b := range group {
+			s.release(b.reserved)
+			b.done, b.err = true, err
+		}
+	}
+	if err := s.log.write(frame); err != nil {
+		_ = app.Rollback()
+		fail(fmt.Errorf("%w: %w", ErrStorage, err))
+		return
+	}
+	undo := func(err error) {
 		if uerr := s.log.undo(s.opts.SyncInterval == 0); uerr != nil {
 			s.logger.Error("could not take a failed batch back out of the event log; it may come back after a restart", "err", uerr)
 		}
-		return err
+		fail(err)
 	}
 	if s.opts.SyncInterval == 0 {
 		if err := s.log.sync(); err != nil {
 			_ = app.Rollback()
-			return undo(fmt.Errorf("%w: fsync event log: %w", ErrStorage, err))
+			undo(fmt.Errorf("%w: fsync event log: %w", ErrStorage, err))
+			return
 		}
 	}
 	if err := s.commit(app); err != nil {
-		return undo(fmt.Errorf("%w: TSDB commit: %w", ErrStorage, err))
+		undo(fmt.Errorf("%w: TSDB commit: %w", ErrStorage, err))
+		return
 	}
-	return nil
+	s.committed(group, samples)
 }
 
 // committed publishes the frames of the committed batches: the log's end,
@@ -228,11 +224,7 @@ func (s *Store) committed(group []*pendingBatch, samples int) {
 	before := s.applied.Load()
 	mark := replayMark{s.log.end(), before.Samples + int64(samples), before.Damaged}
 	s.applied.Store(&mark)
-	if len(group) == 1 {
-		s.announce(before.Position, mark.Position)
-	} else {
-		s.announceGroup(group, before.Position, mark.Position)
-	}
+	s.announce(group, before.Position, mark.Position)
 	if s.pointsOK.Load() {
 		ordered := make([]*event.Event, 0, n)
 		for _, b := range group {

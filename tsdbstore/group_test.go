@@ -72,6 +72,29 @@ func appendQueued(t *testing.T, s *Store, batches [][]*event.Event, during func(
 	return out
 }
 
+// storeQueued is appendQueued of batches that must be stored whole.
+func storeQueued(t *testing.T, s *Store, batches [][]*event.Event) {
+	t.Helper()
+	for k, o := range appendQueued(t, s, batches, nil) {
+		if o.err != nil || countStatus(o.res, Stored) != len(batches[k]) {
+			t.Fatalf("batch %d: %v %+v", k, o.err, o.res)
+		}
+	}
+}
+
+// reopenHolds closes s, opens the store in dir again and checks that it
+// holds exactly evs: their count and their samples.
+func reopenHolds(t *testing.T, s *Store, dir string, evs []*event.Event) {
+	t.Helper()
+	s.Close()
+	s = openStore(t, dir, testOptions(t))
+	defer s.Close()
+	if s.Count() != int64(len(evs)) {
+		t.Fatalf("count %d after reopen, want %d", s.Count(), len(evs))
+	}
+	checkSamples(t, s.DB(), evs)
+}
+
 // outOfOrderSamples reads the TSDB's count of samples it took out of order.
 func outOfOrderSamples(t *testing.T, g prometheus.Gatherer) float64 {
 	t.Helper()
@@ -116,11 +139,7 @@ func TestGroupCommit(t *testing.T) {
 			s := openStore(t, dir, opts)
 			batches := interleavedBatches(3, 50, base, "g")
 			if grouped {
-				for k, o := range appendQueued(t, s, batches, nil) {
-					if o.err != nil || countStatus(o.res, Stored) != len(batches[k]) {
-						t.Fatalf("batch %d: %v %+v", k, o.err, o.res)
-					}
-				}
+				storeQueued(t, s, batches)
 			} else {
 				for _, b := range batches {
 					if res := mustAppend(t, s, b); countStatus(res, Stored) != len(b) {
@@ -183,13 +202,7 @@ func TestGroupCommit(t *testing.T) {
 			if applied, end := s.applied.Load().Position, s.log.end(); applied != end {
 				t.Fatalf("replay position %v, log end %v", applied, end)
 			}
-			s.Close()
-			s = openStore(t, dir, testOptions(t))
-			defer s.Close()
-			if s.Count() != int64(len(evs)) {
-				t.Fatalf("count %d after reopen, want %d", s.Count(), len(evs))
-			}
-			checkSamples(t, s.DB(), evs)
+			reopenHolds(t, s, dir, evs)
 		})
 	}
 }
@@ -219,13 +232,7 @@ func TestGroupCommitFailure(t *testing.T) {
 		}
 		evs = append(evs, b...)
 	}
-	s.Close()
-	s = openStore(t, dir, testOptions(t))
-	defer s.Close()
-	if s.Count() != int64(len(evs)) {
-		t.Fatalf("count %d after reopen, want %d", s.Count(), len(evs))
-	}
-	checkSamples(t, s.DB(), evs)
+	reopenHolds(t, s, dir, evs)
 }
 
 // TestGroupCommitRefusedFallsBack: when the TSDB refuses an event of a
@@ -296,11 +303,7 @@ func TestGroupCommitFeed(t *testing.T) {
 	defer s.Close()
 	start, _ := s.Committed()
 	batches := interleavedBatches(3, 30, time.Now().Add(-time.Minute).UnixMicro(), "feed")
-	for k, o := range appendQueued(t, s, batches, nil) {
-		if o.err != nil || countStatus(o.res, Stored) != len(batches[k]) {
-			t.Fatalf("batch %d: %v %+v", k, o.err, o.res)
-		}
-	}
+	storeQueued(t, s, batches)
 	end, _ := s.Committed()
 	if n := end.Samples - start.Samples; n != int64(len(batches)*30*5) {
 		t.Errorf("%d samples committed, want %d", n, len(batches)*30*5)

@@ -453,14 +453,8 @@ func TestConcurrentAppends(t *testing.T) {
 	if applied != end {
 		t.Fatalf("replay position %v, log end %v", applied, end)
 	}
-	s.Close()
 	// Everything was committed: a reopen replays nothing and counts all.
-	s = openStore(t, dir, testOptions(t))
-	defer s.Close()
-	if s.Count() != int64(len(evs)) {
-		t.Fatalf("count %d, want %d", s.Count(), len(evs))
-	}
-	checkSamples(t, s.DB(), evs)
+	reopenHolds(t, s, dir, evs)
 }
 
 // TestPointsIndexMatchesLog: the index holds exactly what the log does, and
