@@ -207,32 +207,46 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
-// TestGroupCommitFailure: when a group's commit fails, no batch of it is
-// stored or acknowledged, and their client ids may be sent again.
+// TestGroupCommitFailure: when a group's commit or its log write fails (a
+// full disk), no batch of it is stored or acknowledged, and their client
+// ids may be sent again.
 func TestGroupCommitFailure(t *testing.T) {
-	dir := t.TempDir()
-	s := openStore(t, dir, testOptions(t))
-	batches := interleavedBatches(3, 20, time.Now().Add(-time.Minute).UnixMicro(), "f")
-	enospc := errors.New("no space left on device")
-	start := s.log.end()
-	s.failCommit = func() error { return enospc }
-	for k, o := range appendQueued(t, s, batches, nil) {
-		if !errors.Is(o.err, ErrStorage) || !errors.Is(o.err, enospc) || o.res != nil {
-			t.Fatalf("batch %d: got %v %+v, want the storage error and no results", k, o.err, o.res)
-		}
+	for _, tc := range []struct {
+		name  string
+		fault func(t *testing.T, s *Store) (undo func())
+		cause error // what the storage error wraps, beside ErrStorage
+	}{
+		{"TSDB commit fails", failCommits, fullDisk},
+		{"log write fails", failLogWrites, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openStore(t, dir, testOptions(t))
+			batches := interleavedBatches(3, 20, time.Now().Add(-time.Minute).UnixMicro(), "f")
+			start := s.log.end()
+			undo := tc.fault(t, s)
+			for k, o := range appendQueued(t, s, batches, nil) {
+				if !errors.Is(o.err, ErrStorage) || tc.cause != nil && !errors.Is(o.err, tc.cause) || o.res != nil {
+					t.Fatalf("batch %d: got %v %+v, want the storage error and no results", k, o.err, o.res)
+				}
+			}
+			if s.Count() != 0 || s.log.end() != start {
+				t.Fatalf("count %d, log end %v after a failed group: want nothing stored", s.Count(), s.log.end())
+			}
+			if counts, _ := sampleCounts(t, s.DB()); len(counts) != 0 {
+				t.Fatalf("the TSDB holds %v after a failed group, want nothing", counts)
+			}
+			undo()
+			var evs []*event.Event
+			for _, b := range batches {
+				if res := mustAppend(t, s, b); countStatus(res, Stored) != len(b) {
+					t.Fatalf("sent again: %+v, want all stored (their ids released)", res)
+				}
+				evs = append(evs, b...)
+			}
+			reopenHolds(t, s, dir, evs)
+		})
 	}
-	if s.Count() != 0 || s.log.end() != start {
-		t.Fatalf("count %d, log end %v after a failed group: want nothing stored", s.Count(), s.log.end())
-	}
-	s.failCommit = nil
-	var evs []*event.Event
-	for _, b := range batches {
-		if res := mustAppend(t, s, b); countStatus(res, Stored) != len(b) {
-			t.Fatalf("sent again: %+v, want all stored (their ids released)", res)
-		}
-		evs = append(evs, b...)
-	}
-	reopenHolds(t, s, dir, evs)
 }
 
 // TestGroupCommitRefusedFallsBack: when the TSDB refuses an event of a

@@ -321,31 +321,37 @@ func TestPointsIndexDamagedWhileOpen(t *testing.T) {
 // An error answer means nothing of the batch is stored: not in the log,
 // not in the TSDB, not after a restart; and storing resumes once the fault
 // is gone.
+// fullDisk is the error a failing TSDB commit stands in for.
+var fullDisk = &fs.PathError{Op: "write", Path: "/data/tsdb/wal/00000001", Err: syscall.ENOSPC}
+
+// failCommits makes the store's TSDB commits fail as on a full disk, until
+// undone.
+func failCommits(t *testing.T, s *Store) (undo func()) {
+	s.failCommit = func() error { return fullDisk }
+	return func() { s.failCommit = nil }
+}
+
+// failLogWrites makes the store's log writes fail, until undone: a
+// descriptor that cannot write stands for a full disk.
+func failLogWrites(t *testing.T, s *Store) (undo func()) {
+	ro, err := os.Open(s.log.current.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw := s.log.current
+	s.log.current = ro
+	return func() { s.log.current = rw; ro.Close() }
+}
+
 func TestFailedAppendStoresNothing(t *testing.T) {
-	enospc := &fs.PathError{Op: "write", Path: "/data/tsdb/wal/00000001", Err: syscall.ENOSPC}
 	for _, tc := range []struct {
 		name  string
 		sync  time.Duration
 		fault func(t *testing.T, s *Store) (undo func())
 	}{
-		{"TSDB commit fails", time.Second, func(t *testing.T, s *Store) func() {
-			s.failCommit = func() error { return enospc }
-			return func() { s.failCommit = nil }
-		}},
-		{"TSDB commit fails, fsync per answer", 0, func(t *testing.T, s *Store) func() {
-			s.failCommit = func() error { return enospc }
-			return func() { s.failCommit = nil }
-		}},
-		{"log write fails", time.Second, func(t *testing.T, s *Store) func() {
-			// A descriptor that cannot write stands for a full disk.
-			ro, err := os.Open(s.log.current.Name())
-			if err != nil {
-				t.Fatal(err)
-			}
-			rw := s.log.current
-			s.log.current = ro
-			return func() { s.log.current = rw; ro.Close() }
-		}},
+		{"TSDB commit fails", time.Second, failCommits},
+		{"TSDB commit fails, fsync per answer", 0, failCommits},
+		{"log write fails", time.Second, failLogWrites},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
